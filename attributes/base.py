@@ -1,0 +1,135 @@
+"""What an attribute is: the contract every attribute plugin fills in.
+
+An attribute owns one sub-vector f_k of the disentangled embedding f = Phi(z). It declares how large that
+sub-vector is, which labels train it, how batches must be formed so its loss can find positives and
+negatives, the loss itself (the feature distance F_k of Eq. 7) and how it is evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping, Protocol
+
+import attrs
+import torch
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _valid_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(f"{attribute.name} {value!r} must be lower-case letters, digits and '_', starting with a letter")
+
+
+class AttributeLoss(Protocol):
+    """F_k: maps a batch of sub-vectors (N, dim) and the batch's labels to a scalar loss.
+
+    Samples for which no usable positive/negative exists contribute nothing; a batch with none at all
+    returns a zero that is still connected to the graph (never NaN).
+    """
+
+    def __call__(
+        self, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator: torch.Generator | None = None
+    ) -> torch.Tensor: ...
+
+
+@attrs.frozen
+class SamplerSpec:
+    """How a (macro-)batch must be formed for the attribute's loss.
+
+    ``group_by`` lists label fields from outer to inner; ``counts`` says how many distinct values of each a
+    macro-batch holds. Identity: ``group_by=("person",), counts=(20,)``: 20 persons. Style:
+    ``group_by=("person", "clip"), counts=(5, 4)``: 5 persons with 4 clips each. Empty: plain random batches.
+    """
+
+    group_by: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    counts: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+
+    @counts.validator
+    def _check(self, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+        if len(value) != len(self.group_by):
+            raise ValueError(f"SamplerSpec: group_by {self.group_by} and counts {value} differ in length")
+        if any(int(c) < 1 for c in value):
+            raise ValueError(f"SamplerSpec: counts must be >= 1, got {value}")
+
+    @property
+    def is_grouped(self) -> bool:
+        return bool(self.group_by)
+
+
+PROBE_KINDS = ("regression", "verification", "classification")
+
+
+@attrs.frozen
+class Probe:
+    """How ``fsx eval`` measures the attribute from a sub-vector.
+
+    regression: predict ``label`` (e.g. pose angles), report MAE per component.
+    verification: same/different ``label`` pairs (LFW protocol); ``within`` restricts negatives to pairs that
+    share that field (style: other clips of the same person).
+    classification: predict the class ``label`` with a small MLP, report AUC per class.
+    """
+
+    kind: str = attrs.field(validator=attrs.validators.in_(PROBE_KINDS))
+    label: str = attrs.field()
+    within: str | None = None
+    class_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    component_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class Attribute:
+    """One attribute plugin's declaration. ``package``/``version`` are filled in by the registry."""
+
+    name: str = attrs.field(validator=_valid_name)
+    dim: int = attrs.field()
+    labels: tuple[str, ...] = attrs.field(converter=tuple)
+    loss: AttributeLoss = attrs.field()
+    sampler: SamplerSpec = attrs.field(factory=SamplerSpec)
+    probe: Probe | None = None
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    weight: float = attrs.field(default=1.0, converter=float)
+    description: str = ""
+    package: str = ""
+    version: str = ""
+
+    @dim.validator
+    def _check_dim(self, attribute: attrs.Attribute, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"attribute {self.name!r}: dim must be an integer >= 1, got {value!r}")
+
+    @loss.validator
+    def _check_loss(self, attribute: attrs.Attribute, value: Callable) -> None:
+        if not callable(value):
+            raise ValueError(f"attribute {self.name!r}: loss must be callable, got {value!r}")
+
+    @sampler.validator
+    def _check_sampler(self, attribute: attrs.Attribute, value: SamplerSpec) -> None:
+        if not isinstance(value, SamplerSpec):
+            raise ValueError(f"attribute {self.name!r}: sampler must be a SamplerSpec, got {value!r}")
+        missing = [f for f in value.group_by if f not in self.labels]
+        if missing:
+            raise ValueError(f"attribute {self.name!r}: sampler groups by {missing}, which are not among its labels")
+
+    @aliases.validator
+    def _check_aliases(self, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+        for alias in value:
+            _valid_name(self, attribute, alias)
+
+    def configure(self, **options: Any) -> "Attribute":
+        """A copy with ``weight`` and/or loss options changed, e.g. ``identity.configure(margin=0.5)``."""
+        weight = options.pop("weight", self.weight)
+        loss = self.loss
+        if options:
+            if not attrs.has(type(loss)):
+                raise ValueError(f"attribute {self.name!r}: its loss takes no options (got {sorted(options)})")
+            known = {f.name for f in attrs.fields(type(loss))}
+            unknown = sorted(set(options) - known)
+            if unknown:
+                raise ValueError(f"attribute {self.name!r}: unknown option(s) {unknown}; known: {sorted(known | {'weight'})}")
+            loss = attrs.evolve(loss, **options)
+        return attrs.evolve(self, loss=loss, weight=weight)
+
+    def has_labels(self, labels: Mapping[str, Any]) -> bool:
+        """Whether a batch carries every label field this attribute needs."""
+        return all(field in labels for field in self.labels)

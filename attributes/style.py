@@ -1,0 +1,45 @@
+"""Style: what is neither pose, identity nor expression, learnt from video clips."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import attrs
+import torch
+
+from fsx.attributes.base import Attribute, Probe, SamplerSpec
+from fsx.attributes.triplet import pick_random, triplet_loss
+
+
+@attrs.frozen
+class ClipTriplet:
+    """Anchor and positive from the same video clip; the negative from another clip of the *same person*, so
+    that identity cannot explain the difference, only style can (the sensible reading of Sec. 3.7.1)."""
+
+    margin: float = 0.2
+    normalize: bool = True
+    person: str = "person"
+    clip: str = "clip"
+
+    def __call__(self, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator=None) -> torch.Tensor:
+        person = labels[self.person].to(features.device)
+        clip = labels[self.clip].to(features.device)
+        same_person = person[:, None] == person[None, :]
+        same_clip = (clip[:, None] == clip[None, :]) & same_person
+        eye = torch.eye(len(clip), dtype=torch.bool, device=features.device)
+        pos, has_pos = pick_random(same_clip & ~eye, generator)
+        neg, has_neg = pick_random(same_person & ~same_clip, generator)
+        return triplet_loss(features, pos, neg, has_pos & has_neg, self.margin, self.normalize)
+
+
+def style(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 5, clips_per_person: int = 4) -> Attribute:
+    return Attribute(
+        name="style",
+        dim=32,
+        labels=("person", "clip"),
+        loss=ClipTriplet(margin=margin),
+        sampler=SamplerSpec(group_by=("person", "clip"), counts=(persons_per_batch, clips_per_person)),
+        probe=Probe("verification", "clip", within="person"),
+        weight=weight,
+        description="background, light, accessories: video-clip triplet, macro-batches of 5 persons x 4 clips",
+    )

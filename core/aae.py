@@ -1,0 +1,30 @@
+"""The adversarial autoencoder of Sec. 3.1: encoder E, generator G, latent discriminator D_z, image
+discriminator D_x. Images inside the networks live in [-1, 1]; z's prior is a standard normal."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from fsx.backbones import create_backbone
+from fsx.config import ModelConfig
+
+
+class AAE(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        self.E = create_backbone(c.encoder, out_dim=c.z_dim, image_size=c.image_size, width=c.width)
+        self.G = create_backbone(c.generator, in_dim=c.z_dim, image_size=c.image_size, width=c.width)
+        self.D_z = create_backbone(c.latent_discriminator, in_dim=c.z_dim, hidden=c.latent_disc_hidden)
+        self.D_x = create_backbone(c.image_discriminator, image_size=c.image_size, width=c.width)
+        self.z_dim = c.z_dim
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """z* ~ p(z) = N(0, I), shape (n, z_dim)."""
+        device = device or next(self.parameters()).device
+        return torch.randn(n, self.z_dim, generator=generator).to(device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruct: G(E(x))."""
+        return self.G(self.E(x))

@@ -1,0 +1,74 @@
+"""The model's configuration: everything needed to rebuild the networks, stored in every checkpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from attrs import validators as v
+
+from fsx.backbones.registry import SUPPORTED_SIZES
+
+
+@attrs.frozen
+class AttributeSlot:
+    """One sub-vector of f: which attribute, how many dims, and the package that provides it."""
+
+    name: str = attrs.field(validator=v.instance_of(str))
+    dim: int = attrs.field(validator=[v.instance_of(int), v.ge(1)])
+    package: str = ""
+    version: str = ""
+
+
+def _slots(value: Any) -> tuple[AttributeSlot, ...]:
+    return tuple(s if isinstance(s, AttributeSlot) else AttributeSlot(**s) for s in value)
+
+
+@attrs.frozen
+class ModelConfig:
+    """Backbone names and sizes, and the attribute layout. ``latent_dim`` 0 means: the sum of the attribute
+    dims (99 for the paper's four), as in the paper where z and f have the same size."""
+
+    attributes: tuple[AttributeSlot, ...] = attrs.field(converter=_slots)
+    image_size: int = attrs.field(default=64, validator=v.in_(SUPPORTED_SIZES))
+    latent_dim: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    width: float = attrs.field(default=1.0, converter=float, validator=v.gt(0))
+    latent_disc_hidden: int = attrs.field(default=1000, validator=v.ge(1))
+    phi_hidden: int = attrs.field(default=1000, validator=v.ge(1))
+    encoder: str = "resnet18_encoder"
+    generator: str = "resnet18_generator"
+    image_discriminator: str = "dcgan_discriminator"
+    latent_discriminator: str = "mlp_latent_discriminator"
+
+    @attributes.validator
+    def _check_attributes(self, attribute: attrs.Attribute, value: tuple) -> None:
+        if not value:
+            raise ValueError("ModelConfig needs at least one attribute")
+        names = [s.name for s in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ModelConfig: attribute names repeat: {names}")
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(s.dim for s in self.attributes)
+
+    @property
+    def z_dim(self) -> int:
+        return self.latent_dim or self.feature_dim
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in attrs.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config field(s) {unknown}")
+        return cls(**d)
+
+    @classmethod
+    def for_attributes(cls, attributes, **kwargs) -> "ModelConfig":
+        """Config for resolved :class:`fsx.attributes.Attribute` objects, in the given order."""
+        slots = [AttributeSlot(a.name, a.dim, a.package, a.version) for a in attributes]
+        return cls(attributes=slots, **kwargs)

@@ -1,0 +1,122 @@
+"""FaceModel: the one user-facing model. Images in and out are float tensors in [0, 1], shape (N, 3, H, W)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+
+from fsx.aae import AAE
+from fsx.config import ModelConfig
+from fsx.disentangler import Disentangler
+from fsx.layout import Layout
+
+
+def to_net(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1]."""
+    return images * 2.0 - 1.0
+
+
+def from_net(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1]."""
+    return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+class FaceModel(nn.Module):
+    """The AAE (E, G, D_z, D_x) plus the disentangler (Phi, Phi^-1) over an attribute layout.
+
+    >>> model = fsx.load("model.safetensors")
+    >>> feats = model.encode(images)          # {"pose": (N, 3), "identity": (N, 32), ..., "z": (N, 99)}
+    >>> edited = model.transfer(a, b, ["expression"])  # b with a's expression
+    """
+
+    def __init__(self, config: ModelConfig, metadata: Mapping[str, object] | None = None):
+        super().__init__()
+        self.config = config
+        self.metadata = dict(metadata or {})
+        self.layout = Layout((s.name, s.dim) for s in config.attributes)
+        self.aae = AAE(config)
+        self.disentangler = Disentangler(config.z_dim, self.layout.dim, config.phi_hidden)
+
+    # --- description -------------------------------------------------------------------------------
+    @property
+    def attributes(self) -> dict[str, int]:
+        """Attribute name -> sub-vector dim, in layout order."""
+        return self.layout.dims
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be a float tensor (N, 3, H, W) in [0, 1], got {shape}")
+        s = self.config.image_size
+        if images.shape[-2:] != (s, s):
+            raise ValueError(f"this model takes {s}x{s} images, got {tuple(images.shape[-2:])}; resize first")
+        return images.to(self.device, torch.float32)
+
+    # --- the four operations ----------------------------------------------------------------------
+    def encode_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images -> (z (N, z_dim), f (N, f_dim))."""
+        z = self.aae.E(to_net(self._check_images(images)))
+        return z, self.disentangler.phi(z)
+
+    def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{attribute: (N, dim_k)} for every attribute, plus the raw latent under ``"z"``."""
+        z, f = self.encode_features(images)
+        out = self.layout.split(f)
+        out["z"] = z
+        return out
+
+    def decode(self, features: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Sub-vectors (a dict as ``encode`` returns, ``"z"`` ignored) or a joined f (N, f_dim) -> images."""
+        f = features if isinstance(features, torch.Tensor) else self.layout.join(features)
+        return from_net(self.aae.G(self.disentangler.phi_inv(f.to(self.device))))
+
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """G(Phi^-1(Phi(E(x)))): the image as the disentangled embedding sees it."""
+        return self.decode(self.encode_features(images)[1])
+
+    def transfer(
+        self,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        attributes: str | Iterable[str],
+        everything_except: bool = False,
+    ) -> torch.Tensor:
+        """``target`` with ``source``'s sub-vectors for ``attributes`` (Fig. 5, rows 1-4); with
+        ``everything_except=True``, all sub-vectors *but* those come from the source (rows 5-8).
+
+        source: (1 or N, 3, H, W); target: (N, 3, H, W).
+        """
+        names = [attributes] if isinstance(attributes, str) else list(attributes)
+        mask = self.layout.mask(names, device=self.device)  # (f_dim,)
+        if everything_except:
+            mask = ~mask
+        _, f_src = self.encode_features(source)
+        _, f_tgt = self.encode_features(target)
+        f = torch.where(mask, f_src.expand_as(f_tgt), f_tgt)
+        return self.decode(f)
+
+    def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n random faces: z* from the prior N(0, I) through G."""
+        return from_net(self.aae.G(self.aae.sample_prior(n, generator=generator)))
+
+    def extra_repr(self) -> str:
+        return f"image_size={self.config.image_size}, z_dim={self.config.z_dim}, attributes={self.attributes}"
+
+
+def build_model(attributes: Sequence | str, registry=None, **config) -> FaceModel:
+    """A new, untrained model for attribute names/aliases (resolved through the plugin registry)."""
+    from fsx.plugins import get_registry
+
+    registry = registry or get_registry()
+    resolved = registry.resolve(attributes)
+    return FaceModel(ModelConfig.for_attributes(resolved, **config))

@@ -1,0 +1,189 @@
+"""Find plugins, call their hooks, validate what they declare, and keep the result in one registry.
+
+Every problem is reported with the plugin and package it came from; a broken third-party plugin is left
+out and listed in ``registry.problems`` while the rest (the built-ins among them) keep working.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata as md
+from typing import Iterable, Sequence
+
+import attrs
+import pluggy
+
+from fsx.plugins import hookspecs
+
+ENTRY_POINT_GROUP = "fsx"
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or declared something invalid."""
+
+
+class UnknownAttributeError(KeyError):
+    """An attribute name or alias that no installed plugin provides."""
+
+    def __init__(self, name: str, known: Sequence[str]):
+        self.name, self.known = name, tuple(known)
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"unknown attribute {self.name!r}; known: {', '.join(self.known)}"
+
+
+@attrs.frozen
+class PluginProblem:
+    plugin: str
+    package: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} (package {self.package}): {self.message}"
+
+
+@attrs.frozen
+class _Source:
+    """Where a hook implementation came from."""
+
+    plugin: str
+    package: str
+    version: str
+
+
+def _fsx_version() -> str:
+    from fsx import __version__
+
+    return __version__
+
+
+@attrs.define
+class AttributeRegistry:
+    """Attributes by name, their aliases, and the problems met while loading plugins."""
+
+    attributes: dict = attrs.field(factory=dict)  # name -> Attribute
+    aliases: dict = attrs.field(factory=dict)  # alias or name -> name
+    backbones: dict = attrs.field(factory=dict)  # name -> (factory, package)
+    problems: list = attrs.field(factory=list)
+
+    def names(self) -> list[str]:
+        return list(self.attributes)
+
+    def get(self, name: str):
+        key = name.strip().lower()
+        if key not in self.aliases:
+            raise UnknownAttributeError(name, self.known_names())
+        return self.attributes[self.aliases[key]]
+
+    def known_names(self) -> list[str]:
+        out = []
+        for name, attr in self.attributes.items():
+            out.append(name + (f" ({', '.join(attr.aliases)})" if attr.aliases else ""))
+        return out
+
+    def resolve(self, names: str | Iterable[str]) -> list:
+        """Attributes for a comma-separated string or a list of names/aliases, in the order given."""
+        if isinstance(names, str):
+            names = [n for n in names.split(",") if n.strip()]
+        out, seen = [], set()
+        for n in names:
+            attr = self.get(n)
+            if attr.name in seen:
+                raise ValueError(f"attribute {attr.name!r} given twice")
+            seen.add(attr.name)
+            out.append(attr)
+        if not out:
+            raise ValueError("no attributes given")
+        return out
+
+    def _add(self, attr, source: _Source) -> None:
+        from fsx.attributes.base import Attribute
+
+        if not isinstance(attr, Attribute):
+            raise PluginError(f"fsx_register_attributes returned {type(attr).__name__}, not fsx.attributes.Attribute")
+        for key in (attr.name, *attr.aliases):
+            if key in self.aliases:
+                owner = self.attributes[self.aliases[key]]
+                raise PluginError(
+                    f"attribute {attr.name!r}: name {key!r} is already taken by attribute {owner.name!r} "
+                    f"from package {owner.package}"
+                )
+        attr = attrs.evolve(attr, package=source.package, version=source.version)
+        self.attributes[attr.name] = attr
+        for key in (attr.name, *attr.aliases):
+            self.aliases[key] = attr.name
+
+
+def _entry_point_sources(pm: pluggy.PluginManager, problems: list) -> dict:
+    """Import each ``fsx`` entry point on its own, so one that fails to import does not stop the others."""
+    sources = {}
+    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        package = dist.name if dist is not None else "?"
+        version = dist.version if dist is not None else "?"
+        try:
+            plugin = ep.load()
+            if pm.is_registered(plugin):
+                continue
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # a plugin's bug must not take fsx down
+            problems.append(PluginProblem(ep.name, f"{package} {version}", f"failed to load: {type(exc).__name__}: {exc}"))
+            continue
+        sources[id(plugin)] = _Source(ep.name, package, version)
+    return sources
+
+
+def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> AttributeRegistry:
+    """Build a fresh registry: the built-ins, then every ``fsx`` entry point, then ``plugins`` (objects or
+    modules with hook implementations, handy in tests and notebooks)."""
+    from fsx.attributes import builtin
+
+    pm = pluggy.PluginManager("fsx")
+    pm.add_hookspecs(hookspecs)
+    registry = AttributeRegistry()
+    version = _fsx_version()
+    pm.register(builtin, name="builtin")
+    sources = {id(builtin): _Source("builtin", "fsx", version)}
+    if entry_points:
+        sources.update(_entry_point_sources(pm, registry.problems))
+    for plugin in plugins:
+        name = getattr(plugin, "__name__", type(plugin).__name__)
+        pm.register(plugin, name=name)
+        sources[id(plugin)] = _Source(name, getattr(plugin, "__module__", name) or name, "")
+
+    # Hook implementations are called one at a time (in registration order) so a failure is attributed.
+    impls = sorted(pm.hook.fsx_register_attributes.get_hookimpls(), key=lambda i: list(sources).index(id(i.plugin)))
+    for impl in impls:
+        src = sources[id(impl.plugin)]
+        where = f"{src.package} {src.version}".strip()
+        try:
+            declared = impl.function()
+            if declared is None:
+                declared = []
+            if not isinstance(declared, (list, tuple)):
+                raise PluginError(f"fsx_register_attributes must return a list, got {type(declared).__name__}")
+            for attr in declared:
+                try:
+                    registry._add(attr, src)
+                except PluginError as exc:
+                    registry.problems.append(PluginProblem(src.plugin, where, str(exc)))
+        except Exception as exc:
+            registry.problems.append(PluginProblem(src.plugin, where, f"{type(exc).__name__}: {exc}"))
+
+    for impl in pm.hook.fsx_register_backbones.get_hookimpls():
+        src = sources[id(impl.plugin)]
+        try:
+            for name, factory in (impl.function() or {}).items():
+                if not callable(factory):
+                    raise PluginError(f"backbone {name!r} is not callable")
+                registry.backbones[name] = (factory, src.package)
+        except Exception as exc:
+            registry.problems.append(PluginProblem(src.plugin, f"{src.package} {src.version}".strip(), f"{type(exc).__name__}: {exc}"))
+    return registry
+
+
+@functools.lru_cache(maxsize=1)
+def get_registry() -> AttributeRegistry:
+    """The process-wide registry (built once, on first use)."""
+    return load_registry()
