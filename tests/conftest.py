@@ -1,0 +1,62 @@
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_dist(site: Path, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
+    """Install a package the way pip lays it out (module files + NAME-VERSION.dist-info with METADATA and
+    entry_points.txt) into ``site``; ``importlib.metadata`` finds it like any installed package."""
+    site.mkdir(parents=True, exist_ok=True)
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    lines = ["[fsx]"] + [f"{k} = {v}" for k, v in entry_points.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    (info / "RECORD").write_text("")
+    return site
+
+
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch):
+    """A fresh site dir on sys.path (in-process) that tests install fake plugin distributions into."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    return site
+
+
+def run_fsx(*args, env_extra=None, cwd=None, timeout=600, check=False):
+    """Run the real ``fsx`` CLI in a subprocess (``python -m fsx``, the same entry point as the script)."""
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "fsx", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fsx {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def tiny_config(**kw):
+    import fsx
+    from fsx.plugins import get_registry
+
+    attrs_ = get_registry().resolve(kw.pop("attributes", "pose,id,expr,style"))
+    defaults = dict(image_size=32, width=0.125, latent_disc_hidden=32, phi_hidden=32)
+    defaults.update(kw)
+    return fsx.ModelConfig.for_attributes(attrs_, **defaults)

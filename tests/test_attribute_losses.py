@@ -1,0 +1,93 @@
+"""Each built-in loss against numbers worked out by hand in the test."""
+
+import math
+
+import pytest
+import torch
+
+from fsx.attributes import ClipTriplet, ExpressionTriplet, IdentityTriplet, PoseL1, expression_distance
+
+
+def labels(**kw):
+    return {k: torch.as_tensor(v) for k, v in kw.items()}
+
+
+def test_pose_l1_in_radians_from_degree_labels():
+    f = torch.tensor([[0.1, 0.2, 0.3]])
+    loss = PoseL1()(f, labels(pose=[[10.0, 0.0, -10.0]]))
+    r = math.radians(10)
+    assert loss.item() == pytest.approx(abs(0.1 - r) + 0.2 + abs(0.3 + r), rel=1e-6)
+
+
+def test_pose_l1_averages_over_the_batch():
+    f = torch.zeros(2, 3)
+    loss = PoseL1(scale=1.0)(f, labels(pose=[[1.0, 2.0, 3.0], [0.0, 0.0, -1.0]]))
+    assert loss.item() == pytest.approx((6.0 + 1.0) / 2)
+
+
+def test_identity_triplet_hand_computed():
+    # persons 0,0,1,1. Anchor 0: d+ = |(-1,0)-(1,0)|^2 = 4, d- = |(-1,0)-(0,2)|^2 = 5 -> max(0, 4-5+2) = 1.
+    # Anchor 1 likewise 1. Anchors 2, 3: d+ = 0, d- = 5 -> 0. Mean over 4 valid anchors = 0.5.
+    f = torch.tensor([[-1.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, 2.0]])
+    loss = IdentityTriplet(margin=2.0, normalize=False)(f, labels(person=[0, 0, 1, 1]))
+    assert loss.item() == pytest.approx(0.5)
+
+
+def test_identity_triplet_skips_samples_without_positive_and_never_nans():
+    f = torch.randn(3, 4, requires_grad=True)
+    loss = IdentityTriplet()(f, labels(person=[0, 1, 2]))  # nobody has a positive
+    assert loss.item() == 0.0 and torch.isfinite(loss)
+    loss.backward()  # still connected to the graph
+    assert f.grad is not None and torch.all(f.grad == 0)
+    # persons 0,0,1: sample 2 has no positive and is left out; anchors 0 and 1 count.
+    g = torch.tensor([[0.0], [3.0], [1.0]])
+    loss = IdentityTriplet(margin=0.0, normalize=False)(g, labels(person=[0, 0, 1]))
+    # anchor 0: d+ 9, d- 1 -> 8; anchor 1: d+ 9, d- 4 -> 5; mean 6.5
+    assert loss.item() == pytest.approx(6.5)
+
+
+def test_expression_distance_eq13():
+    va = torch.tensor([[0.0, 0.0], [0.3, 0.4], [0.0, 0.0]])
+    cat = torch.tensor([1, 1, 2])
+    d = expression_distance(va, cat, lambda_l=0.25)
+    assert d[0, 1].item() == pytest.approx(0.25)  # 0.3^2 + 0.4^2, same category
+    assert d[0, 2].item() == pytest.approx(0.25)  # same (v, a), different category: + lambda_l
+    assert d[1, 2].item() == pytest.approx(0.25 + 0.25)
+
+
+def test_expression_triplet_closest_positive_and_far_negative():
+    # Valence 0, 0.1, 0.5, 1.1 (arousal 0, one category); features 0, 1, 0.5, 0.2 (1-d).
+    # negative_rank=2 leaves ranks [2, 3): the farthest sample is the negative.
+    # a0: pos 1 (d+ 1), neg 3 (d- .04) -> 1.06;  a1: pos 0 (1), neg 3 (.64) -> .46
+    # a2: pos 1 (.25), neg 3 (.09) -> .26;      a3: pos 2 (.09), neg 0 (.04) -> .15   mean .4825
+    lab = labels(valence=[0.0, 0.1, 0.5, 1.1], arousal=[0.0] * 4, category=[0] * 4)
+    f = torch.tensor([[0.0], [1.0], [0.5], [0.2]])
+    loss = ExpressionTriplet(margin=0.1, normalize=False, negative_rank=2)(f, lab)
+    assert loss.item() == pytest.approx(0.4825, abs=1e-6)
+
+
+def test_expression_triplet_all_equal_labels_contributes_nothing():
+    lab = labels(valence=[0.2] * 5, arousal=[0.1] * 5, category=[3] * 5)
+    loss = ExpressionTriplet()(torch.randn(5, 8), lab)
+    assert loss.item() == 0.0
+
+
+def test_style_triplet_negative_is_other_clip_of_same_person():
+    # person 0 has clips 0 (s0, s1) and 1 (s2, s3); person 1 has one clip (s4): no negative, left out.
+    # Anchors 0-3: d+ = 0, d- = 1 -> max(0, 0 - 1 + 2) = 1. Mean 1. If s4 (person 1, far away) were ever
+    # used as a negative the loss would drop below 1.
+    f = torch.tensor([[0.0], [0.0], [1.0], [1.0], [100.0]])
+    lab = labels(person=[0, 0, 0, 0, 1], clip=[0, 0, 1, 1, 2])
+    for seed in range(5):
+        g = torch.Generator().manual_seed(seed)
+        loss = ClipTriplet(margin=2.0, normalize=False)(f, lab, g)
+        assert loss.item() == pytest.approx(1.0)
+
+
+def test_attribute_configure_changes_margin_and_weight():
+    from fsx.attributes import identity
+
+    a = identity().configure(margin=0.7, weight=2.0)
+    assert a.loss.margin == 0.7 and a.weight == 2.0
+    with pytest.raises(ValueError, match="unknown option"):
+        identity().configure(marginn=1)

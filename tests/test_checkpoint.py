@@ -1,0 +1,127 @@
+import json
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import fsx
+from fsx.checkpoint import save_tensors
+from conftest import tiny_config
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    model = fsx.FaceModel(tiny_config())
+    path = tmp_path / "m.safetensors"
+    fsx.save_model(model, path, data="synthfaces", preset="tiny", steps={"aae": 3})
+    return model, path
+
+
+def test_round_trip_every_tensor_and_metadata_field(saved):
+    model, path = saved
+    loaded = fsx.load(path)
+    a, b = model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert loaded.config == model.config
+    meta = fsx.read_metadata(path)
+    assert meta["fsx_version"] == fsx.__version__
+    assert meta["config"]["image_size"] == 32 and meta["config"]["width"] == 0.125
+    assert meta["config"]["encoder"] == "resnet18_encoder" and meta["config"]["generator"] == "resnet18_generator"
+    assert [(a["name"], a["dim"], a["package"]) for a in meta["attributes"]] == [
+        ("pose", 3, "fsx"), ("identity", 32, "fsx"), ("expression", 32, "fsx"), ("style", 32, "fsx")
+    ]
+    assert meta["info"] == {"data": "synthfaces", "preset": "tiny", "steps": {"aae": 3}}
+    assert loaded.metadata == meta["info"]
+    assert not loaded.training  # ready for inference
+
+
+def test_write_is_atomic_no_temp_files_left(saved, tmp_path):
+    _, path = saved
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(fsx.CheckpointError, match="no such checkpoint"):
+        fsx.load(tmp_path / "nope.safetensors")
+
+
+def test_truncated_file(saved):
+    _, path = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(fsx.CheckpointError, match=str(path.name) + ".*(truncated|corrupt)"):
+        fsx.load(path)
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(b"\x00\x01 this is not a checkpoint" * 10)
+    with pytest.raises(fsx.CheckpointError, match="not a readable safetensors"):
+        fsx.load(path)
+
+
+def test_corrupt_header_json(saved):
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    data[8 + n // 2] = ord("}")  # break the JSON header in the middle
+    path.write_bytes(bytes(data))
+    with pytest.raises(fsx.CheckpointError):
+        fsx.load(path)
+
+
+def test_safetensors_but_not_fsx(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(fsx.CheckpointError, match="not an fsx checkpoint"):
+        fsx.load(path)
+
+
+def _with_attributes(tmp_path, slots):
+    """A checkpoint whose metadata declares ``slots`` (what another installation would have written)."""
+    cfg = tiny_config().to_dict()
+    cfg["attributes"] = slots
+    meta = {"format": "fsx-model", "fsx_version": fsx.__version__, "config": cfg, "attributes": slots, "info": {}}
+    path = tmp_path / "x.safetensors"
+    save_tensors(path, {"w": torch.zeros(1)}, meta)
+    return path
+
+
+def test_attribute_plugin_not_installed(tmp_path):
+    path = _with_attributes(tmp_path, [{"name": "age", "dim": 8, "package": "fsx-age", "version": "0.1.0"}])
+    with pytest.raises(fsx.CheckpointError, match=r"attribute 'age' \(package fsx-age 0.1.0\) is not installed"):
+        fsx.load(path)
+
+
+def test_attribute_dims_disagree(tmp_path):
+    path = _with_attributes(tmp_path, [{"name": "identity", "dim": 16, "package": "fsx", "version": "0.0.1"}])
+    with pytest.raises(fsx.CheckpointError, match="'identity' has dim 16 in the checkpoint.*declares dim 32"):
+        fsx.load(path)
+
+
+def test_tensors_not_matching_the_model(tmp_path):
+    path = _with_attributes(tmp_path, [{"name": "pose", "dim": 3, "package": "fsx", "version": ""}])
+    with pytest.raises(fsx.CheckpointError, match="tensors do not match"):
+        fsx.load(path)
+
+
+def test_error_is_one_line(tmp_path):
+    path = _with_attributes(tmp_path, [{"name": "age", "dim": 8, "package": "fsx-age", "version": "0.1.0"}])
+    with pytest.raises(fsx.CheckpointError) as info:
+        fsx.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_no_pickle_on_the_load_path():
+    import pathlib
+
+    root = pathlib.Path(fsx.__file__).resolve().parent.parent
+    for py in root.glob("*/**/*.py"):
+        if ".venv" in py.parts or "tests" in py.parts:
+            continue
+        text = py.read_text()
+        assert "import pickle" not in text and "torch.load(" not in text, py

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+import fsx
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return fsx.FaceModel(tiny_config()).eval()
+
+
+def test_encode_returns_every_sub_vector_and_z(model):
+    x = torch.rand(3, 3, 32, 32)
+    out = model.encode(x)
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "pose": (3, 3), "identity": (3, 32), "expression": (3, 32), "style": (3, 32), "z": (3, 99)
+    }
+    assert model.attributes == {"pose": 3, "identity": 32, "expression": 32, "style": 32}
+
+
+def test_decode_accepts_dict_or_tensor_and_returns_unit_range_images(model):
+    with torch.no_grad():
+        feats = model.encode(torch.rand(2, 3, 32, 32))
+        a = model.decode(feats)
+        b = model.decode(torch.cat([feats[k] for k in model.attributes], 1))
+    assert a.shape == (2, 3, 32, 32) and 0 <= a.min() and a.max() <= 1
+    torch.testing.assert_close(a, b)
+
+
+def test_transfer_swaps_exactly_the_named_sub_vectors(model):
+    src, tgt = torch.rand(1, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        _, fs = model.encode_features(src)
+        _, ft = model.encode_features(tgt)
+        out = model.transfer(src, tgt, ["expression"])
+        sl = model.layout.slices["expression"]
+        expected = ft.clone()
+        expected[:, sl] = fs[:, sl]
+        torch.testing.assert_close(out, model.decode(expected))
+        # "everything except expression" = the source with the target's expression
+        out2 = model.transfer(src, tgt, "expression", everything_except=True)
+        expected2 = fs.expand_as(ft).clone()
+        expected2[:, sl] = ft[:, sl]
+        torch.testing.assert_close(out2, model.decode(expected2))
+
+
+def test_generate_is_seeded(model):
+    with torch.no_grad():
+        a = model.generate(2, generator=torch.Generator().manual_seed(1))
+        b = model.generate(2, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (2, 3, 32, 32)
+    torch.testing.assert_close(a, b)
+
+
+def test_bad_images_get_clear_errors(model):
+    with pytest.raises(ValueError, match="32x32"):
+        model.encode(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        model.encode(torch.rand(3, 32, 32))
+    with pytest.raises(KeyError, match="not in this model"):
+        model.transfer(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), ["age"])
+
+
+def test_layout_follows_the_attribute_order_given():
+    m = fsx.FaceModel(tiny_config(attributes="expr,pose"))
+    assert list(m.attributes) == ["expression", "pose"]
+    assert m.layout.slices["pose"] == slice(32, 35)
+    assert m.config.z_dim == 35

@@ -1,0 +1,92 @@
+"""Third-party attribute plugins found through the ``fsx`` entry-point group, and broken ones."""
+
+import pytest
+
+import fsx
+from fsx.plugins import UnknownAttributeError, load_registry
+from conftest import REPO, write_dist
+
+AGE = (REPO / "tests" / "plugin_example" / "fsx_age" / "__init__.py").read_text()
+
+
+def test_builtins_register_through_the_hook():
+    reg = load_registry(entry_points=False)
+    assert {n: a.dim for n, a in reg.attributes.items()} == {"pose": 3, "identity": 32, "expression": 32, "style": 32}
+    assert reg.get("id").name == "identity" and reg.get("expr").name == "expression"
+    assert all(a.package == "fsx" for a in reg.attributes.values())
+    assert reg.problems == []
+
+
+def test_third_party_plugin_is_listed_and_placed_in_the_layout(plugin_site):
+    write_dist(plugin_site, "fsx-age", "0.1.0", {"fsx_age_t1": AGE}, {"age": "fsx_age_t1"})
+    reg = load_registry()
+    assert reg.problems == []
+    age = reg.get("age")
+    assert (age.dim, age.package, age.version) == (8, "fsx-age", "0.1.0")
+    model = fsx.build_model("pose,id,age", registry=reg, image_size=32, width=0.125, phi_hidden=16, latent_disc_hidden=16)
+    assert model.attributes == {"pose": 3, "identity": 32, "age": 8}
+    assert model.layout.slices["age"] == slice(35, 43)
+
+
+BROKEN = {
+    "import_error": ("raise RuntimeError('boom at import')\n", "failed to load: RuntimeError: boom at import"),
+    "hook_raises": (
+        "from fsx.plugins import hookimpl\n@hookimpl\ndef fsx_register_attributes():\n    raise ValueError('bad hook')\n",
+        "ValueError: bad hook",
+    ),
+    "dim_zero": (
+        "from fsx.plugins import hookimpl\nfrom fsx.attributes import Attribute\n"
+        "@hookimpl\ndef fsx_register_attributes():\n"
+        "    return [Attribute(name='gaze', dim=0, labels=('gaze',), loss=lambda f, l, g=None: f.sum())]\n",
+        "dim must be an integer >= 1",
+    ),
+    "duplicate": (
+        "from fsx.plugins import hookimpl\nfrom fsx.attributes import Attribute\n"
+        "@hookimpl\ndef fsx_register_attributes():\n"
+        "    return [Attribute(name='identity2', aliases=('id',), dim=4, labels=('p',), loss=lambda f, l, g=None: f.sum())]\n",
+        "name 'id' is already taken by attribute 'identity' from package fsx",
+    ),
+    "missing_loss": (
+        "from fsx.plugins import hookimpl\nfrom fsx.attributes import Attribute\n"
+        "@hookimpl\ndef fsx_register_attributes():\n"
+        "    return [Attribute(name='gaze', dim=2, labels=('gaze',))]\n",
+        "loss",
+    ),
+    "missing_sampler": (
+        "from fsx.plugins import hookimpl\nfrom fsx.attributes import Attribute\n"
+        "@hookimpl\ndef fsx_register_attributes():\n"
+        "    return [Attribute(name='gaze', dim=2, labels=('gaze',), loss=lambda f, l, g=None: f.sum(), sampler=None)]\n",
+        "sampler must be a SamplerSpec",
+    ),
+    "not_an_attribute": (
+        "from fsx.plugins import hookimpl\n@hookimpl\ndef fsx_register_attributes():\n    return [{'name': 'x'}]\n",
+        "returned dict, not fsx.attributes.Attribute",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_plugin_is_reported_and_builtins_survive(plugin_site, case):
+    source, message = BROKEN[case]
+    module = f"fsx_broken_{case}"
+    write_dist(plugin_site, f"fsx-broken-{case.replace('_', '-')}", "9.9", {module: source}, {case: module})
+    reg = load_registry()
+    assert list(reg.attributes)[:4] == ["pose", "identity", "expression", "style"]
+    assert len(reg.problems) == 1
+    problem = str(reg.problems[0])
+    assert f"plugin '{case}'" in problem and f"fsx-broken-{case.replace('_', '-')} 9.9" in problem
+    assert message in problem
+
+
+def test_good_plugin_survives_a_broken_neighbour(plugin_site):
+    write_dist(plugin_site, "fsx-age", "0.1.0", {"fsx_age_t2": AGE}, {"age": "fsx_age_t2"})
+    write_dist(plugin_site, "fsx-bad", "1.0", {"fsx_bad_t2": "raise ImportError('no')\n"}, {"bad": "fsx_bad_t2"})
+    reg = load_registry()
+    assert reg.get("age").dim == 8
+    assert [p.plugin for p in reg.problems] == ["bad"]
+
+
+def test_unknown_attribute_lists_known():
+    reg = load_registry(entry_points=False)
+    with pytest.raises(UnknownAttributeError, match=r"unknown attribute 'gaze'; known: pose, identity \(id\)"):
+        reg.resolve("pose,gaze")
