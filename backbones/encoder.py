@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import timm
 import torch.nn as nn
 
 from fsx.backbones.registry import check_size, register_backbone, scaled
@@ -14,6 +13,8 @@ def resnet18_encoder(out_dim: int = 99, image_size: int = 128, width: float = 1.
 
     ``pretrained=True`` loads timm's ImageNet weights (full width only; needs them cached or a network).
     """
+    import timm  # imported here: it takes seconds, and most commands never build an encoder
+
     check_size(image_size)
     if pretrained and width != 1.0:
         raise ValueError("pretrained ResNet18 weights exist only for width 1.0")
