@@ -161,8 +161,8 @@ def build_parts(pose, identity, expression, style):
     ex = fw * I("eye_sep")
     ey = fh * I("eye_y")
     es = I("eye_size")
-    opening = (0.55 * (1 + eye_open)).clamp(0.15, 1.0)
-    by = ey - es * (1.25 + 0.55 * brow_raise)
+    opening = (0.6 * (1 + 1.2 * eye_open)).clamp(0.15, 1.0)
+    by = ey - es * (1.3 + 0.8 * brow_raise)
     my = fh * 0.52
     ny = (ey + my) / 2
     xs = torch.stack([-ex, ex, -ex, ex, -ex, ex, -ex * 1.05, ex * 1.05, z, z, z, z, z, z, -ex, ex], 1)
@@ -176,7 +176,7 @@ def build_parts(pose, identity, expression, style):
     lift[:, 0:6] = 0.01
     point, normal = _surface(xs, ys, head_r, lift)
     mw, lip = I("mouth_w"), I("lip")
-    mouth_h = lip * 0.2 + mouth_open * 0.07
+    mouth_h = lip * 0.2 + mouth_open * 0.10
     half = torch.stack([
         torch.stack([es, es * opening], 1), torch.stack([es, es * opening], 1),
         torch.stack([es * 0.52, es * 0.52], 1), torch.stack([es * 0.52, es * 0.52], 1),
@@ -187,7 +187,7 @@ def build_parts(pose, identity, expression, style):
         torch.stack([mw * 0.6, (mouth_h * 0.45).clamp(min=0.002)], 1),
         torch.stack([I("nose_w") * 0.55, I("nose_len") * 0.55], 1),
         torch.stack([I("nose_w"), I("nose_w") * 0.45], 1),
-        torch.stack([I("nose_w") * 0.9, 0.012 + z], 1),
+        torch.stack([I("nose_w") * 1.3, 0.018 + z], 1),
         torch.stack([es * 1.75, es * 1.45], 1), torch.stack([es * 1.75, es * 1.45], 1),
     ], 1)
     dc, dm, facing = _discs(point, normal, half, rot)
@@ -202,11 +202,11 @@ def build_parts(pose, identity, expression, style):
     arch = 0.35 + 0.3 * brow_raise
     bend[:, P["brow_l"]] = arch
     bend[:, P["brow_r"]] = arch
-    tilt[:, P["brow_l"]] = -0.6 * brow_tilt  # inner corner (u > 0 on the left brow) goes up when positive
-    tilt[:, P["brow_r"]] = 0.6 * brow_tilt
+    tilt[:, P["brow_l"]] = -1.0 * brow_tilt  # inner corner (u > 0 on the left brow) goes up when positive
+    tilt[:, P["brow_r"]] = 1.0 * brow_tilt
     for part in ("lips", "mouth", "teeth"):
-        bend[:, P[part]] = 0.9 * smile
-        tilt[:, P[part]] = -0.5 * one_sided
+        bend[:, P[part]] = 1.5 * smile
+        tilt[:, P[part]] = -0.9 * one_sided
     inner[:, P["glass_l"]] = 0.72
     inner[:, P["glass_r"]] = 0.72
 

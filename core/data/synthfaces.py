@@ -1,0 +1,175 @@
+"""SynthFaces: persons x clips x frames of rendered faces with exact labels and render parameters.
+
+A clip fixes a person's identity and a style (background, light, colour temperature, glasses, hat, noise,
+blur); its frames move the head smoothly between two poses and play expression segments of four frames,
+each segment one category whose valence and arousal glide inside that category's region. Train and test
+persons are disjoint (different person ids and parameter streams).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import attrs
+import torch
+
+from fsx.data.face_params import (
+    CATEGORIES,
+    CATEGORY_VA,
+    GROUPS,
+    mix,
+    sample_identity,
+    sample_pose,
+    sample_style,
+)
+from fsx.data.render import render
+
+SPLITS = {"train": 0, "test": 1}
+TEST_PERSON_OFFSET = 1_000_000  # test person ids never collide with train ids
+LABEL_FIELDS = ("pose", "person", "clip", "valence", "arousal", "category")
+SEGMENT = 4  # frames per expression segment
+
+
+@attrs.frozen
+class SynthFacesSpec:
+    """The size of a SynthFaces split; the default train split has 400 persons x 4 clips x 16 frames."""
+
+    persons: int = attrs.field(default=400, validator=attrs.validators.ge(1))
+    clips_per_person: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    frames_per_clip: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    seed: int = 0
+
+
+class SynthFaces:
+    """One split of the data set. ``get_batch(indices)`` renders (or reads from the cache) images in [0, 1]
+    and returns them with their labels; ``params`` holds every sample's render parameters by factor."""
+
+    name = "synthfaces"
+
+    def __init__(
+        self,
+        split: str = "train",
+        image_size: int = 64,
+        persons: int | None = None,
+        clips_per_person: int = 4,
+        frames_per_clip: int = 16,
+        seed: int = 0,
+        cache: bool = True,
+    ):
+        if split not in SPLITS:
+            raise ValueError(f"SynthFaces split must be one of {list(SPLITS)}, got {split!r}")
+        persons = persons if persons is not None else (400 if split == "train" else 100)
+        self.spec = SynthFacesSpec(persons, clips_per_person, frames_per_clip, seed)
+        self.split, self.image_size = split, image_size
+        g = torch.Generator().manual_seed(seed * 7919 + SPLITS[split] * 104729 + 1)
+        P, C, F = persons, clips_per_person, frames_per_clip
+        n_clips = P * C
+
+        identity = sample_identity(P, g)
+        style = sample_style(n_clips, g)
+        # Pose: a smooth (cosine-eased) move between two random poses per clip.
+        p0, p1 = sample_pose(n_clips, g), sample_pose(n_clips, g)
+        t = torch.linspace(0, 1, F) if F > 1 else torch.zeros(1)
+        ease = 0.5 - 0.5 * torch.cos(math.pi * t)
+        pose = p0[:, None] + (p1 - p0)[:, None] * ease[None, :, None]  # (clips, F, 3)
+        # Expression: segments of SEGMENT frames, each one category gliding between two points of its region.
+        n_seg = -(-F // SEGMENT)
+        cat = torch.randint(len(CATEGORIES), (n_clips, n_seg), generator=g)
+        box = CATEGORY_VA[cat]  # (clips, seg, 4)
+        start, end = torch.rand(n_clips, n_seg, 2, generator=g), torch.rand(n_clips, n_seg, 2, generator=g)
+        seg = torch.arange(F) // SEGMENT
+        within = (torch.arange(F) % SEGMENT).float() / max(SEGMENT - 1, 1)
+        frac = start[:, seg] + (end[:, seg] - start[:, seg]) * within[None, :, None]  # (clips, F, 2)
+        b = box[:, seg]
+        v = b[..., 0] + (b[..., 1] - b[..., 0]) * frac[..., 0]
+        a = b[..., 2] + (b[..., 3] - b[..., 2]) * frac[..., 1]
+        expression = torch.stack([v, a, cat[:, seg].float()], -1)  # (clips, F, 3)
+
+        person_of_clip = torch.arange(P).repeat_interleave(C)
+        offset = TEST_PERSON_OFFSET if split == "test" else 0
+        self.params = {
+            "pose": pose.reshape(-1, 3),
+            "identity": identity[person_of_clip].repeat_interleave(F, 0),
+            "expression": expression.reshape(-1, 3),
+            "style": style.repeat_interleave(F, 0),
+        }
+        # Noise differs frame to frame inside a clip (the sensor), the rest of style does not.
+        self.params["style"][:, GROUPS["style"].index("noise_seed")] += torch.arange(n_clips * F).float() % F * 13.0
+        clip_ids = torch.arange(n_clips).repeat_interleave(F)
+        self.labels = {
+            "pose": self.params["pose"].clone(),
+            "person": person_of_clip.repeat_interleave(F) + offset,
+            "clip": clip_ids + offset * C,
+            "valence": self.params["expression"][:, 0].clone(),
+            "arousal": self.params["expression"][:, 1].clone(),
+            "category": self.params["expression"][:, 2].long(),
+            "frame": torch.arange(F).repeat(n_clips),
+        }
+        self._cache = torch.zeros(len(self), 3, image_size, image_size, dtype=torch.uint8) if cache else None
+        self._cached = torch.zeros(len(self), dtype=torch.bool) if cache else None
+
+    def __len__(self) -> int:
+        return self.labels["person"].shape[0]
+
+    def __repr__(self) -> str:
+        s = self.spec
+        return (f"SynthFaces({self.split}, {s.persons} persons x {s.clips_per_person} clips x {s.frames_per_clip} "
+                f"frames = {len(self)} images, {self.image_size} px)")
+
+    def params_of(self, indices) -> dict:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return {k: v[idx] for k, v in self.params.items()}
+
+    def labels_of(self, indices, fields: Iterable[str] = LABEL_FIELDS) -> dict:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return {k: self.labels[k][idx] for k in fields}
+
+    def images(self, indices) -> torch.Tensor:
+        """Images (B, 3, S, S) in [0, 1]; rendered once and kept as uint8 when caching."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        if self._cache is None:
+            return render(self.params_of(idx), self.image_size)
+        missing = idx[~self._cached[idx]].unique()
+        if len(missing):
+            imgs = render(self.params_of(missing), self.image_size)
+            self._cache[missing] = (imgs * 255).round().to(torch.uint8)
+            self._cached[missing] = True
+        return self._cache[idx].float() / 255
+
+    def get_batch(self, indices, fields: Iterable[str] = LABEL_FIELDS) -> tuple[torch.Tensor, dict]:
+        return self.images(indices), self.labels_of(indices, fields)
+
+    def counterfactual(self, a, b, attributes: str | Sequence[str], everything_except: bool = False) -> torch.Tensor:
+        """The exact image of ``transfer(A, B, attributes)``: factors ``attributes`` from sample(s) ``a``, the
+        rest from ``b``; with ``everything_except`` all factors *but* those come from ``a``."""
+        names = {attributes} if isinstance(attributes, str) else set(attributes)
+        take = (set(GROUPS) - names) if everything_except else names
+        pa, pb = self.params_of(a), self.params_of(b)
+        if len(pa["pose"]) == 1 and len(pb["pose"]) > 1:
+            pa = {k: v.expand(len(pb["pose"]), -1) for k, v in pa.items()}
+        return render(mix(pa, pb, take), self.image_size)
+
+    def source(self, labels: Sequence[str] | None = None, name: str | None = None) -> "LabelledView":
+        """This data set as a source that labels only ``labels`` (Sec. 3.9's label-partial data sets)."""
+        return LabelledView(self, tuple(labels) if labels is not None else LABEL_FIELDS, name or self.name)
+
+
+class LabelledView:
+    """A data source that exposes a subset of its parent's label fields."""
+
+    def __init__(self, parent: SynthFaces, fields: tuple[str, ...], name: str):
+        unknown = [f for f in fields if f not in parent.labels]
+        if unknown:
+            raise ValueError(f"source {name!r}: unknown label field(s) {unknown}; SynthFaces has {list(LABEL_FIELDS)}")
+        self.parent, self.fields, self.name = parent, fields, name
+        self.labels = {f: parent.labels[f] for f in fields}
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+    def get_batch(self, indices) -> tuple[torch.Tensor, dict]:
+        return self.parent.get_batch(indices, self.fields)
+
+    def __repr__(self) -> str:
+        return f"{self.name}: {self.parent!r} labelled with {list(self.fields)}"
