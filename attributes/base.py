@@ -89,6 +89,7 @@ class Attribute:
     probe: Probe | None = None
     aliases: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     weight: float = attrs.field(default=1.0, converter=float)
+    mirror: Callable[[dict], dict] | None = None  # how a horizontal flip changes its labels; None: unchanged
     description: str = ""
     package: str = ""
     version: str = ""

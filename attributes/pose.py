@@ -27,6 +27,12 @@ class PoseL1:
         return (features - target).abs().sum(dim=1).mean()
 
 
+def mirror_pose(labels: Mapping[str, torch.Tensor]) -> dict:
+    """A horizontally flipped face turns the other way and tilts the other way: yaw and roll change sign."""
+    flipped = labels["pose"] * torch.tensor([-1.0, 1.0, -1.0], dtype=labels["pose"].dtype)
+    return {"pose": flipped}
+
+
 def pose(scale: float = math.pi / 180.0, weight: float = 1.0) -> Attribute:
     return Attribute(
         name="pose",
@@ -35,5 +41,6 @@ def pose(scale: float = math.pi / 180.0, weight: float = 1.0) -> Attribute:
         loss=PoseL1(scale=scale),
         probe=Probe("regression", "pose", component_names=("yaw", "pitch", "roll")),
         weight=weight,
+        mirror=mirror_pose,
         description="head pose (yaw, pitch, roll), L1 regression (Eq. 11)",
     )

@@ -1,0 +1,6 @@
+"""Training: configuration and presets, the stage steps, and the loop behind ``fsx train``."""
+
+from fsx.train.config import PRESETS, STAGES, TrainConfig, make_config
+from fsx.train.trainer import NonFiniteLossError, Trainer, TrainingInterrupted, train
+
+__all__ = ["PRESETS", "STAGES", "NonFiniteLossError", "TrainConfig", "Trainer", "TrainingInterrupted", "make_config", "train"]

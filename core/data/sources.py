@@ -1,0 +1,47 @@
+"""Parse ``--data`` into data sources.
+
+    synthfaces                                 SynthFaces with every label
+    ids=synthfaces:person,expr=synthfaces:valence+arousal+category
+                                               label-partial views of SynthFaces (Sec. 3.9)
+    mine=/path/to/folder                       a folder with labels.csv (fsx.data.folder)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fsx.data.folder import FolderSource
+from fsx.data.synthfaces import LABEL_FIELDS, SynthFaces
+
+
+def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = 400, clips: int = 4, frames: int = 16,
+                  split: str = "train") -> list:
+    """A list of sources (each with ``name``, ``labels``, ``__len__`` and ``get_batch``)."""
+    synth = None
+
+    def synthfaces():
+        nonlocal synth
+        if synth is None:
+            synth = SynthFaces(split, image_size=image_size, persons=persons, clips_per_person=clips,
+                               frames_per_clip=frames, seed=seed)
+        return synth
+
+    sources = []
+    for item in [s.strip() for s in spec.split(",") if s.strip()]:
+        name, _, target = item.partition("=")
+        if not target:
+            name, target = item, item
+        kind, _, fields = target.partition(":")
+        if kind == "synthfaces":
+            labels = tuple(f for f in fields.split("+") if f) if fields else LABEL_FIELDS
+            sources.append(synthfaces().source(labels, name=name))
+        elif Path(target).is_dir():
+            sources.append(FolderSource(target, image_size=image_size, name=name))
+        else:
+            raise ValueError(f"--data {item!r}: {target!r} is neither 'synthfaces[:fields]' nor an existing folder")
+    if not sources:
+        raise ValueError("--data names no source")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--data: source names repeat: {names}")
+    return sources

@@ -1,0 +1,96 @@
+"""The loss terms of Eq. (1)-(14) as plain functions of tensors and networks.
+
+GAN terms use the non-saturating form: each discriminator minimises binary cross-entropy on real (1) vs
+fake (0) logits, each generator side minimises the cross-entropy of its fakes against 1. The min-max of
+Eq. (5) is split accordingly into ``aae_generator_losses`` (E, G) and ``aae_discriminator_losses`` (D_z, D_x).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from fsx.layout import Layout
+
+
+def bce_real(logits: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
+def bce_fake(logits: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+
+
+def reconstruction_l1(x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
+    """Eq. (1) / Eq. (6): mean absolute error."""
+    return (x - x_rec).abs().mean()
+
+
+def aae_generator_losses(d_z_enc, d_x_rec, d_x_prior) -> dict[str, torch.Tensor]:
+    """The E/G side of Eq. (2)-(4): fool D_z with E(x), D_x with G(E(x)) and with G(z*)."""
+    return {"enc": bce_real(d_z_enc), "adv": bce_real(d_x_rec), "gen": bce_real(d_x_prior)}
+
+
+def aae_discriminator_losses(d_z_prior, d_z_enc, d_x_real, d_x_rec, d_x_prior) -> dict[str, torch.Tensor]:
+    """The D side of Eq. (2)-(4): D_z tells z* ~ p(z) from E(x); D_x tells x from G(E(x)) and from G(z*)."""
+    real = bce_real(d_x_real)
+    return {
+        "d_enc": bce_real(d_z_prior) + bce_fake(d_z_enc),
+        "d_adv": real + bce_fake(d_x_rec),
+        "d_gen": real + bce_fake(d_x_prior),
+    }
+
+
+def aae_objective(terms: Mapping[str, torch.Tensor], lambda_ae: float = 0.9) -> torch.Tensor:
+    """Eq. (5), E/G side: lambda_AE (L_rec + L_adv) + L_enc + L_gen."""
+    return lambda_ae * (terms["rec"] + terms["adv"]) + terms["enc"] + terms["gen"]
+
+
+def aae_discriminator_objective(terms: Mapping[str, torch.Tensor], lambda_ae: float = 0.9) -> torch.Tensor:
+    """Eq. (5), discriminator side, with the same weighting of the adversarial image term."""
+    return lambda_ae * terms["d_adv"] + terms["d_enc"] + terms["d_gen"]
+
+
+def shuffle_attributes(f: torch.Tensor, layout: Layout, names: Sequence[str], generator: torch.Generator | None = None):
+    """pi of Sec. 3.5 for every attribute at once: for attribute k, a copy of f whose k-th sub-vector is permuted
+    across the batch. Returns f* (len(names) * B, F) and the permutations (len(names), B)."""
+    B = f.shape[0]
+    perms = torch.stack([torch.randperm(B, generator=generator) for _ in names]).to(f.device)
+    edited = []
+    for i, name in enumerate(names):
+        sl = layout.slices[name]
+        e = f.clone()
+        e[:, sl] = f[perms[i], sl]
+        edited.append(e)
+    return torch.cat(edited), perms
+
+
+def cycle_l1(f_star: torch.Tensor, f_cycled: torch.Tensor) -> torch.Tensor:
+    """Eq. (8): ||pi(f) - I(pi(f))||_1, averaged."""
+    return (f_star - f_cycled).abs().mean()
+
+
+def task_losses(f: torch.Tensor, labels: Mapping[str, torch.Tensor], attributes, layout: Layout,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Eq. (7) for every attribute the batch has labels for: {name: weight * F_k(f_k, y_k)}."""
+    parts = layout.split(f)
+    return {a.name: a.weight * a.loss(parts[a.name], labels, generator) for a in attributes if a.has_labels(labels)}
+
+
+def augmentation_losses(f_cycled: torch.Tensor, perms: torch.Tensor, names: Sequence[str], labels, attributes,
+                        layout: Layout, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Eq. (10): the task loss of attribute k on the re-encoded images whose k-th sub-vector was shuffled,
+    against the labels shuffled the same way (only for attributes the batch labels)."""
+    B = perms.shape[1]
+    out = {}
+    by_name = {a.name: a for a in attributes}
+    for i, name in enumerate(names):
+        a = by_name.get(name)
+        if a is None or not a.has_labels(labels):
+            continue
+        f_k = layout.split(f_cycled[i * B : (i + 1) * B])[name]
+        shuffled = {key: value[perms[i].to(value.device)] for key, value in labels.items()}
+        out[name] = a.weight * a.loss(f_k, shuffled, generator)
+    return out

@@ -1,0 +1,128 @@
+"""One optimisation step of each stage: ``aae`` (Sec. 3.1), ``disentangle`` (Sec. 3.2-3.7) and ``joint`` (Sec. 3.8).
+
+Each function takes the model, a batch in [-1, 1] and its labels, and returns the loss terms it computed
+(detached floats are taken by the caller). Gradient averaging across ranks is the ``sync`` callback.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable
+
+import torch
+
+from fsx import losses as L
+from fsx.model import FaceModel
+
+
+def set_requires_grad(modules, flag: bool) -> None:
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
+
+
+class Steps:
+    """The stage steps over one model, its optimisers and the training configuration."""
+
+    def __init__(self, model: FaceModel, attributes, cfg, optimizers: dict, generator: torch.Generator,
+                 sync: Callable, autocast=None):
+        self.m, self.attributes, self.cfg, self.opt = model, attributes, cfg, optimizers
+        self.gen, self.sync = generator, sync
+        self.autocast = autocast or nullcontext
+        self.names = model.layout.names
+
+    # --- pieces -------------------------------------------------------------------------------------
+    def _discriminator_update(self, xn, z, x_rec, x_prior, z_prior, step: int) -> dict:
+        aae, cfg = self.m.aae, self.cfg
+        set_requires_grad([aae.D_z, aae.D_x], True)
+        with self.autocast():
+            d = L.aae_discriminator_losses(
+                aae.D_z(z_prior), aae.D_z(z.detach()), aae.D_x(xn), aae.D_x(x_rec.detach()), aae.D_x(x_prior.detach())
+            )
+        obj = 0.0
+        if step % cfg.d_x_every == 0:
+            obj = obj + cfg.lambda_ae * d["d_adv"] + d["d_gen"]
+        if step % cfg.d_z_every == 0:
+            obj = obj + d["d_enc"]
+        self.opt["d"].zero_grad(set_to_none=True)
+        obj.backward()
+        self.sync([aae.D_z, aae.D_x])
+        self.opt["d"].step()
+        set_requires_grad([aae.D_z, aae.D_x], False)
+        return d
+
+    def _aae_generator_terms(self, xn, z, x_rec, x_prior) -> tuple[torch.Tensor, dict]:
+        aae, cfg = self.m.aae, self.cfg
+        with self.autocast():
+            g = L.aae_generator_losses(aae.D_z(z), aae.D_x(x_rec), aae.D_x(x_prior))
+        g["rec"] = L.reconstruction_l1(xn, x_rec.float())
+        obj = cfg.lambda_ae * (cfg.rec_weight * g["rec"] + g["adv"]) + g["enc"] + g["gen"]
+        return obj, g
+
+    def _phi_terms(self, z, labels) -> tuple[torch.Tensor, dict]:
+        """Eq. (6)-(14) on encodings z (with or without gradient into E)."""
+        m, cfg = self.m, self.cfg
+        phi, phi_inv = m.disentangler.phi, m.disentangler.phi_inv
+        f = phi(z)
+        terms = {"rec_phi": L.reconstruction_l1(z, phi_inv(f))}
+        task = L.task_losses(f, labels, self.attributes, m.layout, self.gen)
+        f_star, perms = L.shuffle_attributes(f, m.layout, self.names, self.gen)  # (K * B, F)
+        with self.autocast():
+            x_star = m.aae.G(phi_inv(f_star))  # every attribute's shuffled batch in one pass through G ...
+            z_star = m.aae.E(x_star)  # ... and one through E
+        f_cyc = phi(z_star.float())
+        terms["cyc"] = L.cycle_l1(f_star, f_cyc)
+        aug = L.augmentation_losses(f_cyc, perms, self.names, labels, self.attributes, m.layout, self.gen)
+        terms.update({f"task_{k}": v for k, v in task.items()})
+        terms.update({f"aug_{k}": v for k, v in aug.items()})
+        obj = cfg.lambda_rec_phi * terms["rec_phi"] + cfg.cycle_weight * terms["cyc"]
+        if task:
+            obj = obj + cfg.task_weight * sum(task.values())
+        if aug:
+            obj = obj + cfg.aug_weight * sum(aug.values())
+        return cfg.phi_weight * obj, terms
+
+    def _encode_decode(self, xn):
+        aae = self.m.aae
+        z_prior = torch.randn(xn.shape[0], aae.z_dim, device=xn.device)
+        with self.autocast():
+            z = aae.E(xn)
+            x_rec = aae.G(z)
+            x_prior = aae.G(z_prior)
+        return z.float(), x_rec, x_prior, z_prior
+
+    # --- the three stages ---------------------------------------------------------------------------
+    def aae(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
+        aae = self.m.aae
+        z, x_rec, x_prior, z_prior = self._encode_decode(xn)
+        d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
+        obj, g = self._aae_generator_terms(xn, z, x_rec, x_prior)
+        self.opt["eg"].zero_grad(set_to_none=True)
+        obj.backward()
+        self.sync([aae.E, aae.G])
+        self.opt["eg"].step()
+        return {**g, **d}
+
+    def disentangle(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
+        with torch.no_grad(), self.autocast():
+            z = self.m.aae.E(xn)
+        obj, terms = self._phi_terms(z.float(), labels)
+        self.opt["phi"].zero_grad(set_to_none=True)
+        obj.backward()
+        self.sync([self.m.disentangler])
+        self.opt["phi"].step()
+        return terms
+
+    def joint(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
+        aae = self.m.aae
+        z, x_rec, x_prior, z_prior = self._encode_decode(xn)
+        d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
+        obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior)
+        obj_phi, terms = self._phi_terms(z, labels)
+        self.opt["eg"].zero_grad(set_to_none=True)
+        self.opt["phi"].zero_grad(set_to_none=True)
+        (obj_ae + obj_phi).backward()
+        self.sync([aae.E, aae.G, self.m.disentangler])
+        self.opt["eg"].step()
+        self.opt["phi"].step()
+        return {**g, **d, **terms}

@@ -1,0 +1,437 @@
+"""The training loop behind ``fsx train``: stages, batch scheduling over sources, logging, sample grids,
+atomic checkpoints, resume, non-finite-loss stops, Ctrl-C, and data parallelism over torch.distributed.
+
+Data parallelism averages gradients with ``torch.distributed.all_reduce`` after each backward (NCCL on
+GPUs, gloo on CPU) instead of wrapping the networks in ``DistributedDataParallel``: E and G run twice per
+step (the cycle re-encodes generated images) and the discriminators alternate with the generators, which
+DDP's one-forward-one-backward hooks do not allow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import attrs
+import torch
+import torch.distributed as dist
+
+import fsx
+from fsx.checkpoint import CheckpointError, load_tensors, read_metadata, save_tensors
+from fsx.config import ModelConfig
+from fsx.data.sampling import BatchSampler
+from fsx.data.sources import parse_sources
+from fsx.attributes.base import SamplerSpec
+from fsx.model import FaceModel
+from fsx.train.config import STAGES, TrainConfig
+from fsx.train.steps import Steps, set_requires_grad
+
+STATE_FORMAT = "fsx-train-state"
+
+
+class NonFiniteLossError(RuntimeError):
+    def __init__(self, term: str, value: float, stage: str, step: int, checkpoint: Path | None):
+        self.term, self.stage, self.step = term, stage, step
+        kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been written yet"
+        super().__init__(f"loss term {term!r} is {value} at step {step} of stage {stage}; stopped ({kept})")
+
+
+class TrainingInterrupted(RuntimeError):
+    pass
+
+
+def _dist_info() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False, init: str | Path | None = None,
+                 registry=None, inject_nan: str | None = None, progress: bool = True):
+        from fsx.plugins import get_registry
+
+        self.cfg, self.out = config, Path(out)
+        self.rank, self.world, local_rank = _dist_info()
+        if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+            self.device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed * 1009 + self.rank)
+        self.gen = torch.Generator().manual_seed(config.seed * 7 + self.rank)
+
+        registry = registry or get_registry()
+        self.attributes = [registry.get(n) for n in config.attributes]
+        for a in list(self.attributes):
+            opts = config.attribute_options.get(a.name) or next(
+                (config.attribute_options[k] for k in a.aliases if k in config.attribute_options), None)
+            if opts:
+                self.attributes[self.attributes.index(a)] = a.configure(**opts)
+        if init is not None:
+            self.model = fsx.load(init, registry=registry)
+            if list(self.model.attributes) != [a.name for a in self.attributes]:
+                raise ValueError(f"--init {init}: its attributes {list(self.model.attributes)} differ from "
+                                 f"--attributes {[a.name for a in self.attributes]}")
+        else:
+            self.model = FaceModel(ModelConfig.for_attributes(
+                self.attributes, image_size=config.image_size, width=config.width,
+                latent_disc_hidden=config.latent_disc_hidden, phi_hidden=config.phi_hidden))
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        if self.world > 1:  # every rank starts from rank 0's weights
+            for t in self.model.state_dict().values():
+                dist.broadcast(t, 0)
+
+        aae = self.model.aae
+        self.optimizers = {
+            "eg": torch.optim.Adam(list(aae.E.parameters()) + list(aae.G.parameters()), config.lr_aae, config.betas_aae),
+            "d": torch.optim.Adam(list(aae.D_z.parameters()) + list(aae.D_x.parameters()),
+                                  config.lr_aae * config.lr_disc_scale, config.betas_aae),
+            "phi": torch.optim.Adam(self.model.disentangler.parameters(), config.lr_phi, config.betas_phi),
+        }
+        self.sources = parse_sources(config.data, config.image_size, seed=config.seed, persons=config.synth_persons,
+                                     clips=config.synth_clips, frames=config.synth_frames)
+        self.samplers: dict[str, BatchSampler] = {}
+        self.per_rank_batch = max(2, config.batch_size // self.world)
+        autocast = None
+        if config.precision == "bf16":
+            dev = self.device.type
+            autocast = lambda: torch.autocast(dev, dtype=torch.bfloat16)  # noqa: E731
+        self.steps = Steps(self.model, self.attributes, config, self.optimizers, self.gen, self._sync, autocast)
+        self.completed: list[str] = []
+        self.stage, self.step, self.global_step = None, 0, 0
+        self.inject_nan = self._parse_inject(inject_nan)
+        self.progress = progress and self.rank == 0
+        self.stop_requested = False
+        self.checkpoint_path = self.out / "checkpoint.safetensors"
+        self.last_checkpoint: Path | None = None
+        self.writer = None
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "samples").mkdir(exist_ok=True)
+        if resume:
+            self._load_state()
+        if self.rank == 0:
+            (self.out / "config.json").write_text(config.to_json() + "\n")
+            self._open_metrics(resume)
+
+    # --- scheduling ---------------------------------------------------------------------------------
+    def _specs_for(self, source) -> list[SamplerSpec]:
+        """The distinct grouped samplers of the attributes this source labels (random batches if none)."""
+        specs = []
+        for a in self.attributes:
+            if a.sampler.is_grouped and all(f in source.labels for f in a.labels) and a.sampler not in specs:
+                specs.append(a.sampler)
+        return specs or [SamplerSpec()]
+
+    def _next_batch(self):
+        """Sources take turns; inside a source, the attributes' macro-batch kinds take turns (Sec. 3.9)."""
+        si = self.global_step % len(self.sources)
+        source = self.sources[si]
+        specs = self._specs_for(source)
+        ki = (self.global_step // len(self.sources)) % len(specs)
+        key = f"{source.name}:{ki}"
+        if key not in self.samplers:
+            self.samplers[key] = BatchSampler(source.labels, specs[ki], self.per_rank_batch,
+                                              seed=self.cfg.seed * 31 + si * 7 + ki, rank=self.rank)
+        images, labels = source.get_batch(next(self.samplers[key]))
+        return source.name, images, labels
+
+    def _mirror(self, images: torch.Tensor, labels: dict) -> tuple[torch.Tensor, dict]:
+        """Flip each sample with probability mirror_p; attributes say how their labels change."""
+        if self.cfg.mirror_p <= 0:
+            return images, labels
+        flip = torch.rand(images.shape[0], generator=self.gen) < self.cfg.mirror_p
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        labels = dict(labels)
+        for a in self.attributes:
+            if a.mirror is not None and a.has_labels(labels):
+                for key, value in a.mirror(labels).items():
+                    mask = flip.view(-1, *[1] * (value.dim() - 1))
+                    labels[key] = torch.where(mask, value, labels[key])
+        return images, labels
+
+    # --- distributed --------------------------------------------------------------------------------
+    def _sync(self, modules) -> None:
+        if self.world == 1:
+            return
+        params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch._utils._flatten_dense_tensors([p.grad for p in params])
+        dist.all_reduce(flat)
+        flat /= self.world
+        for p, g in zip(params, torch._utils._unflatten_dense_tensors(flat, [p.grad for p in params])):
+            p.grad.copy_(g)
+
+    def _sync_buffers(self) -> None:
+        if self.world > 1:
+            for b in self.model.buffers():
+                dist.broadcast(b, 0)
+
+    # --- modes --------------------------------------------------------------------------------------
+    def _set_modes(self, stage: str) -> None:
+        m = self.model
+        m.train()
+        if stage == "disentangle":  # the AAE is frozen: fixed BatchNorm statistics, no weight gradients
+            m.aae.eval()
+            set_requires_grad([m.aae], False)
+            set_requires_grad([m.disentangler], True)
+        else:
+            set_requires_grad([m.aae.E, m.aae.G, m.disentangler], True)
+            set_requires_grad([m.aae.D_z, m.aae.D_x], False)  # switched on for their own update
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def fit(self) -> Path | None:
+        old = signal.getsignal(signal.SIGINT)
+        if self.rank == 0 or True:
+            signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            for stage in self.cfg.stages:
+                if stage in self.completed:
+                    continue
+                self._run_stage(stage)
+            return self._finish()
+        finally:
+            signal.signal(signal.SIGINT, old)
+            if self.writer is not None:
+                self.writer.close()
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.stop_requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.stop_requested = True
+
+    def _run_stage(self, stage: str) -> None:
+        total = self.cfg.steps[stage]
+        if self.stage != stage:
+            self.stage, self.step = stage, 0
+        self._set_modes(stage)
+        step_fn = getattr(self.steps, stage)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=self.step, desc=stage, unit="step", dynamic_ncols=True, leave=True,
+                       disable=None, mininterval=1.0)
+        sums, count, t0, seen = {}, 0, time.perf_counter(), 0
+        while self.step < total:
+            _, images, labels = self._next_batch()
+            images, labels = self._mirror(images, labels)
+            xn = (images * 2 - 1).to(self.device, non_blocking=True)
+            if self.device.type == "cuda":
+                xn = xn.contiguous(memory_format=torch.channels_last)
+            labels = {k: v.to(self.device) for k, v in labels.items()}
+            terms = step_fn(xn, labels, self.step)
+            values = self._check_finite(terms)
+            self._sync_buffers()
+            self.step += 1
+            self.global_step += 1
+            seen += images.shape[0] * self.world
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if self.step % self.cfg.log_every == 0 or self.step == total:
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                self._log(stage, {k: s / count for k, s in sums.items()}, rate, bar)
+                sums, count, t0, seen = {}, 0, time.perf_counter(), 0
+            if bar is not None:
+                bar.update(1)
+            if self.rank == 0 and (self.step % self.cfg.sample_every == 0):
+                self.save_grids()
+            if self.step % self.cfg.ckpt_every == 0 and self.step < total:
+                self.save_state()
+            if self.stop_requested:
+                self.save_state()
+                raise TrainingInterrupted(
+                    f"interrupted at step {self.step} of stage {stage}; saved {self.checkpoint_path} "
+                    f"(continue with --resume)")
+        if bar is not None:
+            bar.close()
+        self.completed.append(stage)
+        self.stage, self.step = None, 0
+        if self.rank == 0:
+            self.save_grids(tag=f"{stage}-end")
+            fsx.save_model(self.model, self.out / f"{stage}.safetensors", **self._info())
+        self.save_state()
+
+    def _check_finite(self, terms: dict) -> dict:
+        values = {}
+        for name, t in terms.items():
+            v = float(t.detach())
+            if self.inject_nan and self.inject_nan == (self.stage, self.step + 1, name):
+                v = float("nan")
+            if not torch.isfinite(torch.tensor(v)):
+                raise NonFiniteLossError(name, v, self.stage, self.step + 1, self.last_checkpoint)
+            values[name] = v
+        return values
+
+    @staticmethod
+    def _parse_inject(spec: str | None):
+        if not spec:
+            return None
+        stage, step, term = spec.split(":")
+        return stage, int(step), term
+
+    # --- logging and pictures -----------------------------------------------------------------------
+    def _open_metrics(self, resume: bool) -> None:
+        path = self.out / "metrics.jsonl"
+        if resume and path.exists():  # drop what was logged after the checkpoint we resumed from
+            keep = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("global_step", 0) <= self.global_step]
+            path.write_text("".join(line + "\n" for line in keep))
+        elif not resume:
+            path.write_text("")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out / "tensorboard"))
+        except Exception:  # tensorboard not installed: JSONL only
+            self.writer = None
+
+    def _log(self, stage: str, means: dict, rate: float, bar) -> None:
+        if self.rank != 0:
+            return
+        record = {"stage": stage, "step": self.step, "global_step": self.global_step, "img_per_s": round(rate, 2)}
+        record.update({f"loss/{k}": round(v, 6) for k, v in sorted(means.items())})
+        record.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
+        with open(self.out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "global_step"):
+                    self.writer.add_scalar(f"{stage}/{k}", v, self.global_step)
+        if bar is not None:
+            short = {k: f"{v:.3f}" for k, v in means.items() if k in ("rec", "adv", "rec_phi", "cyc") or k.startswith("task_")}
+            bar.set_postfix(short | {"img/s": f"{rate:.0f}"}, refresh=False)
+        if bar is None or bar.disable:
+            print(f"[{stage} {self.step}/{self.cfg.steps[stage]}] " + " ".join(
+                f"{k}={v:.4f}" for k, v in sorted(means.items())) + f" img/s={rate:.1f}", flush=True)
+
+    @torch.no_grad()
+    def save_grids(self, tag: str | None = None) -> None:
+        """Reconstructions, random samples and one-attribute swaps of a fixed preview batch, as PNGs."""
+        from torchvision.utils import save_image
+
+        m, was = self.model, self.stage
+        m.eval()
+        images, _ = self.sources[0].get_batch(list(range(0, min(len(self.sources[0]), 8 * 37), 37))[:8])
+        images = images.to(self.device)
+        tag = tag or f"{was}-{self.step:06d}"
+        z = m.aae.E(images * 2 - 1)
+        rec = ((m.aae.G(z) + 1) / 2).clamp(0, 1)
+        save_image(torch.cat([images, rec, m.reconstruct(images)]), self.out / "samples" / f"{tag}-reconstructions.png", nrow=8)
+        save_image(m.generate(16, generator=torch.Generator().manual_seed(0)), self.out / "samples" / f"{tag}-samples.png", nrow=8)
+        rows = [images]
+        for name in m.attributes:  # row k: each face with the first face's sub-vector k
+            rows.append(m.transfer(images[:1], images, [name]))
+        save_image(torch.cat(rows), self.out / "samples" / f"{tag}-swaps.png", nrow=8)
+        if was is not None:
+            self._set_modes(was)
+
+    # --- state --------------------------------------------------------------------------------------
+    def _info(self) -> dict:
+        return {"data": self.cfg.data, "preset": self.cfg.preset, "seed": self.cfg.seed,
+                "steps": {s: self.cfg.steps[s] for s in self.completed},
+                "attribute_options": self.cfg.attribute_options}
+
+    def _rng_state(self) -> dict:
+        state = {"torch": torch.get_rng_state(), "gen": self.gen.get_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        for key, s in self.samplers.items():
+            state[f"sampler/{key}"] = s.state()
+        return state
+
+    def save_state(self) -> None:
+        """Model, optimisers, step and every rank's RNG streams, atomically, to checkpoint.safetensors."""
+        states = [self._rng_state()]
+        if self.world > 1:
+            states = [None] * self.world
+            dist.all_gather_object(states, self._rng_state())
+        if self.rank == 0:
+            tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+            groups = {}
+            for name, opt in self.optimizers.items():
+                sd = opt.state_dict()
+                groups[name] = sd["param_groups"]
+                for i, st in sd["state"].items():
+                    for k, v in st.items():
+                        tensors[f"optim/{name}/{i}/{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+            for r, st in enumerate(states):
+                for k, v in st.items():
+                    tensors[f"rng/{r}/{k}"] = v
+            meta = {"format": STATE_FORMAT, "fsx_version": fsx.__version__, "config": attrs.asdict(self.cfg),
+                    "model_config": self.model.config.to_dict(), "stage": self.stage, "step": self.step,
+                    "global_step": self.global_step, "completed": self.completed, "optim_groups": groups,
+                    "world_size": self.world, "samplers": sorted(self.samplers)}
+            save_tensors(self.checkpoint_path, tensors, meta)
+            self.last_checkpoint = self.checkpoint_path
+        if self.world > 1:
+            dist.barrier()
+
+    def _load_state(self) -> None:
+        path = self.checkpoint_path
+        if not path.exists():
+            raise CheckpointError(f"--resume: {path} does not exist (nothing to resume in {self.out})")
+        meta = read_metadata(path, expected_format=STATE_FORMAT)
+        if meta["model_config"] != self.model.config.to_dict():
+            raise CheckpointError(f"{path}: the run's model differs from the one configured now; resume with the same options")
+        tensors = load_tensors(path)
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+        for name, opt in self.optimizers.items():
+            state: dict = {}
+            prefix = f"optim/{name}/"
+            for key, v in tensors.items():
+                if key.startswith(prefix):
+                    i, k = key[len(prefix):].split("/", 1)
+                    state.setdefault(int(i), {})[k] = v
+            opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"][name]})
+        self.stage, self.step = meta["stage"], meta["step"]
+        self.global_step, self.completed = meta["global_step"], list(meta["completed"])
+        rank = self.rank if self.rank < meta["world_size"] else 0
+        prefix = f"rng/{rank}/"
+        rng = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        torch.set_rng_state(rng["torch"])
+        self.gen.set_state(rng["gen"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        for key, st in rng.items():
+            if key.startswith("sampler/"):
+                skey = key[len("sampler/"):]
+                name, ki = skey.rsplit(":", 1)
+                si = [s.name for s in self.sources].index(name)
+                spec = self._specs_for(self.sources[si])[int(ki)]
+                self.samplers[skey] = BatchSampler(self.sources[si].labels, spec, self.per_rank_batch,
+                                                   seed=0, rank=self.rank)
+                self.samplers[skey].set_state(st)
+        self.last_checkpoint = path
+
+    def _finish(self) -> Path | None:
+        path = None
+        if self.rank == 0:
+            path = self.out / "model.safetensors"
+            fsx.save_model(self.model, path, **self._info())
+        if self.world > 1:
+            dist.barrier()
+        return path
+
+
+def train(config: TrainConfig, out: str | Path, **kwargs) -> Path | None:
+    """Run training as configured; returns the path of the final model (rank 0) and None on other ranks."""
+    trainer = Trainer(config, out, **kwargs)
+    try:
+        return trainer.fit()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
