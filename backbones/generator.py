@@ -1,8 +1,9 @@
-"""G: an inverted ResNet18. z -> 4x4 feature map -> four stages of two residual blocks -> image in [-1, 1].
+"""G: an inverted ResNet18, the encoder's mirror image. z -> (512w, S/32, S/32) -> four stages of two residual
+blocks (S/32 -> S/4, the first block of each of the three upsampling stages starting with a 4x4 transposed
+convolution of stride 2 in place of ResNet's strided 3x3) -> an inverted stem of two 4x4 transposed
+convolutions (S/4 -> S) -> a 3x3 convolution to RGB in [-1, 1].
 
-The first block of each upsampling stage starts with a 4x4 transposed convolution (stride 2) in place of
-ResNet's strided 3x3 convolution. At 64 px the four stages give the four doublings 4 -> 64; at 32 px the
-first stage keeps its size; at 128 and 256 px one or two more 4x4 transposed convolutions finish the job.
+Mirroring the encoder matters for cost: like the encoder, G spends its wide layers at low resolution.
 """
 
 from __future__ import annotations
@@ -41,28 +42,28 @@ class InvertedBasicBlock(nn.Module):
 class InvertedResNet18(nn.Module):
     def __init__(self, in_dim: int = 99, image_size: int = 128, width: float = 1.0):
         super().__init__()
-        doublings = check_size(image_size)
+        check_size(image_size)
         chans = [scaled(c, width) for c in (512, 256, 128, 64)]
-        self.c0 = chans[0]
-        self.fc = nn.Linear(in_dim, self.c0 * 4 * 4)  # z (N, in_dim) -> (N, c0, 4, 4)
+        self.c0, self.s0 = chans[0], image_size // 32
+        self.fc = nn.Linear(in_dim, self.c0 * self.s0 * self.s0)  # z (N, in_dim) -> (N, 512w, S/32, S/32)
         self.bn0 = nn.BatchNorm2d(self.c0)
-        stage_up = [False] * (4 - min(doublings, 4)) + [True] * min(doublings, 4)
         blocks, cin = [], self.c0
-        for cout, up in zip(chans, stage_up):
+        for cout, up in zip(chans, (True, True, True, False)):  # layer4 .. layer1 of ResNet18, reversed
             blocks += [InvertedBasicBlock(cin, cout, up), InvertedBasicBlock(cout, cout, False)]
             cin = cout
-        self.blocks = nn.Sequential(*blocks)
-        head = []
-        for _ in range(max(0, doublings - 4)):  # 128 px: one more doubling, 256 px: two
-            head += [nn.ConvTranspose2d(cin, cin, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(cin), nn.ReLU(True)]
-        head += [nn.Conv2d(cin, 3, 3, padding=1), nn.Tanh()]
-        self.head = nn.Sequential(*head)
+        self.blocks = nn.Sequential(*blocks)  # -> (N, 64w, S/4, S/4)
+        c_half = scaled(32, width)
+        self.head = nn.Sequential(  # the stem (7x7 stride-2 conv + max-pool), inverted
+            nn.ConvTranspose2d(cin, cin, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(cin), nn.ReLU(True),
+            nn.ConvTranspose2d(cin, c_half, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_half), nn.ReLU(True),
+            nn.Conv2d(c_half, 3, 3, padding=1), nn.Tanh(),
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.fc(z).view(-1, self.c0, 4, 4)
+        x = self.fc(z).view(-1, self.c0, self.s0, self.s0)
         x = torch.relu(self.bn0(x))
-        x = self.blocks(x)  # (N, 64w, min(size, 64), ...)
-        return self.head(x)  # (N, 3, size, size) in [-1, 1]
+        x = self.blocks(x)  # (N, 64w, S/4, S/4)
+        return self.head(x)  # (N, 3, S, S) in [-1, 1]
 
 
 @register_backbone

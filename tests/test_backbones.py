@@ -24,7 +24,8 @@ def test_every_backbone_at_every_size(size):
 def test_generator_uses_4x4_transposed_convs_and_width_scales():
     G = create_backbone("resnet18_generator", in_dim=99, image_size=64, width=0.25)
     deconvs = [m for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
-    assert len(deconvs) == 4 and all(m.kernel_size == (4, 4) and m.stride == (2, 2) for m in deconvs)
+    assert len(deconvs) == 3 + 2  # three upsampling stages + the inverted stem
+    assert all(m.kernel_size == (4, 4) and m.stride == (2, 2) for m in deconvs)
     full = sum(p.numel() for p in create_backbone("resnet18_encoder", image_size=64).parameters())
     quarter = sum(p.numel() for p in create_backbone("resnet18_encoder", image_size=64, width=0.25).parameters())
     assert 11e6 < full < 12e6  # ResNet18

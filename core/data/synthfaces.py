@@ -137,6 +137,20 @@ class SynthFaces:
             self._cached[missing] = True
         return self._cache[idx].float() / 255
 
+    def warm_cache(self, chunk: int = 256) -> None:
+        """Render every sample into the cache, in index order and fixed chunks (so the cached pixels do not
+        depend on which batches asked for them first)."""
+        if self._cache is None:
+            return
+        for start in range(0, len(self), chunk):
+            idx = torch.arange(start, min(start + chunk, len(self)))
+            todo = idx[~self._cached[idx]]
+            if len(todo) == len(idx):
+                self._cache[idx] = (render(self.params_of(idx), self.image_size) * 255).round().to(torch.uint8)
+                self._cached[idx] = True
+            elif len(todo):
+                self.images(todo)
+
     def get_batch(self, indices, fields: Iterable[str] = LABEL_FIELDS) -> tuple[torch.Tensor, dict]:
         return self.images(indices), self.labels_of(indices, fields)
 

@@ -41,6 +41,7 @@ class TrainConfig:
     lr_disc_scale: float = 1.0  # D_x and D_z learning rate relative to lr_aae
     lambda_ae: float = 0.9
     rec_weight: float = 1.0  # extra factor on L_rec inside Eq. (5) (1 = the paper)
+    image_gan_weight: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5) (1 = the paper)
     lambda_rec_phi: float = 1.0
     task_weight: float = 1.0
     cycle_weight: float = 1.0
@@ -89,7 +90,7 @@ PRESETS: dict[str, dict] = {
     # The default: a narrow network at 64 px that finishes --stage all in under 30 minutes on 2 CPU cores.
     "demo": dict(
         image_size=64, width=0.25, batch_size=40, latent_disc_hidden=1000, phi_hidden=1000,
-        steps={"aae": 3000, "disentangle": 1200, "joint": 300}, rec_weight=10.0, lr_aae=2e-4,
+        steps={"aae": 1400, "disentangle": 600, "joint": 120}, rec_weight=10.0, lr_aae=2e-4,
         lr_phi=3e-4, log_every=20, sample_every=500, ckpt_every=250,
     ),
     # Sec. 4 as written: ResNet18 at full width, 128 px, batch 128, Adam settings of Sec. 4.3.

@@ -56,7 +56,8 @@ class Steps:
         with self.autocast():
             g = L.aae_generator_losses(aae.D_z(z), aae.D_x(x_rec), aae.D_x(x_prior))
         g["rec"] = L.reconstruction_l1(xn, x_rec.float())
-        obj = cfg.lambda_ae * (cfg.rec_weight * g["rec"] + g["adv"]) + g["enc"] + g["gen"]
+        w = cfg.image_gan_weight
+        obj = cfg.lambda_ae * (cfg.rec_weight * g["rec"] + w * g["adv"]) + g["enc"] + w * g["gen"]
         return obj, g
 
     def _phi_terms(self, z, labels) -> tuple[torch.Tensor, dict]:

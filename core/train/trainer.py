@@ -100,6 +100,10 @@ class Trainer:
         }
         self.sources = parse_sources(config.data, config.image_size, seed=config.seed, persons=config.synth_persons,
                                      clips=config.synth_clips, frames=config.synth_frames)
+        for source in self.sources:  # render SynthFaces once, in a fixed order, so pixels never depend on batching
+            warm = getattr(getattr(source, "parent", None), "warm_cache", None)
+            if warm is not None:
+                warm()
         self.samplers: dict[str, BatchSampler] = {}
         self.per_rank_batch = max(2, config.batch_size // self.world)
         autocast = None
@@ -224,9 +228,11 @@ class Trainer:
 
             bar = tqdm(total=total, initial=self.step, desc=stage, unit="step", dynamic_ncols=True, leave=True,
                        disable=None, mininterval=1.0)
-        sums, count, t0, seen = {}, 0, time.perf_counter(), 0
+        sums, count, t0, seen, used = {}, 0, time.perf_counter(), 0, []
         while self.step < total:
-            _, images, labels = self._next_batch()
+            source, images, labels = self._next_batch()
+            if source not in used:
+                used.append(source)
             images, labels = self._mirror(images, labels)
             xn = (images * 2 - 1).to(self.device, non_blocking=True)
             if self.device.type == "cuda":
@@ -243,8 +249,8 @@ class Trainer:
             count += 1
             if self.step % self.cfg.log_every == 0 or self.step == total:
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
-                self._log(stage, {k: s / count for k, s in sums.items()}, rate, bar)
-                sums, count, t0, seen = {}, 0, time.perf_counter(), 0
+                self._log(stage, {k: s / count for k, s in sums.items()}, rate, bar, used)
+                sums, count, t0, seen, used = {}, 0, time.perf_counter(), 0, []
             if bar is not None:
                 bar.update(1)
             if self.rank == 0 and (self.step % self.cfg.sample_every == 0):
@@ -299,10 +305,11 @@ class Trainer:
         except Exception:  # tensorboard not installed: JSONL only
             self.writer = None
 
-    def _log(self, stage: str, means: dict, rate: float, bar) -> None:
+    def _log(self, stage: str, means: dict, rate: float, bar, sources: list) -> None:
         if self.rank != 0:
             return
-        record = {"stage": stage, "step": self.step, "global_step": self.global_step, "img_per_s": round(rate, 2)}
+        record = {"stage": stage, "step": self.step, "global_step": self.global_step, "img_per_s": round(rate, 2),
+                  "sources": sources}
         record.update({f"loss/{k}": round(v, 6) for k, v in sorted(means.items())})
         record.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
         with open(self.out / "metrics.jsonl", "a") as fh:
@@ -385,7 +392,7 @@ class Trainer:
         if not path.exists():
             raise CheckpointError(f"--resume: {path} does not exist (nothing to resume in {self.out})")
         meta = read_metadata(path, expected_format=STATE_FORMAT)
-        if meta["model_config"] != self.model.config.to_dict():
+        if ModelConfig.from_dict(meta["model_config"]) != self.model.config:
             raise CheckpointError(f"{path}: the run's model differs from the one configured now; resume with the same options")
         tensors = load_tensors(path)
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})

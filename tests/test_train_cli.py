@@ -1,0 +1,140 @@
+"""``fsx train`` as a real subprocess: stages, resume after kill -9, DDP on gloo, multi-source, NaN stop."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import fsx
+from conftest import run_fsx
+
+
+def metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_each_stage_alone_produces_a_loadable_model(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    run_fsx("train", "--preset", "tiny", "--stage", "aae", "--out", a, check=True)
+    run_fsx("train", "--preset", "tiny", "--stage", "disentangle", "--init", a / "model.safetensors", "--out", b, check=True)
+    run_fsx("train", "--preset", "tiny", "--stage", "joint", "--init", b / "model.safetensors", "--out", c, check=True)
+    for run, stage in ((a, "aae"), (b, "disentangle"), (c, "joint")):
+        model = fsx.load(run / "model.safetensors")
+        assert model.attributes == {"pose": 3, "identity": 32, "expression": 32, "style": 32}
+        assert json.loads((run / "config.json").read_text())["stage"] == stage
+        rows = metrics(run)
+        assert rows and all(r["stage"] == stage and r["img_per_s"] > 0 for r in rows)
+        assert (run / "samples" / f"{stage}-end-reconstructions.png").exists()
+        assert model.metadata["steps"] == {stage: 4 if stage != "joint" else 2}
+    # the disentangle stage trains Phi on a frozen AAE: E and G are exactly those of the aae run
+    ta, tb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    for k in ta:
+        if k.startswith(("aae.E.", "aae.G.")):
+            assert torch.equal(ta[k], tb[k]), k
+    assert any(not torch.equal(ta[k], tb[k]) for k in ta if k.startswith("disentangler."))
+    with torch.no_grad():
+        x = torch.rand(2, 3, 32, 32)
+        out = fsx.load(c / "model.safetensors").transfer(x[:1], x, ["expression"])
+    assert out.shape == (2, 3, 32, 32)
+
+
+def test_metrics_have_every_loss_term_and_learning_rates(tmp_path):
+    run_fsx("train", "--preset", "tiny", "--stage", "joint", "--out", tmp_path, check=True)
+    row = metrics(tmp_path)[-1]
+    for key in ("loss/rec", "loss/adv", "loss/enc", "loss/gen", "loss/rec_phi", "loss/cyc", "loss/task_pose",
+                "loss/aug_pose", "lr/eg", "lr/d", "lr/phi", "img_per_s"):
+        assert key in row, key
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    args = ["train", "--preset", "tiny", "--steps", "12", "--ckpt-every", "2", "--seed", "5"]
+    full = tmp_path / "full"
+    run_fsx(*args, "--out", full, check=True)
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "fsx", *args, "--out", str(cut)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        ckpt = cut / "checkpoint.safetensors"
+        if ckpt.exists() and fsx.read_metadata(ckpt, expected_format=None).get("global_step", 0) >= 6:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "model.safetensors").exists()
+    killed_at = fsx.read_metadata(cut / "checkpoint.safetensors", expected_format=None)["global_step"]
+    assert 6 <= killed_at < 36
+    run_fsx(*args, "--out", cut, "--resume", check=True)
+    a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [r["global_step"] for r in metrics(cut)]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) == 12 + 12 + 12
+
+
+def test_nproc_2_gloo_writes_one_set_of_files(tmp_path):
+    proc = run_fsx("train", "--preset", "tiny", "--steps", "2", "--nproc", "2", "--device", "cpu", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = metrics(tmp_path)
+    assert [r["global_step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # one writer, not two
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == [
+        "aae.safetensors", "checkpoint.safetensors", "disentangle.safetensors", "joint.safetensors", "model.safetensors"]
+    fsx.load(tmp_path / "model.safetensors")
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_label_partial_sources_apply_only_their_losses(tmp_path):
+    proc = run_fsx("train", "--preset", "tiny", "--stage", "disentangle", "--steps", "4",
+                   "--data", "ids=synthfaces:person,expr=synthfaces:valence+arousal+category", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = metrics(tmp_path)
+    assert [r["sources"] for r in rows] == [["ids"], ["expr"], ["ids"], ["expr"]]
+    for r in rows:
+        tasks = {k for k in r if k.startswith(("loss/task_", "loss/aug_"))}
+        if r["sources"] == ["ids"]:
+            assert tasks == {"loss/task_identity", "loss/aug_identity"}
+        else:
+            assert tasks == {"loss/task_expression", "loss/aug_expression"}
+        assert "loss/cyc" in r and "loss/rec_phi" in r  # unlabelled sub-vectors still take part in these
+
+
+def test_forced_nan_stops_naming_the_term_and_keeps_the_last_checkpoint(tmp_path):
+    proc = run_fsx("train", "--preset", "tiny", "--stage", "aae", "--steps", "6", "--ckpt-every", "2",
+                   "--inject-nan", "aae:3:rec", "--out", tmp_path)
+    assert proc.returncode == 1
+    assert "loss term 'rec' is nan at step 3 of stage aae" in proc.stderr
+    assert "checkpoint.safetensors" in proc.stderr and "Traceback" not in proc.stderr
+    meta = fsx.read_metadata(tmp_path / "checkpoint.safetensors", expected_format="fsx-train-state")
+    assert meta["step"] == 2
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    proc = run_fsx("train", "--preset", "tiny", "--resume", "--out", tmp_path)
+    assert proc.returncode == 1 and "nothing to resume" in proc.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "fsx", "train", "--preset", "tiny", "--steps", "400",
+                             "--ckpt-every", "1000", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    while time.time() < deadline and not (tmp_path / "metrics.jsonl").read_text().strip():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted at step" in err and "--resume" in err
+    meta = fsx.read_metadata(tmp_path / "checkpoint.safetensors", expected_format="fsx-train-state")
+    assert meta["global_step"] >= 1

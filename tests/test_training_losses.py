@@ -1,0 +1,119 @@
+"""The training loss terms against hand computations, and what each stage may change."""
+
+import math
+
+import pytest
+import torch
+
+import fsx
+from fsx import losses as L
+from fsx.attributes import Attribute
+from fsx.layout import Layout
+from conftest import tiny_config
+
+
+def test_bce_terms_match_the_formula():
+    logits = torch.tensor([0.0, 2.0])
+    assert L.bce_real(logits).item() == pytest.approx((math.log(2) + math.log(1 + math.exp(-2))) / 2)
+    assert L.bce_fake(logits).item() == pytest.approx((math.log(2) + math.log(1 + math.exp(2))) / 2)
+
+
+def test_aae_objective_eq5():
+    t = {"rec": torch.tensor(0.1), "adv": torch.tensor(0.7), "enc": torch.tensor(0.5), "gen": torch.tensor(0.3)}
+    assert L.aae_objective(t, 0.9).item() == pytest.approx(0.9 * (0.1 + 0.7) + 0.5 + 0.3)
+    d = L.aae_discriminator_losses(torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.0]),
+                                   torch.tensor([0.0]), torch.tensor([0.0]))
+    assert d["d_enc"].item() == pytest.approx(2 * math.log(2))  # log 2 for real + log 2 for fake
+    assert d["d_adv"].item() == pytest.approx(2 * math.log(2)) and d["d_gen"].item() == pytest.approx(2 * math.log(2))
+
+
+def test_reconstruction_l1():
+    assert L.reconstruction_l1(torch.zeros(2, 3), torch.tensor([[1.0, -1.0, 0.0], [0.5, 0.5, 0.0]])).item() == pytest.approx(3 / 6)
+
+
+def test_shuffle_changes_only_the_attributes_slice():
+    layout = Layout([("pose", 1), ("identity", 2)])
+    f = torch.arange(12, dtype=torch.float32).view(4, 3)
+    g = torch.Generator().manual_seed(0)
+    f_star, perms = L.shuffle_attributes(f, layout, ["pose", "identity"], g)
+    assert f_star.shape == (8, 3) and perms.shape == (2, 4)
+    pose_edit, id_edit = f_star[:4], f_star[4:]
+    assert torch.equal(pose_edit[:, 0], f[perms[0], 0]) and torch.equal(pose_edit[:, 1:], f[:, 1:])
+    assert torch.equal(id_edit[:, 1:], f[perms[1], 1:]) and torch.equal(id_edit[:, 0], f[:, 0])
+    assert L.cycle_l1(f_star, f_star + 0.5).item() == pytest.approx(0.5)
+
+
+def _recording_attribute(name, label, dim=1):
+    seen = []
+
+    def loss(features, labels, generator=None):
+        seen.append((features.clone(), labels[label].clone()))
+        return features.sum() * 0 + 1.0
+
+    return Attribute(name=name, dim=dim, labels=(label,), loss=loss), seen
+
+
+def test_task_loss_only_for_labelled_attributes_and_aug_uses_permuted_labels():
+    a, seen_a = _recording_attribute("alpha", "ya")
+    b, seen_b = _recording_attribute("beta", "yb")
+    layout = Layout([("alpha", 1), ("beta", 1)])
+    f = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
+    labels = {"ya": torch.tensor([7, 8, 9])}  # this batch labels alpha only
+    task = L.task_losses(f, labels, [a, b], layout)
+    assert set(task) == {"alpha"} and not seen_b
+    assert torch.equal(seen_a[0][0], f[:, :1])
+    perms = torch.tensor([[2, 0, 1], [1, 2, 0]])
+    f_cyc = torch.arange(12, dtype=torch.float32).view(6, 2)  # two shuffled batches of 3, re-encoded
+    seen_a.clear()
+    aug = L.augmentation_losses(f_cyc, perms, ["alpha", "beta"], labels, [a, b], layout)
+    assert set(aug) == {"alpha"}
+    feats, ya = seen_a[0]
+    assert torch.equal(feats, f_cyc[:3, :1])  # alpha's own shuffled batch, alpha's slice
+    assert torch.equal(ya, torch.tensor([9, 7, 8]))  # pi(y): labels permuted like the sub-vector
+
+
+def _tiny_trainer(tmp_path, **over):
+    from fsx.train import Trainer, make_config
+
+    cfg = make_config("tiny", **over)
+    return Trainer(cfg, tmp_path, progress=False)
+
+
+def _snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before, module):
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items() if v.is_floating_point())
+
+
+def test_disentangle_stage_moves_phi_only(tmp_path):
+    tr = _tiny_trainer(tmp_path)
+    m = tr.model
+    before = {n: _snapshot(mod) for n, mod in [("E", m.aae.E), ("G", m.aae.G), ("phi", m.disentangler)]}
+    tr._set_modes("disentangle")
+    _, x, y = tr._next_batch()
+    terms = tr.steps.disentangle(x * 2 - 1, y, 0)
+    assert {"rec_phi", "cyc"} <= set(terms) and any(k.startswith("task_") for k in terms)
+    assert _changed(before["phi"], m.disentangler)
+    assert not _changed(before["E"], m.aae.E) and not _changed(before["G"], m.aae.G)  # the AAE is frozen
+
+
+def test_aae_stage_moves_the_autoencoder_not_phi(tmp_path):
+    tr = _tiny_trainer(tmp_path)
+    m = tr.model
+    phi, E, D = _snapshot(m.disentangler), _snapshot(m.aae.E), _snapshot(m.aae.D_x)
+    tr._set_modes("aae")
+    _, x, y = tr._next_batch()
+    terms = tr.steps.aae(x * 2 - 1, y, 0)
+    assert set(terms) == {"rec", "adv", "enc", "gen", "d_adv", "d_enc", "d_gen"}
+    assert _changed(E, m.aae.E) and _changed(D, m.aae.D_x) and not _changed(phi, m.disentangler)
+
+
+def test_mirroring_flips_pose_labels(tmp_path):
+    tr = _tiny_trainer(tmp_path, mirror_p=1.0)
+    _, x, y = tr._next_batch()
+    x2, y2 = tr._mirror(x, y)
+    assert torch.equal(x2, x.flip(-1))
+    torch.testing.assert_close(y2["pose"], y["pose"] * torch.tensor([-1.0, 1.0, -1.0]))
+    assert torch.equal(y2["person"], y["person"])
