@@ -65,14 +65,16 @@ class Probe:
     """How ``fsx eval`` measures the attribute from a sub-vector.
 
     regression: predict ``label`` (e.g. pose angles), report MAE per component.
-    verification: same/different ``label`` pairs (LFW protocol); ``within`` restricts negatives to pairs that
-    share that field (style: other clips of the same person).
+    verification: same/different ``label`` pairs (LFW protocol); ``within`` keeps only pairs that share that
+    field (style: two clips of the same person); ``across`` keeps only pairs that differ in it (identity:
+    two different clips, so a shared background cannot give the answer away).
     classification: predict the class ``label`` with a small MLP, report AUC per class.
     """
 
     kind: str = attrs.field(validator=attrs.validators.in_(PROBE_KINDS))
     label: str = attrs.field()
     within: str | None = None
+    across: str | None = None
     class_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     component_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 

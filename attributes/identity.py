@@ -37,7 +37,7 @@ def identity(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 
         labels=("person",),
         loss=IdentityTriplet(margin=margin),
         sampler=SamplerSpec(group_by=("person",), counts=(persons_per_batch,)),
-        probe=Probe("verification", "person"),
+        probe=Probe("verification", "person", across="clip"),
         weight=weight,
         description="who it is: triplet over persons (Eq. 12), macro-batches of 20 persons",
     )

@@ -121,3 +121,157 @@ def synth(out, size, n, seed, vary):
     images = synth_grid(n=n, size=int(size), seed=seed, vary=vary)
     save_image(images, out, nrow=8, padding=2, pad_value=1.0)
     click.echo(f"wrote {out}: {len(images)} faces at {size} px" + (f", varying {vary}" if vary else ""))
+
+
+def _load_model(path):
+    import fsx
+
+    try:
+        return fsx.load(path)
+    except fsx.CheckpointError as exc:
+        raise click.ClickException(str(exc))
+
+
+@main.command(name="eval")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--data", default="synthfaces", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder (default: CKPT's folder/eval).")
+@click.option("--inception", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Inception-v3 weights (safetensors) for FID.")
+@click.option("--fid-samples", type=click.IntRange(min=2), default=10000, show_default=True)
+@click.option("--test-persons", type=click.IntRange(min=2), default=100, show_default=True)
+@click.option("--train-samples", type=click.IntRange(min=10), default=4000, show_default=True)
+@click.option("--test-samples", type=click.IntRange(min=10), default=3200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def eval_(checkpoint, data, out, inception, fid_samples, test_persons, train_samples, test_samples, seed):
+    """Evaluate a model: metrics.json and report.md with figures (Sec. 5 of the paper)."""
+    from pathlib import Path
+
+    from fsx.eval import evaluate
+
+    model = _load_model(checkpoint)
+    out = out or str(Path(checkpoint).parent / "eval")
+    try:
+        m = evaluate(model, out, data=data, test_persons=test_persons, train_samples=train_samples,
+                     test_samples=test_samples, inception=inception, fid_samples=fid_samples, seed=seed,
+                     progress=lambda s: click.echo(s, err=True))
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    if m["fid"]["value"] is None:
+        click.echo(f"note: FID skipped: {m['fid']['reason']}", err=True)
+    click.echo(f"wrote {out}/metrics.json and {out}/report.md ({m['wall_time_s']} s)")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Embeddings file (.safetensors).")
+def encode(checkpoint, images, out):
+    """Encode IMAGES (files or synthfaces:SPLIT:INDEX) into sub-vectors, saved as safetensors."""
+    from fsx.tools import encode_files, save_embeddings
+
+    model = _load_model(checkpoint)
+    try:
+        emb = encode_files(model, list(images))
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    save_embeddings(out, emb, list(images), model)
+    click.echo(f"wrote {out}: {len(images)} images, " + ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in emb.items()))
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--query", required=True, help="Query image (file or synthfaces:SPLIT:INDEX).")
+@click.option("--gallery", required=True, help="A folder of images or an embeddings file from fsx encode.")
+@click.option("--by", default="identity", show_default=True, help="Sub-vector to compare (an attribute or 'all').")
+@click.option("-k", "k", type=click.IntRange(min=1), default=7, show_default=True)
+def retrieve(checkpoint, query, gallery, by, k):
+    """Print the K gallery images most similar to the query in one sub-vector (Fig. 4)."""
+    from pathlib import Path
+
+    from fsx.plugins import get_registry
+    from fsx.tools import encode_files, list_images, load_embeddings, retrieve as run
+
+    model = _load_model(checkpoint)
+    if by != "all":
+        try:
+            by = get_registry().get(by).name
+        except KeyError as exc:
+            raise click.BadParameter(str(exc), param_hint="--by")
+    try:
+        if Path(gallery).is_dir():
+            files = list_images(gallery)
+            emb = encode_files(model, files)
+        else:
+            emb, files = load_embeddings(gallery)
+        q = encode_files(model, [query])
+        hits = run(q, emb, files, by, k)
+    except ValueError as exc:  # CheckpointError is a ValueError too
+        raise click.ClickException(str(exc))
+    for rank, (f, score) in enumerate(hits, 1):
+        click.echo(f"{rank}\t{score:.4f}\t{f}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--source", required=True, help="Image whose attributes are taken.")
+@click.option("--target", required=True, help="Image that receives them.")
+@click.option("--attributes", "attributes", type=AttributeList(), required=True)
+@click.option("--except", "everything_except", is_flag=True, help="Transfer everything except these attributes.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+def edit(checkpoint, source, target, attributes, everything_except, out):
+    """Transfer attributes from SOURCE to TARGET (Fig. 5); the PNG shows source, target and result."""
+    import torch
+    from torchvision.utils import save_image
+
+    from fsx.tools import load_images
+
+    model = _load_model(checkpoint)
+    try:
+        src, tgt = load_images([source], model.image_size), load_images([target], model.image_size)
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    names = [a.name for a in attributes]
+    with torch.no_grad():
+        result = model.transfer(src, tgt, names, everything_except=everything_except).cpu()
+    save_image(torch.cat([src, tgt, result]), out, nrow=3, padding=2, pad_value=1.0)
+    click.echo(f"wrote {out}: {'everything except ' if everything_except else ''}{','.join(names)} from {source} onto {target}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-n", "n", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def generate(checkpoint, n, out, seed):
+    """Write N random faces G(z*), z* ~ N(0, I), as a grid PNG."""
+    import torch
+    from torchvision.utils import save_image
+
+    model = _load_model(checkpoint)
+    with torch.no_grad():
+        images = model.generate(n, generator=torch.Generator().manual_seed(seed)).cpu()
+    save_image(images, out, nrow=8, padding=2, pad_value=1.0)
+    click.echo(f"wrote {out}: {n} samples")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--data", default="synthfaces", show_default=True)
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
+@click.option("--attribute", default="expression", show_default=True)
+@click.option("-n", "n", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+def audit(checkpoint, data, split, attribute, n, out):
+    """Sec. 5.5: the samples whose label the embedding disagrees with most (audit.png and audit.csv)."""
+    from fsx.tools import audit as run, write_audit
+
+    if data != "synthfaces":
+        raise click.ClickException(f"--data {data!r}: only synthfaces is supported by audit for now")
+    model = _load_model(checkpoint)
+    try:
+        rows = run(model, split=split, attribute=attribute, n=n)
+    except (ValueError, KeyError) as exc:
+        raise click.ClickException(str(exc))
+    write_audit(rows, model, out)
+    click.echo(f"wrote {out}/audit.png and {out}/audit.csv ({len(rows)} samples)")

@@ -1,0 +1,97 @@
+"""Training-step throughput: images/s of one step of each stage (aae, disentangle, joint) at 64 and 128 px,
+for the demo width (0.25) and the paper width (1.0), and the achieved GFLOP/s against a measured fp32 GEMM
+peak of this machine. FLOPs are counted by torch.utils.flop_counter over one real step.
+
+    python bench/train_step.py [--batch 16] [--repeats 2] [--sizes 64,128] [--widths 0.25,1.0]
+"""
+
+import argparse
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import fsx
+from fsx.plugins import get_registry
+from fsx.train import make_config
+from fsx.train.steps import Steps, set_requires_grad
+
+
+def gemm_peak(n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def fake_batch(n: int, size: int):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 3, size, size, generator=g) * 2 - 1
+    labels = {
+        "pose": (torch.rand(n, 3, generator=g) - 0.5) * 60,
+        "person": torch.arange(n) // 4,
+        "clip": torch.arange(n) // 2,
+        "valence": torch.rand(n, generator=g) * 2 - 1,
+        "arousal": torch.rand(n, generator=g) * 2 - 1,
+        "category": torch.randint(8, (n,), generator=g),
+    }
+    return x, labels
+
+
+def bench(size: int, width: float, batch: int, repeats: int):
+    reg = get_registry()
+    attrs_ = reg.resolve("pose,id,expr,style")
+    cfg = make_config("demo", image_size=size, width=width, batch_size=batch)
+    model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, image_size=size, width=width))
+    aae = model.aae
+    opt = {
+        "eg": torch.optim.Adam(list(aae.E.parameters()) + list(aae.G.parameters()), 1e-4, (0.0, 0.999)),
+        "d": torch.optim.Adam(list(aae.D_z.parameters()) + list(aae.D_x.parameters()), 1e-4, (0.0, 0.999)),
+        "phi": torch.optim.Adam(model.disentangler.parameters(), 1e-4),
+    }
+    steps = Steps(model, attrs_, cfg, opt, torch.Generator().manual_seed(0), sync=lambda mods: None)
+    x, y = fake_batch(batch, size)
+    out = {}
+    for stage in ("aae", "disentangle", "joint"):
+        model.train()
+        if stage == "disentangle":
+            model.aae.eval()
+            set_requires_grad([model.aae], False)
+            set_requires_grad([model.disentangler], True)
+        else:
+            set_requires_grad([aae.E, aae.G, model.disentangler], True)
+            set_requires_grad([aae.D_z, aae.D_x], False)
+        fn = getattr(steps, stage)
+        fn(x, y, 0)  # warm-up
+        with FlopCounterMode(display=False) as counter:
+            fn(x, y, 0)
+        flops = counter.get_total_flops()
+        best = min(_timed(lambda: fn(x, y, 0)) for _ in range(repeats))
+        out[stage] = (batch / best, flops / best / 1e9)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--sizes", default="64,128")
+    ap.add_argument("--widths", default="0.25,1.0")
+    args = ap.parse_args()
+    peak = gemm_peak()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 GEMM peak (2048^3): {peak:.0f} GFLOP/s")
+    print(f"{'size':>4} {'width':>5} {'stage':<12} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}")
+    for size in map(int, args.sizes.split(",")):
+        for width in map(float, args.widths.split(",")):
+            for stage, (ips, gflops) in bench(size, width, args.batch, args.repeats).items():
+                print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}%", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""``fsx eval``: the paper's Section 5 on a trained model, plus what SynthFaces' exact ground truth allows.
+
+Writes ``metrics.json`` and ``report.md`` with PNG figures into the output folder:
+reconstruction RMSE (Table 1, 0-255 scale), FID (when Inception weights are supplied), the attribute x
+sub-vector table (Tables 2 and 3 generalised: every attribute's probe on every sub-vector and on
+"everything but its own"), the counterfactual edit error, MIG and DCI, and the figures of Fig. 3-6.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+from fsx.data.face_params import GROUPS
+from fsx.data.synthfaces import SynthFaces
+from fsx.eval import figures
+from fsx.eval.metrics import dci, mig, verification_accuracy
+from fsx.eval.probes import classification_auc, cosine_scores, ridge_fit_predict, sample_pairs
+
+CHANCE = {"regression": "MAE of predicting the training mean", "verification": "50%", "classification": "AUC 0.5"}
+
+
+@torch.no_grad()
+def encode_all(model, data, indices, batch: int = 256) -> dict[str, torch.Tensor]:
+    """{attribute: (N, dim), "z": (N, z_dim), "f": (N, f_dim)} for the given samples."""
+    out: dict[str, list] = {}
+    for s in range(0, len(indices), batch):
+        x, _ = data.get_batch(indices[s : s + batch])
+        z, f = model.encode_features(x)
+        parts = model.layout.split(f)
+        parts.update(z=z, f=f)
+        for k, v in parts.items():
+            out.setdefault(k, []).append(v.cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def reconstruction_rmse(model, data, indices, batch: int = 256) -> dict[str, float]:
+    """RMSE on the 0-255 scale of G(E(x)) (the autoencoder) and of G(Phi^-1(Phi(E(x)))) (the embedding)."""
+    se_aae = se_phi = n = 0.0
+    for s in range(0, len(indices), batch):
+        x, _ = data.get_batch(indices[s : s + batch])
+        x = x.to(model.device)
+        aae = ((model.aae.G(model.aae.E(x * 2 - 1)) + 1) / 2).clamp(0, 1)
+        se_aae += float(((aae - x) * 255).pow(2).sum())
+        se_phi += float(((model.reconstruct(x) - x) * 255).pow(2).sum())
+        n += x.numel()
+    return {"aae": math.sqrt(se_aae / n), "embedding": math.sqrt(se_phi / n)}
+
+
+def _subvectors(emb: dict, names: list[str]) -> dict[str, torch.Tensor]:
+    """Every attribute's sub-vector and, per attribute, everything but it (f_not_k)."""
+    subs = {n: emb[n] for n in names}
+    for n in names:
+        subs[f"not_{n}"] = torch.cat([emb[m] for m in names if m != n], 1)
+    return subs
+
+
+def probe_table(attributes, emb_train, lab_train, emb_test, lab_test, names, seed: int = 0) -> dict:
+    """{attribute: {sub-vector: result}} where result holds the probe's headline number and its details."""
+    table, predictions = {}, {}
+    train_subs, test_subs = _subvectors(emb_train, names), _subvectors(emb_test, names)
+    for a in attributes:
+        p = a.probe
+        if p is None or p.label not in lab_test:
+            continue
+        row = {}
+        for sub in [*names, f"not_{a.name}"]:
+            xt, xs = train_subs[sub], test_subs[sub]
+            if p.kind == "regression":
+                y_train, y_test = lab_train[p.label].float(), lab_test[p.label].float()
+                y_train = y_train.view(len(y_train), -1)
+                y_test = y_test.view(len(y_test), -1)
+                pred = ridge_fit_predict(xt, y_train, xs)
+                mae = (pred - y_test).abs().mean(0)
+                base = (y_train.mean(0) - y_test).abs().mean(0)
+                comps = list(p.component_names) or [f"{p.label}{i}" for i in range(len(mae))]
+                row[sub] = {"value": float(mae.mean()), "per_component": dict(zip(comps, mae.tolist())),
+                            "chance": float(base.mean()), "chance_per_component": dict(zip(comps, base.tolist()))}
+            elif p.kind == "verification":
+                within = lab_test[p.within] if p.within else None
+                across = lab_test[p.across] if p.across and p.across in lab_test else None
+                i, j, same = sample_pairs(lab_test[p.label], 6000, within=within, across=across, seed=seed)
+                acc = verification_accuracy(cosine_scores(xs, i, j), same)
+                row[sub] = {"value": acc, "pairs": int(len(i)), "chance": 0.5}
+            elif p.kind == "classification":
+                classes = len(p.class_names) or int(lab_train[p.label].max()) + 1
+                res = classification_auc(xt, lab_train[p.label].long(), xs, lab_test[p.label].long(), classes, seed=seed)
+                names_c = list(p.class_names) or [str(c) for c in range(classes)]
+                row[sub] = {"value": res["average"], "per_class": dict(zip(names_c, res["per_class"])), "chance": 0.5}
+                if sub == a.name:
+                    predictions[a.name] = res["predicted"]
+        table[a.name] = {"kind": p.kind, "label": p.label, "results": row}
+    return table, predictions
+
+
+@torch.no_grad()
+def counterfactual_errors(model, data: SynthFaces, pairs: int = 256, seed: int = 0) -> dict:
+    """RMSE (0-255) of transfer(A, B, [k]) and of 'everything except k' against the exactly rendered
+    counterfactual, next to the plain reconstruction RMSE of the same targets."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(len(data), (pairs,), generator=g)
+    b = torch.randint(len(data), (pairs,), generator=g)
+    xa, xb = data.images(a).to(model.device), data.images(b).to(model.device)
+    rmse = lambda p, t: float(((p - t.to(p.device)) * 255).pow(2).mean().sqrt())  # noqa: E731
+    out = {"reconstruction": rmse(model.reconstruct(xb), xb), "transfer": {}, "everything_except": {}}
+    for name in model.attributes:
+        if name not in GROUPS:
+            continue
+        out["transfer"][name] = rmse(model.transfer(xa, xb, [name]), data.counterfactual(a, b, [name]))
+        out["everything_except"][name] = rmse(model.transfer(xa, xb, [name], everything_except=True),
+                                              data.counterfactual(a, b, [name], everything_except=True))
+    return out
+
+
+def disentanglement_scores(emb: dict, data: SynthFaces, indices) -> dict:
+    """MIG and DCI of the whole embedding f against SynthFaces' ground-truth factors."""
+    lab = data.labels_of(indices)
+    par = data.params_of(indices)
+    ident = par["identity"][:, [GROUPS["identity"].index(f) for f in ("face_w", "eye_sep", "skin_r", "hair_r")]]
+    style = par["style"][:, [GROUPS["style"].index(f) for f in ("bg_r", "light_x", "glasses", "hat")]]
+    continuous = torch.cat([lab["pose"], lab["valence"][:, None], lab["arousal"][:, None], ident, style], 1)
+    names = ["yaw", "pitch", "roll", "valence", "arousal", "face_w", "eye_sep", "skin_r", "hair_r", "bg_r",
+             "light_x", "glasses", "hat"]
+    discrete = torch.stack([lab["category"], lab["person"] - lab["person"].min()], 1)
+    return {"factors": names + ["category", "person"],
+            "mig": mig(emb["f"], torch.cat([_rank_bins(continuous), discrete], 1)),
+            "dci": dci(emb["f"], continuous)}
+
+
+def _rank_bins(x: torch.Tensor, bins: int = 20) -> torch.Tensor:
+    """Continuous factors into equal-count bins (long), so MIG sees them as discrete factors."""
+    ranks = x.argsort(0).argsort(0)
+    return (ranks * bins // len(x)).long()
+
+
+def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int = 100, train_samples: int = 4000,
+             test_samples: int = 3200, inception: str | None = None, fid_samples: int = 10000, seed: int = 0,
+             progress=print) -> dict:
+    """Run the whole evaluation; returns the metrics (also written to OUT/metrics.json with OUT/report.md)."""
+    if data != "synthfaces":
+        raise ValueError(f"fsx eval: data source {data!r} is not supported yet; use synthfaces")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    model.eval()
+    size = model.image_size
+    train = SynthFaces("train", image_size=size, seed=seed, cache=False)
+    test = SynthFaces("test", image_size=size, persons=test_persons, seed=seed, cache=False)
+    g = torch.Generator().manual_seed(seed)
+    tr_idx = torch.randperm(len(train), generator=g)[:train_samples].sort().values
+    te_idx = torch.randperm(len(test), generator=g)[:test_samples].sort().values
+    from fsx.plugins import get_registry
+
+    registry = get_registry()
+    attributes = [registry.get(n) for n in model.attributes]
+    names = list(model.attributes)
+
+    progress("encoding train and test samples ...")
+    emb_tr, emb_te = encode_all(model, train, tr_idx), encode_all(model, test, te_idx)
+    lab_tr, lab_te = train.labels_of(tr_idx), test.labels_of(te_idx)
+    metrics: dict = {"model": model.metadata, "image_size": size, "test_persons": test_persons,
+                     "train_samples": len(tr_idx), "test_samples": len(te_idx)}
+    progress("reconstruction RMSE ...")
+    metrics["rmse"] = reconstruction_rmse(model, test, te_idx)
+    progress("probes: every attribute on every sub-vector ...")
+    metrics["table"], predictions = probe_table(attributes, emb_tr, lab_tr, emb_te, lab_te, names, seed=seed)
+    progress("counterfactual edit error ...")
+    metrics["counterfactual"] = counterfactual_errors(model, test, seed=seed)
+    progress("MIG and DCI ...")
+    metrics["disentanglement"] = disentanglement_scores(emb_te, test, te_idx)
+    progress("FID ...")
+    metrics["fid"] = fid_or_reason(model, train, inception, fid_samples, seed)
+    progress("figures ...")
+    metrics["figures"] = figures.all_figures(model, test, te_idx, emb_te, lab_te,
+                                             dict(metrics, _expression_predicted=predictions.get("expression")), out, seed=seed)
+    metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
+    (out / "report.md").write_text(figures.report(metrics, names))
+    return metrics
+
+
+def _jsonable(x):
+    if torch.is_tensor(x):
+        return x.tolist()
+    return str(x)
+
+
+def fid_or_reason(model, data, inception: str | None, n: int, seed: int) -> dict:
+    if inception is None:
+        return {"value": None, "reason": "no Inception weights: pass --inception PATH (a safetensors file of "
+                "torchvision's inception_v3 state dict, e.g. converted once from IMAGENET1K_V1)"}
+    from fsx.eval.fid import fid
+
+    return {"value": fid(model, data, inception, n=n, seed=seed), "samples": n}

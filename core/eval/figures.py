@@ -1,0 +1,158 @@
+"""The report's figures (Fig. 3-6 of the paper) and its markdown text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid, save_image
+
+from fsx.data.face_params import CATEGORIES
+
+
+@torch.no_grad()
+def reconstructions(model, images) -> torch.Tensor:
+    aae = ((model.aae.G(model.aae.E(images * 2 - 1)) + 1) / 2).clamp(0, 1)
+    return torch.cat([images, aae, model.reconstruct(images)])
+
+
+@torch.no_grad()
+def retrieval_panel(model, data, indices, emb, queries, k: int = 7) -> torch.Tensor:
+    """Fig. 4: per query, one row per attribute (and one for the whole f): the query, then its top-k."""
+    rows = []
+    for q in queries:
+        for name in [*model.attributes, "f"]:
+            x = F.normalize(emb[name], dim=1)
+            sim = x @ x[q]
+            sim[q] = -2  # not the query itself
+            top = sim.topk(k).indices
+            rows.append(data.images(indices[torch.cat([torch.tensor([q]), top])]))
+    return torch.cat(rows)
+
+
+@torch.no_grad()
+def transfer_panel(model, data, indices, source: int, targets) -> torch.Tensor:
+    """Fig. 5: first row the targets; then 'transfer k' rows, then 'everything except k' rows; the first column
+    holds the source (blank in the first row)."""
+    src = data.images(indices[[source]]).to(model.device)
+    tgt = data.images(indices[targets]).to(model.device)
+    blank = torch.ones_like(src)
+    rows = [torch.cat([blank, tgt])]
+    for everything_except in (False, True):
+        for name in model.attributes:
+            rows.append(torch.cat([src, model.transfer(src, tgt, [name], everything_except=everything_except)]))
+    return torch.cat(rows).cpu()
+
+
+def _upscale(images: torch.Tensor, size: int = 128) -> torch.Tensor:
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def labelled_panel(top: torch.Tensor, bottom: torch.Tensor, captions: list[str], ok: list[bool], path: Path) -> None:
+    """Two rows of faces (e.g. inputs and reconstructions) with a caption and a green/red frame per column."""
+    grid = make_grid(torch.cat([_upscale(top), _upscale(bottom)]), nrow=len(top), padding=6, pad_value=1.0)
+    img = Image.fromarray((grid.permute(1, 2, 0) * 255).byte().numpy())
+    canvas = Image.new("RGB", (img.width, img.height + 36), "white")
+    canvas.paste(img, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    cell = 128 + 6
+    for c, (text, good) in enumerate(zip(captions, ok)):
+        x0 = 6 + c * cell
+        draw.rectangle([x0 - 3, 3, x0 + 130, 2 * cell + 2], outline=(0, 160, 0) if good else (200, 0, 0), width=3)
+        for line_no, line in enumerate(text.split("\n")[:2]):
+            draw.text((x0, img.height + 2 + 16 * line_no), line, fill=(0, 0, 0))
+    canvas.save(path)
+
+
+def all_figures(model, data, indices, emb, labels, metrics, out: Path, seed: int = 0) -> dict:
+    out = Path(out)
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(len(indices), generator=g)
+    files = {}
+    x = data.images(indices[pick[:8]]).to(model.device)
+    save_image(reconstructions(model, x), out / "reconstructions.png", nrow=8, padding=2, pad_value=1.0)
+    files["reconstructions"] = "reconstructions.png"
+    save_image(model.generate(32, generator=torch.Generator().manual_seed(seed)), out / "samples.png", nrow=8,
+               padding=2, pad_value=1.0)
+    files["samples"] = "samples.png"
+    save_image(retrieval_panel(model, data, indices, emb, [int(pick[0]), int(pick[1])]), out / "retrieval.png",
+               nrow=8, padding=2, pad_value=1.0)
+    files["retrieval"] = "retrieval.png"
+    save_image(transfer_panel(model, data, indices, int(pick[2]), pick[3:9]), out / "transfer.png", nrow=7, padding=2,
+               pad_value=1.0)
+    files["transfer"] = "transfer.png"
+    pred = metrics.get("_expression_predicted")
+    if pred is not None and "category" in labels:
+        cols = pick[:8]
+        true, guess = labels["category"][cols], pred[cols]
+        caps = [f"true {CATEGORIES[int(t)]}\npred {CATEGORIES[int(p)]}" for t, p in zip(true, guess)]
+        xs = data.images(indices[cols]).to(model.device)
+        labelled_panel(xs.cpu(), model.reconstruct(xs).cpu(), caps, (true == guess).tolist(), out / "explain.png")
+        files["explain"] = "explain.png"
+    return files
+
+
+def _fmt(kind: str, v) -> str:
+    if v is None or v != v:
+        return "-"
+    return f"{v:.2f}" if kind == "regression" else (f"{100 * v:.1f}%" if kind == "verification" else f"{v:.3f}")
+
+
+def report(m: dict, names: list[str]) -> str:
+    info = m.get("model", {})
+    lines = [
+        "# fsx evaluation report", "",
+        f"Model trained on {info.get('data', '?')} with preset {info.get('preset', '?')} "
+        f"(steps {info.get('steps', {})}); image size {m['image_size']} px. Test: SynthFaces persons unseen in "
+        f"training ({m['test_persons']} persons, {m['test_samples']} images); probes fitted on {m['train_samples']} "
+        f"training images. Wall time {m.get('wall_time_s', '?')} s.", "",
+        "## Reconstruction (Table 1)", "",
+        "| path | RMSE (0-255) |", "|---|---|",
+        f"| autoencoder G(E(x)) | {m['rmse']['aae']:.2f} |",
+        f"| embedding G(Phi^-1(Phi(E(x)))) | {m['rmse']['embedding']:.2f} |", "",
+        f"FID: {m['fid']['value'] if m['fid']['value'] is not None else m['fid']['reason']}", "",
+        "## Each attribute read from each sub-vector (Tables 2 and 3, generalised)", "",
+        "Rows: the attribute probed; columns: the sub-vector it is read from; `not_k` is everything but the "
+        "attribute's own sub-vector. Own sub-vector should win; the rest is leakage. Regression: MAE (degrees, lower "
+        "is better); verification: 10-fold accuracy (chance 50%); classification: mean one-vs-rest AUC (chance 0.5).", "",
+        "| attribute | metric | " + " | ".join(names) + " | not_k | chance |",
+        "|---|---|" + "---|" * (len(names) + 2),
+    ]
+    for attr, row in m["table"].items():
+        res, kind = row["results"], row["kind"]
+        metric = {"regression": "MAE", "verification": "accuracy", "classification": "AUC"}[kind]
+        cells = [_fmt(kind, res.get(n, {}).get("value")) for n in names]
+        chance = res.get(attr, {}).get("chance")
+        lines.append(f"| {attr} | {metric} | " + " | ".join(cells) +
+                     f" | {_fmt(kind, res.get(f'not_{attr}', {}).get('value'))} | {_fmt(kind, chance)} |")
+    for attr, row in m["table"].items():
+        own = row["results"].get(attr, {})
+        if "per_component" in own:
+            lines += ["", f"{attr} from its own sub-vector: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in own["per_component"].items()) + " (chance " + ", ".join(
+                f"{k} {v:.2f}" for k, v in own["chance_per_component"].items()) + ")"]
+        if "per_class" in own:
+            lines += ["", f"{attr} AUC per class from its own sub-vector: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in own["per_class"].items())]
+    cf = m["counterfactual"]
+    lines += ["", "## Counterfactual edit error (SynthFaces ground truth)", "",
+              f"RMSE (0-255) of the edited image against the exactly rendered counterfactual; the plain "
+              f"reconstruction RMSE of the same targets is {cf['reconstruction']:.2f}.", "",
+              "| attribute | transfer k | everything except k |", "|---|---|---|"]
+    for n in cf["transfer"]:
+        lines.append(f"| {n} | {cf['transfer'][n]:.2f} | {cf['everything_except'][n]:.2f} |")
+    d = m["disentanglement"]
+    lines += ["", "## Disentanglement scores of f against the ground-truth factors", "",
+              f"MIG {d['mig']:.3f}; DCI disentanglement {d['dci']['disentanglement']:.3f}, completeness "
+              f"{d['dci']['completeness']:.3f}, informativeness {d['dci']['informativeness']:.3f} "
+              f"(factors: {', '.join(d['factors'])}).", "", "## Figures", ""]
+    captions = {"reconstructions": "Inputs, autoencoder and embedding reconstructions (Fig. 3)",
+                "samples": "Random samples G(z*), z* ~ N(0, I)",
+                "retrieval": "Top-7 retrieval per attribute for two queries, one row per attribute, last row the whole f (Fig. 4)",
+                "transfer": "Transfer k (first rows) and everything except k (last rows); source in the first column (Fig. 5)",
+                "explain": "Inputs and reconstructions with true and predicted expression (Fig. 6)"}
+    for key, file in m.get("figures", {}).items():
+        lines += [f"**{captions.get(key, key)}**", "", f"![{key}]({file})", ""]
+    return "\n".join(lines) + "\n"

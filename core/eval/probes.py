@@ -1,0 +1,91 @@
+"""Probes that read an attribute out of a (sub-)vector: a ridge regressor, the paper's expression classifier,
+and pair sampling for verification."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fsx.eval.metrics import roc_auc
+
+
+def ridge_fit_predict(x_train, y_train, x_test, alpha: float = 1e-3) -> torch.Tensor:
+    """Closed-form ridge regression on standardised inputs (with a bias)."""
+    mu, sd = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
+    a = torch.cat([(x_train - mu) / sd, torch.ones(len(x_train), 1)], 1).double()
+    b = torch.cat([(x_test - mu) / sd, torch.ones(len(x_test), 1)], 1).double()
+    reg = alpha * len(a) * torch.eye(a.shape[1], dtype=a.dtype)
+    reg[-1, -1] = 0
+    w = torch.linalg.solve(a.T @ a + reg, a.T @ y_train.double())
+    return (b @ w).float()
+
+
+class ExpressionProbe(nn.Module):
+    """Sec. 5.3.3: three fully connected layers of 200 units, dropout 0.2 and ReLU after the first two."""
+
+    def __init__(self, in_dim: int, classes: int, hidden: int = 200):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.Dropout(0.2), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.Dropout(0.2), nn.ReLU(),
+            nn.Linear(hidden, classes),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def classification_auc(x_train, y_train, x_test, y_test, classes: int, epochs: int = 5, batch: int = 64,
+                       seed: int = 0) -> dict:
+    """Train the expression probe with inverse-frequency weighted cross-entropy for ``epochs`` epochs, then
+    report the one-vs-rest ROC AUC of each class on the test set and their average."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    mu, sd = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
+    xt, xs = (x_train - mu) / sd, (x_test - mu) / sd
+    counts = torch.bincount(y_train, minlength=classes).float()
+    weight = torch.where(counts > 0, counts.sum() / (classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    probe = ExpressionProbe(x_train.shape[1], classes)
+    opt = torch.optim.Adam(probe.parameters(), 1e-3)
+    for _ in range(epochs):
+        probe.train()
+        for idx in torch.randperm(len(xt), generator=g).split(batch):
+            loss = F.cross_entropy(probe(xt[idx]), y_train[idx], weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    probe.eval()
+    with torch.no_grad():
+        prob = probe(xs).softmax(1)
+    per_class = [roc_auc(prob[:, c], y_test == c) for c in range(classes)]
+    valid = [a for a in per_class if a == a]
+    return {"per_class": per_class, "average": sum(valid) / len(valid) if valid else float("nan"),
+            "predicted": prob.argmax(1)}
+
+
+def sample_pairs(group: torch.Tensor, n_pairs: int, within: torch.Tensor | None = None,
+                 across: torch.Tensor | None = None, seed: int = 0):
+    """Half same-``group`` pairs, half different; with ``within``, different pairs share ``within`` (style: two
+    clips of the same person); with ``across``, every pair differs in ``across``. Returns (i, j, same) index tensors, shuffled."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(group)
+    i = torch.randint(n, (n_pairs * 20,), generator=g)
+    j = torch.randint(n, (n_pairs * 20,), generator=g)
+    keep = i != j
+    if within is not None:
+        keep &= within[i] == within[j]
+    if across is not None:
+        keep &= across[i] != across[j]
+    i, j = i[keep], j[keep]
+    same = group[i] == group[j]
+    half = n_pairs // 2
+    pos, neg = torch.nonzero(same).flatten()[:half], torch.nonzero(~same).flatten()[:half]
+    k = min(len(pos), len(neg))
+    sel = torch.cat([pos[:k], neg[:k]])
+    sel = sel[torch.randperm(len(sel), generator=g)]
+    return i[sel], j[sel], same[sel]
+
+
+def cosine_scores(x: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(x[i], x[j], dim=1)

@@ -1,0 +1,102 @@
+"""Evaluation metrics on constructed embeddings whose answers are known."""
+
+import math
+
+import pytest
+import torch
+
+from fsx.eval.metrics import dci, feature_statistics, frechet_distance, mig, roc_auc, verification_accuracy
+from fsx.eval.probes import classification_auc, cosine_scores, ridge_fit_predict, sample_pairs
+
+
+def test_verification_perfect_random_and_inverted():
+    g = torch.Generator().manual_seed(0)
+    same = torch.rand(600, generator=g) < 0.5
+    assert verification_accuracy(same.float() + 0.01 * torch.rand(600, generator=g), same) == 1.0
+    rand = verification_accuracy(torch.rand(600, generator=g), same)
+    assert 0.4 < rand < 0.6
+    # a score that is informative 80% of the time gives about 80%
+    noisy = torch.where(torch.rand(600, generator=g) < 0.8, same.float(), 1 - same.float())
+    assert abs(verification_accuracy(noisy, same) - 0.8) < 0.06
+
+
+def test_verification_on_embeddings_separable_vs_leaking():
+    g = torch.Generator().manual_seed(1)
+    person = torch.arange(400) // 4
+    centres = torch.randn(100, 16, generator=g)
+    separable = centres[person] + 0.05 * torch.randn(400, 16, generator=g)
+    random = torch.randn(400, 16, generator=g)
+    leaking = 0.5 * centres[person] + torch.randn(400, 16, generator=g)
+    i, j, s = sample_pairs(person, 2000)
+    assert s.float().mean() == 0.5
+    acc = {n: verification_accuracy(cosine_scores(x, i, j), s) for n, x in
+           [("separable", separable), ("random", random), ("leaking", leaking)]}
+    assert acc["separable"] > 0.99 and 0.4 < acc["random"] < 0.6 and 0.6 < acc["leaking"] < 0.95
+
+
+def test_pairs_within_and_across():
+    person = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    clip = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    i, j, same = sample_pairs(clip, 40, within=person)
+    assert torch.all(person[i] == person[j])  # style: negatives are other clips of the same person
+    i, j, same = sample_pairs(person, 40, across=clip)
+    assert torch.all(clip[i] != clip[j])
+
+
+def test_roc_auc_known_values():
+    assert roc_auc(torch.tensor([0.1, 0.2, 0.8, 0.9]), torch.tensor([0, 0, 1, 1])) == 1.0
+    assert roc_auc(torch.tensor([0.9, 0.8, 0.2, 0.1]), torch.tensor([0, 0, 1, 1])) == 0.0
+    # one positive ranked above one of two negatives: 1/2; ties count half
+    assert roc_auc(torch.tensor([0.5, 0.2, 0.9]), torch.tensor([1, 0, 0])) == pytest.approx(0.5)
+    assert roc_auc(torch.tensor([0.5, 0.5]), torch.tensor([1, 0])) == pytest.approx(0.5)
+    assert math.isnan(roc_auc(torch.tensor([0.5]), torch.tensor([1])))
+
+
+def test_classification_probe_auc_separable_vs_random():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(8, (1600,), generator=g)
+    centres = torch.randn(8, 12, generator=g) * 3
+    x = centres[y] + torch.randn(1600, 12, generator=g)
+    good = classification_auc(x[:1200], y[:1200], x[1200:], y[1200:], 8)
+    bad = classification_auc(torch.randn(1600, 12, generator=g)[:1200], y[:1200], torch.randn(400, 12, generator=g), y[1200:], 8)
+    assert good["average"] > 0.97 and 0.4 < bad["average"] < 0.6
+
+
+def test_ridge_mae_known():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 5, generator=g)
+    y = x @ torch.tensor([[1.0], [2.0], [0.0], [0.0], [-1.0]]) + 3
+    pred = ridge_fit_predict(x[:400], y[:400], x[400:], alpha=1e-8)
+    assert (pred - y[400:]).abs().max() < 1e-3
+
+
+def test_frechet_distance_against_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(500, 6, generator=g, dtype=torch.float64)
+    b = torch.randn(500, 6, generator=g, dtype=torch.float64) * 1.5 + 0.3
+    mu1, s1 = feature_statistics(a)
+    mu2, s2 = feature_statistics(b)
+    # direct: the symmetric square root of s1 by eigen-decomposition, then Tr(sqrt(sqrt(s1) s2 sqrt(s1)))
+    w, v = torch.linalg.eigh(s1)
+    r1 = v @ torch.diag(w.clamp(min=0).sqrt()) @ v.T
+    w2, _ = torch.linalg.eigh(r1 @ s2 @ r1)
+    direct = float((mu1 - mu2).pow(2).sum() + torch.trace(s1) + torch.trace(s2) - 2 * w2.clamp(min=0).sqrt().sum())
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(direct, rel=1e-8)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-8)
+    # two 1-d Gaussians: (m1 - m2)^2 + (sd1 - sd2)^2
+    assert frechet_distance(torch.tensor([1.0]), torch.tensor([[4.0]]), torch.tensor([3.0]), torch.tensor([[1.0]])) == pytest.approx(4 + 1)
+
+
+def test_mig_and_dci_disentangled_vs_entangled():
+    g = torch.Generator().manual_seed(0)
+    factors = torch.rand(3000, 3, generator=g)
+    disentangled = torch.cat([factors, 0.01 * torch.randn(3000, 2, generator=g)], 1)  # one code per factor
+    mix = torch.tensor([[1.0, 1.0, 1.0], [1.0, -1.0, 0.5], [0.5, 1.0, -1.0]])
+    entangled = factors @ mix
+    random = torch.randn(3000, 5, generator=g)
+    m_good, m_bad, m_rand = mig(disentangled, factors), mig(entangled, factors), mig(random, factors)
+    assert m_good > 0.5 and m_bad < 0.3 and m_rand < 0.05
+    d_good, d_bad = dci(disentangled, factors), dci(entangled, factors)
+    assert d_good["disentanglement"] > 0.9 and d_good["completeness"] > 0.9
+    assert d_bad["disentanglement"] < 0.6
+    assert d_good["informativeness"] > 0.99 and dci(random, factors)["informativeness"] < 0.05
