@@ -97,7 +97,6 @@ def audit(model, split: str = "test", attribute: str = "expression", n: int = 16
     label come first."""
     from fsx.data.synthfaces import SynthFaces
     from fsx.eval.evaluate import encode_all
-    from fsx.eval.probes import ExpressionProbe, classification_auc  # noqa: F401
     from fsx.plugins import get_registry
 
     a = get_registry().get(attribute)

@@ -3,7 +3,7 @@ import pytest
 
 from fsx.attributes import SamplerSpec
 from fsx.data import BatchSampler, SynthFaces, render
-from fsx.data.face_params import CATEGORY_VA, GROUPS, STYLE_FIELDS, mix
+from fsx.data.face_params import CATEGORY_VA, STYLE_FIELDS, mix
 
 
 @pytest.fixture(scope="module")

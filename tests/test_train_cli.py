@@ -1,13 +1,11 @@
 """``fsx train`` as a real subprocess: stages, resume after kill -9, DDP on gloo, multi-source, NaN stop."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
 import torch
 from safetensors.torch import load_file
 

@@ -5,11 +5,9 @@ import math
 import pytest
 import torch
 
-import fsx
 from fsx import losses as L
 from fsx.attributes import Attribute
 from fsx.layout import Layout
-from conftest import tiny_config
 
 
 def test_bce_terms_match_the_formula():

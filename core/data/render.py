@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from fsx.data.face_params import EXPRESSION_FIELDS, IDENTITY_FIELDS, STYLE_FIELDS
+from fsx.data.face_params import IDENTITY_FIELDS, STYLE_FIELDS
 
 ID = {f: i for i, f in enumerate(IDENTITY_FIELDS)}
 ST = {f: i for i, f in enumerate(STYLE_FIELDS)}

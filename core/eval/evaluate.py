@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
 from fsx.data.face_params import GROUPS
 from fsx.data.synthfaces import SynthFaces

@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import attrs
@@ -28,7 +26,7 @@ from fsx.data.sampling import BatchSampler
 from fsx.data.sources import parse_sources
 from fsx.attributes.base import SamplerSpec
 from fsx.model import FaceModel
-from fsx.train.config import STAGES, TrainConfig
+from fsx.train.config import TrainConfig
 from fsx.train.steps import Steps, set_requires_grad
 
 STATE_FORMAT = "fsx-train-state"
@@ -198,8 +196,7 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------------
     def fit(self) -> Path | None:
         old = signal.getsignal(signal.SIGINT)
-        if self.rank == 0 or True:
-            signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGINT, self._on_sigint)
         try:
             for stage in self.cfg.stages:
                 if stage in self.completed:

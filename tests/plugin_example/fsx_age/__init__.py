@@ -1,7 +1,6 @@
 """An fsx attribute plugin: apparent age in an 8-d sub-vector, trained by L1 regression on the label 'age'."""
 
 import attrs
-import torch
 
 from fsx.attributes import Attribute, Probe
 from fsx.plugins import hookimpl
