@@ -20,6 +20,14 @@ class AttributeSlot:
     version: str = ""
 
 
+def from_fields(cls, d: dict, what: str):
+    """``cls(**d)`` for a frozen attrs class, naming any unknown keys instead of a TypeError."""
+    unknown = sorted(set(d) - {f.name for f in attrs.fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}")
+    return cls(**d)
+
+
 def _slots(value: Any) -> tuple[AttributeSlot, ...]:
     return tuple(s if isinstance(s, AttributeSlot) else AttributeSlot(**s) for s in value)
 
@@ -61,11 +69,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in attrs.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model config field(s) {unknown}")
-        return cls(**d)
+        return from_fields(cls, d, "model config field(s)")
 
     @classmethod
     def for_attributes(cls, attributes, **kwargs) -> "ModelConfig":

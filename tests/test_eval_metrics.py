@@ -100,3 +100,11 @@ def test_mig_and_dci_disentangled_vs_entangled():
     assert d_good["disentanglement"] > 0.9 and d_good["completeness"] > 0.9
     assert d_bad["disentanglement"] < 0.6
     assert d_good["informativeness"] > 0.99 and dci(random, factors)["informativeness"] < 0.05
+
+
+def test_mean_absolute_error_per_column():
+    from fsx.eval.metrics import mean_absolute_error
+
+    pred = torch.tensor([[1.0, 10.0], [3.0, 10.0]])
+    target = torch.tensor([[2.0, 0.0], [1.0, 20.0]])
+    assert mean_absolute_error(pred, target).tolist() == [1.5, 10.0]

@@ -3,6 +3,8 @@
     synthfaces                                 SynthFaces with every label
     ids=synthfaces:person,expr=synthfaces:valence+arousal+category
                                                label-partial views of SynthFaces (Sec. 3.9)
+    celeba=/data/celeba, affectnet=..., vggface2=..., voxceleb=...
+                                               the paper's data sets in their official layouts (fsx.data.real)
     mine=/path/to/folder                       a folder with labels.csv (fsx.data.folder)
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fsx.data.folder import FolderSource
+from fsx.data.real import LOADERS
 from fsx.data.synthfaces import LABEL_FIELDS, SynthFaces
 
 
@@ -35,6 +38,8 @@ def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = 400,
         if kind == "synthfaces":
             labels = tuple(f for f in fields.split("+") if f) if fields else LABEL_FIELDS
             sources.append(synthfaces().source(labels, name=name))
+        elif name in LOADERS and Path(target).is_dir():
+            sources.append(LOADERS[name](target, image_size=image_size, name=name))
         elif Path(target).is_dir():
             sources.append(FolderSource(target, image_size=image_size, name=name))
         else:

@@ -8,6 +8,8 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
+from fsx.config import from_fields
+
 STAGES = ("aae", "disentangle", "joint")
 
 
@@ -73,11 +75,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in attrs.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}")
-        return cls(**d)
+        return from_fields(cls, d, "training option(s)")
 
 
 PRESETS: dict[str, dict] = {

@@ -96,7 +96,7 @@ class Trainer:
                                   config.lr_aae * config.lr_disc_scale, config.betas_aae),
             "phi": torch.optim.Adam(self.model.disentangler.parameters(), config.lr_phi, config.betas_phi),
         }
-        self.sources = parse_sources(config.data, config.image_size, seed=config.seed, persons=config.synth_persons,
+        self.sources = parse_sources(config.data, self.model.image_size, seed=config.seed, persons=config.synth_persons,
                                      clips=config.synth_clips, frames=config.synth_frames)
         for source in self.sources:  # render SynthFaces once, in a fixed order, so pixels never depend on batching
             warm = getattr(getattr(source, "parent", None), "warm_cache", None)

@@ -1,0 +1,87 @@
+"""The paper's data sets, read from small fixtures written in their official on-disk formats."""
+
+import csv
+
+import pytest
+import torch
+from PIL import Image
+
+from fsx.data.real import affectnet, celeba, lfw_pairs, vggface2, voxceleb
+from fsx.data.sources import parse_sources
+
+
+def _jpg(path, colour, size=(48, 56)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, "JPEG")
+
+
+def test_celeba(tmp_path):
+    for i in range(1, 7):
+        _jpg(tmp_path / "img_align_celeba" / f"{i:06d}.jpg", (i * 30, 0, 0))
+    (tmp_path / "identity_CelebA.txt").write_text("".join(f"{i:06d}.jpg {2880 + i % 2}\n" for i in range(1, 7)))
+    (tmp_path / "list_eval_partition.txt").write_text("".join(f"{i:06d}.jpg {0 if i <= 4 else 2}\n" for i in range(1, 7)))
+    src = celeba(tmp_path, image_size=32)
+    assert len(src) == 4 and src.labels["person"].tolist() == [2881, 2880, 2881, 2880]
+    x, y = src.get_batch([0, 3])
+    assert x.shape == (2, 3, 32, 32) and abs(x[0, 0].mean().item() - 30 / 255) < 0.02
+    assert len(celeba(tmp_path, split="test")) == 2
+
+
+def test_affectnet_crops_boxes_and_drops_categories_8_to_10(tmp_path):
+    img = tmp_path / "Manually_Annotated_Images" / "1" / "a.jpg"
+    img.parent.mkdir(parents=True)
+    canvas = Image.new("RGB", (100, 100), (0, 0, 255))
+    canvas.paste(Image.new("RGB", (40, 40), (255, 0, 0)), (10, 20))  # the face box is red
+    canvas.save(img, "JPEG", quality=95)
+    rows = [("1/a.jpg", 10, 20, 40, 40, 1, 0.5, 0.2), ("1/a.jpg", 10, 20, 40, 40, 9, 0, 0), ("1/a.jpg", 10, 20, 40, 40, 6, -0.4, 0.7)]
+    with open(tmp_path / "training.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow("subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal".split(","))
+        for r in rows:
+            w.writerow([f"Manually_Annotated_Images/{r[0]}", *r[1:5], ";".join(["1.0"] * 136), *r[5:]])
+    src = affectnet(tmp_path, image_size=16)
+    assert len(src) == 2 and src.labels["category"].tolist() == [1, 6]
+    torch.testing.assert_close(src.labels["valence"], torch.tensor([0.5, -0.4]))
+    x, _ = src.get_batch([0])
+    assert x[0, 0].mean() > 0.8 and x[0, 2].mean() < 0.2  # only the red face box remains
+
+
+def test_vggface2_and_voxceleb(tmp_path):
+    for key in ("n000001/0001_01", "n000001/0002_01", "n000007/0001_01"):
+        _jpg(tmp_path / "vgg" / "train" / f"{key}.jpg", (0, 200, 0))
+    (tmp_path / "vgg" / "bb_landmark").mkdir()
+    (tmp_path / "vgg" / "bb_landmark" / "loose_bb_train.csv").write_text(
+        'NAME_ID,X,Y,W,H\n"n000001/0001_01",2,3,30,30\n"n000001/0002_01",0,0,20,20\n"n000007/0001_01",1,1,10,10\n')
+    src = vggface2(tmp_path / "vgg", image_size=16)
+    assert src.labels["person"].tolist() == [1, 1, 7]
+    assert src.get_batch([2])[0].shape == (1, 3, 16, 16)
+    for ident, video, clip in [("id10001", "v1", "00001"), ("id10001", "v2", "00001"), ("id10002", "v1", "00001")]:
+        for frame in range(2):
+            _jpg(tmp_path / "vox" / ident / video / clip / f"{frame:03d}.jpg", (9, 9, 9))
+    vox = voxceleb(tmp_path / "vox", image_size=16)
+    assert vox.labels["person"].tolist() == [0, 0, 0, 0, 1, 1] and vox.labels["clip"].tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_unreadable_image_is_skipped_and_counted(tmp_path):
+    for i in range(1, 4):
+        _jpg(tmp_path / "img_align_celeba" / f"{i:06d}.jpg", (10, 10, 10))
+    (tmp_path / "img_align_celeba" / "000002.jpg").write_bytes(b"broken")
+    (tmp_path / "identity_CelebA.txt").write_text("000001.jpg 1\n000002.jpg 2\n000003.jpg 3\n")
+    (tmp_path / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 0\n000003.jpg 0\n")
+    src = parse_sources(f"celeba={tmp_path}", image_size=16)[0]
+    x, y = src.get_batch([0, 1, 2])
+    assert x.shape[0] == 2 and y["person"].tolist() == [1, 3]
+    assert len(src.skipped) == 1 and "000002.jpg" in src.skipped[0]
+
+
+def test_lfw_pairs_protocol(tmp_path):
+    lines = ["2\t1", "Ann\t1\t2", "Ann\t1\tBob\t1", "Bob\t1\t2", "Bob\t2\tCid\t1"]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    pairs = lfw_pairs(tmp_path)
+    assert [(p[2], p[3]) for p in pairs] == [(True, 0), (False, 0), (True, 1), (False, 1)]
+    assert pairs[1][1].name == "Bob_0001.jpg" and pairs[0][1].parent.name == "Ann"
+
+
+def test_missing_annotation_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="identity_CelebA.txt"):
+        celeba(tmp_path)
