@@ -115,3 +115,25 @@ def test_mirroring_flips_pose_labels(tmp_path):
     assert torch.equal(x2, x.flip(-1))
     torch.testing.assert_close(y2["pose"], y["pose"] * torch.tensor([-1.0, 1.0, -1.0]))
     assert torch.equal(y2["person"], y["person"])
+
+
+def test_prior_samples_do_not_move_generator_running_statistics(tmp_path):
+    tr = _tiny_trainer(tmp_path)
+    m = tr.model
+    tr._set_modes("aae")
+    bn = [b for b in m.aae.G.modules() if isinstance(b, torch.nn.BatchNorm2d)][-1]
+    _, x, _ = tr._next_batch()
+    xn = x * 2 - 1
+    # what the running mean becomes when G sees only the encodings of this batch
+    with torch.no_grad():
+        import copy
+
+        ref = copy.deepcopy(m.aae)
+        ref.train()
+        ref.G(ref.E(xn))
+    before = bn.running_mean.clone()
+    tr.steps._encode_decode(xn)
+    ref_bn = [b for b in ref.G.modules() if isinstance(b, torch.nn.BatchNorm2d)][-1]
+    assert not torch.equal(bn.running_mean, before)
+    torch.testing.assert_close(bn.running_mean, ref_bn.running_mean)
+    assert bn.momentum == 0.1  # restored
