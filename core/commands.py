@@ -142,8 +142,10 @@ def _load_model(path):
 @click.option("--test-persons", type=click.IntRange(min=2), default=100, show_default=True)
 @click.option("--train-samples", type=click.IntRange(min=10), default=4000, show_default=True)
 @click.option("--test-samples", type=click.IntRange(min=10), default=3200, show_default=True)
+@click.option("--lfw", type=click.Path(file_okay=False, exists=True), default=None,
+              help="LFW folder (lfw/<name>/*.jpg and pairs.txt): add Table 2's verification on real faces.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def eval_(checkpoint, data, out, inception, fid_samples, test_persons, train_samples, test_samples, seed):
+def eval_(checkpoint, data, out, inception, fid_samples, test_persons, train_samples, test_samples, lfw, seed):
     """Evaluate a model: metrics.json and report.md with figures (Sec. 5 of the paper)."""
     from pathlib import Path
 
@@ -154,7 +156,7 @@ def eval_(checkpoint, data, out, inception, fid_samples, test_persons, train_sam
     try:
         m = evaluate(model, out, data=data, test_persons=test_persons, train_samples=train_samples,
                      test_samples=test_samples, inception=inception, fid_samples=fid_samples, seed=seed,
-                     progress=lambda s: click.echo(s, err=True))
+                     lfw=lfw, progress=lambda s: click.echo(s, err=True))
     except ValueError as exc:
         raise click.ClickException(str(exc))
     if m["fid"]["value"] is None:

@@ -118,9 +118,9 @@ def test_error_is_one_line(tmp_path):
 def test_no_pickle_on_the_load_path():
     import pathlib
 
-    root = pathlib.Path(fsx.__file__).resolve().parent.parent
-    for py in root.glob("*/**/*.py"):
-        if ".venv" in py.parts or "tests" in py.parts:
-            continue
+    root = pathlib.Path(__file__).resolve().parent.parent
+    files = [py for folder in ("core", "attributes", "backbones", "plugins") for py in (root / folder).rglob("*.py")]
+    assert len(files) > 20
+    for py in files:
         text = py.read_text()
         assert "import pickle" not in text and "torch.load(" not in text, py

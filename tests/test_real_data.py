@@ -85,3 +85,26 @@ def test_lfw_pairs_protocol(tmp_path):
 def test_missing_annotation_file_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="identity_CelebA.txt"):
         celeba(tmp_path)
+
+
+def test_lfw_verification_table_on_a_fixture(tmp_path):
+    """Table 2's protocol end to end on LFW-format files (SynthFaces renders stand in for real photos)."""
+    import fsx
+    from fsx.data import SynthFaces
+    from fsx.eval.evaluate import lfw_verification
+    from conftest import tiny_config
+
+    data = SynthFaces("test", image_size=128, persons=3, clips_per_person=1, frames_per_clip=4, cache=False)
+    names = ["Ann", "Bob", "Cid"]
+    for i, img in enumerate(data.images(list(range(12)))):
+        name = names[i // 4]
+        path = tmp_path / "lfw" / name / f"{name}_{i % 4 + 1:04d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img.permute(1, 2, 0) * 255).byte().numpy()).resize((250, 250)).save(path)
+    lines = ["2\t2", "Ann\t1\t2", "Bob\t1\t3", "Ann\t1\tBob\t1", "Bob\t2\tCid\t1",
+             "Cid\t1\t2", "Ann\t3\t4", "Cid\t3\tAnn\t2", "Bob\t4\tAnn\t4"]
+    (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
+    model = fsx.FaceModel(tiny_config()).eval()
+    acc = lfw_verification(model, tmp_path)
+    assert set(acc) == {"pose", "identity", "expression", "style", "not_identity"}
+    assert all(0.0 <= v <= 1.0 for v in acc.values())

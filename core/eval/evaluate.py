@@ -13,6 +13,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fsx.data.face_params import GROUPS
@@ -138,9 +139,49 @@ def _rank_bins(x: torch.Tensor, bins: int = 20) -> torch.Tensor:
     return (ranks * bins // len(x)).long()
 
 
+@torch.no_grad()
+def lfw_verification(model, root: str | Path, crop: int = 150, batch: int = 128) -> dict:
+    """Table 2 on real data: LFW's 10-fold pairs protocol (pairs.txt folds, thresholds chosen on 9 folds) with
+    every sub-vector and with everything but identity. Images are centre-cropped to ``crop`` px of the
+    250 x 250 originals, then resized to the model's size."""
+    from PIL import Image
+
+    from fsx.data.real import lfw_pairs
+    from fsx.eval.metrics import verification_fold_accuracy
+
+    pairs = lfw_pairs(root)
+    files = sorted({p for a, b, _, _ in pairs for p in (a, b)})
+    index = {f: i for i, f in enumerate(files)}
+    size = model.image_size
+    feats: dict[str, list] = {}
+    for s in range(0, len(files), batch):
+        imgs = []
+        for f in files[s : s + batch]:
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("RGB")
+                    w, h = im.size
+                    left, top = (w - crop) // 2, (h - crop) // 2
+                    im = im.crop((left, top, left + crop, top + crop)).resize((size, size), Image.BILINEAR)
+                    imgs.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1))
+            except OSError as exc:
+                raise ValueError(f"{f}: not a readable image ({exc})") from None
+        _, f_all = model.encode_features(torch.stack(imgs))
+        parts = model.layout.split(f_all)
+        for k, v in _subvectors(parts, list(model.attributes)).items():
+            feats.setdefault(k, []).append(v.cpu())
+    feats = {k: torch.cat(v) for k, v in feats.items()}
+    i = torch.tensor([index[a] for a, _, _, _ in pairs])
+    j = torch.tensor([index[b] for _, b, _, _ in pairs])
+    same = torch.tensor([s for _, _, s, _ in pairs])
+    fold = torch.tensor([k for _, _, _, k in pairs])
+    names = [n for n in model.attributes] + (["not_identity"] if "identity" in model.attributes else [])
+    return {n: verification_fold_accuracy(cosine_scores(feats[n], i, j), same, fold) for n in names}
+
+
 def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int = 100, train_samples: int = 4000,
              test_samples: int = 3200, inception: str | None = None, fid_samples: int = 10000, seed: int = 0,
-             progress=print) -> dict:
+             lfw: str | None = None, progress=print) -> dict:
     """Run the whole evaluation; returns the metrics (also written to OUT/metrics.json with OUT/report.md)."""
     if data != "synthfaces":
         raise ValueError(f"fsx eval: data source {data!r} is not supported yet; use synthfaces")
@@ -175,6 +216,9 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
     metrics["disentanglement"] = disentanglement_scores(emb_te, test, te_idx)
     progress("FID ...")
     metrics["fid"] = fid_or_reason(model, train, inception, fid_samples, seed)
+    if lfw is not None:
+        progress("LFW verification ...")
+        metrics["lfw"] = lfw_verification(model, lfw)
     progress("figures ...")
     metrics["figures"] = figures.all_figures(model, test, te_idx, emb_te, lab_te,
                                              dict(metrics, _expression_predicted=predictions.get("expression")), out, seed=seed)

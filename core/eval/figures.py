@@ -143,6 +143,9 @@ def report(m: dict, names: list[str]) -> str:
               "| attribute | transfer k | everything except k |", "|---|---|---|"]
     for n in cf["transfer"]:
         lines.append(f"| {n} | {cf['transfer'][n]:.2f} | {cf['everything_except'][n]:.2f} |")
+    if m.get("lfw"):
+        lines += ["", "## LFW verification (Table 2 protocol: pairs.txt, 10 folds)", "",
+                  "| sub-vector | accuracy |", "|---|---|"] + [f"| {k} | {100 * v:.1f}% |" for k, v in m["lfw"].items()]
     d = m["disentanglement"]
     lines += ["", "## Disentanglement scores of f against the ground-truth factors", "",
               f"MIG {d['mig']:.3f}; DCI disentanglement {d['dci']['disentanglement']:.3f}, completeness "
