@@ -153,3 +153,15 @@ def test_synth_cli_writes_each_vary_grid(tmp_path):
         run_fsx(*args, check=True)
         im = Image.open(out)
         assert im.size == (8 * 34 + 2, 2 * 34 + 2)
+
+
+def test_windowed_parts_render_the_same_pixels_as_whole_image_parts():
+    """Each part is evaluated only inside a window that must contain all of it: the pixels must not change."""
+    from fsx.data.face_params import sample_expression, sample_identity, sample_pose, sample_style
+
+    g = torch.Generator().manual_seed(7)
+    n = 48
+    p = {"pose": sample_pose(n, g), "identity": sample_identity(n, g), "expression": sample_expression(n, g),
+         "style": sample_style(n, g)}
+    for size in (32, 64):
+        assert torch.equal(render(p, size, windows=True), render(p, size, windows=False))
