@@ -97,6 +97,7 @@ def audit(model, split: str = "test", attribute: str = "expression", n: int = 16
     label come first."""
     from fsx.data.synthfaces import SynthFaces
     from fsx.eval.evaluate import encode_all
+    from fsx.eval.probes import fit_classifier
     from fsx.plugins import get_registry
 
     a = get_registry().get(attribute)
@@ -110,34 +111,13 @@ def audit(model, split: str = "test", attribute: str = "expression", n: int = 16
     xt, xs = encode_all(model, train, tr)[a.name], encode_all(model, test, te)[a.name]
     yt, ys = train.labels[a.probe.label][tr].long(), test.labels[a.probe.label][te].long()
     classes = len(a.probe.class_names) or int(yt.max()) + 1
-    with torch.enable_grad():
-        res = _fit_probe(xt, yt, classes, seed)
-    probe, mu, sd = res
-    prob = probe((xs - mu) / sd).softmax(1)
+    _, predict = fit_classifier(xt, yt, classes, seed=seed)
+    prob = predict(xs)
     p_true = prob.gather(1, ys[:, None]).squeeze(1)
     order = p_true.argsort()[:n]
     names = list(a.probe.class_names) or [str(c) for c in range(classes)]
     return [{"index": int(te[i]), "split": split, "true": names[int(ys[i])], "predicted": names[int(prob[i].argmax())],
              "p_true": float(p_true[i])} for i in order]
-
-
-def _fit_probe(x, y, classes, seed, epochs: int = 5):
-    from fsx.eval.probes import ExpressionProbe
-
-    torch.manual_seed(seed)
-    mu, sd = x.mean(0), x.std(0).clamp(min=1e-6)
-    probe = ExpressionProbe(x.shape[1], classes)
-    counts = torch.bincount(y, minlength=classes).float()
-    weight = torch.where(counts > 0, counts.sum() / (classes * counts.clamp(min=1)), torch.zeros_like(counts))
-    opt = torch.optim.Adam(probe.parameters(), 1e-3)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=g).split(64):
-            loss = F.cross_entropy(probe((x[idx] - mu) / sd), y[idx], weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return probe.eval(), mu, sd
 
 
 def write_audit(rows: list[dict], model, out: str | Path) -> None:

@@ -36,28 +36,40 @@ class ExpressionProbe(nn.Module):
         return self.net(x)
 
 
-def classification_auc(x_train, y_train, x_test, y_test, classes: int, epochs: int = 5, batch: int = 64,
-                       seed: int = 0) -> dict:
-    """Train the expression probe with inverse-frequency weighted cross-entropy for ``epochs`` epochs, then
-    report the one-vs-rest ROC AUC of each class on the test set and their average."""
+def fit_classifier(x, y, classes: int, epochs: int = 5, batch: int = 64, seed: int = 0):
+    """Train the expression probe on standardised x with inverse-frequency weighted cross-entropy.
+    Returns the probe (in eval mode) and a function mapping raw features to class probabilities."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    mu, sd = x_train.mean(0), x_train.std(0).clamp(min=1e-6)
-    xt, xs = (x_train - mu) / sd, (x_test - mu) / sd
-    counts = torch.bincount(y_train, minlength=classes).float()
+    mu, sd = x.mean(0), x.std(0).clamp(min=1e-6)
+    xt = (x - mu) / sd
+    counts = torch.bincount(y, minlength=classes).float()
     weight = torch.where(counts > 0, counts.sum() / (classes * counts.clamp(min=1)), torch.zeros_like(counts))
-    probe = ExpressionProbe(x_train.shape[1], classes)
+    probe = ExpressionProbe(x.shape[1], classes)
     opt = torch.optim.Adam(probe.parameters(), 1e-3)
-    for _ in range(epochs):
-        probe.train()
-        for idx in torch.randperm(len(xt), generator=g).split(batch):
-            loss = F.cross_entropy(probe(xt[idx]), y_train[idx], weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    with torch.enable_grad():
+        for _ in range(epochs):
+            probe.train()
+            for idx in torch.randperm(len(xt), generator=g).split(batch):
+                loss = F.cross_entropy(probe(xt[idx]), y[idx], weight=weight)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
     probe.eval()
-    with torch.no_grad():
-        prob = probe(xs).softmax(1)
+
+    @torch.no_grad()
+    def predict(features):
+        return probe((features - mu) / sd).softmax(1)
+
+    return probe, predict
+
+
+def classification_auc(x_train, y_train, x_test, y_test, classes: int, epochs: int = 5, batch: int = 64,
+                       seed: int = 0) -> dict:
+    """Sec. 5.3.3: fit the probe for ``epochs`` epochs, then report the one-vs-rest ROC AUC of each class on the
+    test set and their average."""
+    _, predict = fit_classifier(x_train, y_train, classes, epochs, batch, seed)
+    prob = predict(x_test)
     per_class = [roc_auc(prob[:, c], y_test == c) for c in range(classes)]
     valid = [a for a in per_class if a == a]
     return {"per_class": per_class, "average": sum(valid) / len(valid) if valid else float("nan"),
