@@ -144,3 +144,16 @@ def test_bf16_autocast_runs_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "config.json").read_text())["precision"] == "bf16"
     fsx.load(tmp_path / "model.safetensors")
+
+
+def test_attribute_options_reach_the_loss_and_bad_ones_are_named(tmp_path):
+    from fsx.train import Trainer, make_config
+
+    tr = Trainer(make_config("tiny", attribute_options={"id": {"margin": 0.7}, "expression": {"weight": 2.0}}),
+                 tmp_path, progress=False)
+    by_name = {a.name: a for a in tr.attributes}
+    assert by_name["identity"].loss.margin == 0.7 and by_name["expression"].weight == 2.0
+    proc = run_fsx("train", "--preset", "tiny", "--option", "gaze.margin=1", "--out", tmp_path / "x")
+    assert proc.returncode == 1 and "'gaze'" in proc.stderr
+    proc = run_fsx("train", "--preset", "tiny", "--option", "identity.marginn=1", "--out", tmp_path / "y")
+    assert proc.returncode == 1 and "unknown option" in proc.stderr

@@ -68,6 +68,10 @@ class Trainer:
 
         registry = registry or get_registry()
         self.attributes = [registry.get(n) for n in config.attributes]
+        known = {key for a in self.attributes for key in (a.name, *a.aliases)}
+        stray = sorted(set(config.attribute_options) - known)
+        if stray:
+            raise ValueError(f"--option for {stray}, which are not among the trained attributes {list(config.attributes)}")
         for a in list(self.attributes):
             opts = config.attribute_options.get(a.name) or next(
                 (config.attribute_options[k] for k in a.aliases if k in config.attribute_options), None)
