@@ -123,4 +123,5 @@ def test_no_pickle_on_the_load_path():
     assert len(files) > 20
     for py in files:
         text = py.read_text()
-        assert "import pickle" not in text and "torch.load(" not in text, py
+        banned = ("import " + "pickle", "torch." + "load(")  # spelled apart so this test does not match itself
+        assert not any(b in text for b in banned), py
