@@ -10,6 +10,7 @@ DDP's one-forward-one-backward hooks do not allow.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
@@ -273,15 +274,17 @@ class Trainer:
         self.save_state()
 
     def _check_finite(self, terms: dict) -> dict:
-        values = {}
-        for name, t in terms.items():
-            v = float(t.detach())
+        """Loss terms as floats (one device sync for all of them); a non-finite one stops the run."""
+        names = list(terms)
+        values = torch.stack([terms[n].detach().float() for n in names]).tolist()
+        out = {}
+        for name, v in zip(names, values):
             if self.inject_nan and self.inject_nan == (self.stage, self.step + 1, name):
                 v = float("nan")
-            if not torch.isfinite(torch.tensor(v)):
+            if not math.isfinite(v):
                 raise NonFiniteLossError(name, v, self.stage, self.step + 1, self.last_checkpoint)
-            values[name] = v
-        return values
+            out[name] = v
+        return out
 
     @staticmethod
     def _parse_inject(spec: str | None):
