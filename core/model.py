@@ -80,6 +80,10 @@ class FaceModel(nn.Module):
         f = features if isinstance(features, torch.Tensor) else self.layout.join(features)
         return from_net(self.aae.G(self.disentangler.phi_inv(f.to(self.device))))
 
+    def autoencode(self, images: torch.Tensor) -> torch.Tensor:
+        """G(E(x)): the image as the autoencoder alone sees it (no disentangler)."""
+        return from_net(self.aae(to_net(self._check_images(images))))
+
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """G(Phi^-1(Phi(E(x)))): the image as the disentangled embedding sees it."""
         return self.decode(self.encode_features(images)[1])

@@ -25,11 +25,16 @@ FLOAT_FIELDS = ("valence", "arousal")
 POSE_COLUMNS = ("yaw", "pitch", "roll")
 
 
-def read_image(path: str | Path, size: int) -> torch.Tensor:
-    """(3, size, size) float in [0, 1]; raises ValueError naming the file when it cannot be read."""
+def read_image(path: str | Path, size: int, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+    """(3, size, size) float in [0, 1], cropped to ``box`` (x, y, w, h) first when given; raises ValueError
+    naming the file when it cannot be read."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+            im = im.convert("RGB")
+            if box is not None:
+                x, y, w, h = box
+                im = im.crop((x, y, x + w, y + h))
+            im = im.resize((size, size), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8).copy()
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable image ({exc})") from None

@@ -16,9 +16,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+
+from fsx.data.folder import read_image
 
 
 class ImageListSource:
@@ -34,14 +34,7 @@ class ImageListSource:
         return len(self.files)
 
     def _read(self, i: int) -> torch.Tensor:
-        path = self.files[i]
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if self.boxes is not None and self.boxes[i] is not None:
-                x, y, w, h = self.boxes[i]
-                im = im.crop((x, y, x + w, y + h))
-            im = im.resize((self.image_size, self.image_size), Image.BILINEAR)
-            return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+        return read_image(self.files[i], self.image_size, self.boxes[i] if self.boxes is not None else None)
 
     def get_batch(self, indices) -> tuple[torch.Tensor, dict]:
         images, kept = [], []
@@ -49,8 +42,8 @@ class ImageListSource:
             try:
                 images.append(self._read(i))
                 kept.append(i)
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
-                self.skipped.append(f"{self.files[i]}: {exc}")
+            except ValueError as exc:  # read_image names the file
+                self.skipped.append(str(exc))
         if not images:
             raise ValueError(f"data source {self.name!r}: no readable image in this batch ({self.skipped[-1]})")
         idx = torch.tensor(kept)

@@ -13,7 +13,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fsx.data.face_params import GROUPS
@@ -46,8 +45,7 @@ def reconstruction_rmse(model, data, indices, batch: int = 256) -> dict[str, flo
     for s in range(0, len(indices), batch):
         x, _ = data.get_batch(indices[s : s + batch])
         x = x.to(model.device)
-        aae = ((model.aae.G(model.aae.E(x * 2 - 1)) + 1) / 2).clamp(0, 1)
-        se_aae += float(((aae - x) * 255).pow(2).sum())
+        se_aae += float(((model.autoencode(x) - x) * 255).pow(2).sum())
         se_phi += float(((model.reconstruct(x) - x) * 255).pow(2).sum())
         n += x.numel()
     return {"aae": math.sqrt(se_aae / n), "embedding": math.sqrt(se_phi / n)}
@@ -144,8 +142,7 @@ def lfw_verification(model, root: str | Path, crop: int = 150, batch: int = 128)
     """Table 2 on real data: LFW's 10-fold pairs protocol (pairs.txt folds, thresholds chosen on 9 folds) with
     every sub-vector and with everything but identity. Images are centre-cropped to ``crop`` px of the
     250 x 250 originals, then resized to the model's size."""
-    from PIL import Image
-
+    from fsx.data.folder import read_image
     from fsx.data.real import lfw_pairs
     from fsx.eval.metrics import verification_fold_accuracy
 
@@ -155,17 +152,8 @@ def lfw_verification(model, root: str | Path, crop: int = 150, batch: int = 128)
     size = model.image_size
     feats: dict[str, list] = {}
     for s in range(0, len(files), batch):
-        imgs = []
-        for f in files[s : s + batch]:
-            try:
-                with Image.open(f) as im:
-                    im = im.convert("RGB")
-                    w, h = im.size
-                    left, top = (w - crop) // 2, (h - crop) // 2
-                    im = im.crop((left, top, left + crop, top + crop)).resize((size, size), Image.BILINEAR)
-                    imgs.append(torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1))
-            except OSError as exc:
-                raise ValueError(f"{f}: not a readable image ({exc})") from None
+        off = (250 - crop) // 2  # LFW images are 250 x 250 with the face in the middle
+        imgs = [read_image(f, size, (off, off, crop, crop)) for f in files[s : s + batch]]
         _, f_all = model.encode_features(torch.stack(imgs))
         parts = model.layout.split(f_all)
         for k, v in _subvectors(parts, list(model.attributes)).items():

@@ -14,8 +14,7 @@ from fsx.data.face_params import CATEGORIES
 
 @torch.no_grad()
 def reconstructions(model, images) -> torch.Tensor:
-    aae = ((model.aae.G(model.aae.E(images * 2 - 1)) + 1) / 2).clamp(0, 1)
-    return torch.cat([images, aae, model.reconstruct(images)])
+    return torch.cat([images, model.autoencode(images), model.reconstruct(images)])
 
 
 @torch.no_grad()

@@ -334,14 +334,14 @@ class Trainer:
         """Reconstructions, random samples and one-attribute swaps of a fixed preview batch, as PNGs."""
         from torchvision.utils import save_image
 
+        from fsx.eval.figures import reconstructions
+
         m, was = self.model, self.stage
         m.eval()
         images, _ = self.sources[0].get_batch(list(range(0, min(len(self.sources[0]), 8 * 37), 37))[:8])
         images = images.to(self.device)
         tag = tag or f"{was}-{self.step:06d}"
-        z = m.aae.E(images * 2 - 1)
-        rec = ((m.aae.G(z) + 1) / 2).clamp(0, 1)
-        save_image(torch.cat([images, rec, m.reconstruct(images)]), self.out / "samples" / f"{tag}-reconstructions.png", nrow=8)
+        save_image(reconstructions(m, images), self.out / "samples" / f"{tag}-reconstructions.png", nrow=8)
         save_image(m.generate(16, generator=torch.Generator().manual_seed(0)), self.out / "samples" / f"{tag}-samples.png", nrow=8)
         rows = [images]
         for name in m.attributes:  # row k: each face with the first face's sub-vector k
