@@ -164,4 +164,6 @@ def test_windowed_parts_render_the_same_pixels_as_whole_image_parts():
     p = {"pose": sample_pose(n, g), "identity": sample_identity(n, g), "expression": sample_expression(n, g),
          "style": sample_style(n, g)}
     for size in (32, 64):
-        assert torch.equal(render(p, size, windows=True), render(p, size, windows=False))
+        # Equal up to float rounding (windows shift the pixel grid by other sums); a part cut off by
+        # its window would differ by its whole colour.
+        torch.testing.assert_close(render(p, size, windows=True), render(p, size, windows=False), atol=1e-4, rtol=0)

@@ -12,6 +12,7 @@ adds background texture, colour temperature, glasses, hat, noise and blur.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -235,16 +236,22 @@ def build_parts(pose, identity, expression, style):
     return centre, mat, bend, tilt, inner, alpha, colours
 
 
-def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    t = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
-    return t[None, :].expand(size, size), t[:, None].expand(size, size)  # X (right), Y (down)
+@functools.lru_cache(maxsize=8)
+def _noise_table(n: int) -> torch.Tensor:
+    """A fixed table of 2n uniform values in [-0.5, 0.5): a sample's sensor noise is the n values starting at an
+    offset chosen by its noise seed, so noise is a copy, not a computation, and does not depend on the batch."""
+    return torch.rand(2 * n, generator=torch.Generator().manual_seed(20260101)) - 0.5
 
 
-def _hash_noise(seed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Deterministic per-sample noise in [-0.5, 0.5) from a seed (B,), independent of the batch it is in."""
-    idx = torch.arange(math.prod(shape), dtype=torch.float32).view(shape)
-    x = torch.sin(idx[None] * 12.9898 + seed.view(-1, *[1] * len(shape)) * 78.233) * 43758.5453
-    return x - x.floor() - 0.5
+def _sensor_noise(seed: torch.Tensor, shape: tuple[int, ...], out: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, *shape) deterministic noise in [-0.5, 0.5) for noise seeds (B,) in [0, 1000)."""
+    n = math.prod(shape)
+    offsets = (seed.double() * 7919.0).floor().long() % n
+    rows = _noise_table(n).as_strided((n, n), (1, 1))  # row i: the table from offset i on (a view, no copy)
+    if out is None:
+        return rows.index_select(0, offsets).view(-1, *shape)
+    torch.index_select(rows, 0, offsets, out=out.view(len(seed), n))
+    return out
 
 
 def render(params: dict, size: int = 64, chunk: int = 128, return_coverage: bool = False, windows: bool = True):
@@ -253,149 +260,226 @@ def render(params: dict, size: int = 64, chunk: int = 128, return_coverage: bool
     Returns float images (B, 3, size, size) in [0, 1] (and the foreground coverage (B, size, size) when
     ``return_coverage``). Pure function of the parameters: same parameters, same pixels. Each part is evaluated
     only inside a window that contains all of it (``windows=False`` evaluates every part on the whole image:
-    the same pixels, slower; the tests compare the two)."""
+    the same pixels up to float rounding, slower; the tests compare the two)."""
     if size not in (32, 64, 128, 256):
         raise ValueError(f"SynthFaces renders 32, 64, 128 or 256 px, not {size}")
     B = params["pose"].shape[0]
-    outs, covs = [], []
     params = {k: v.float() for k, v in params.items()}
     parts = build_parts(params["pose"], params["identity"], params["expression"], params["style"])
+    images, coverage = torch.empty(B, 3, size, size), torch.empty(B, size, size)
+    work = _Workspace()
     for s in range(0, B, chunk):
-        img, cov = _render_chunk([t[s : s + chunk] for t in parts], params["style"][s : s + chunk], size, windows)
-        outs.append(img)
-        covs.append(cov)
-    images = torch.cat(outs) if outs else torch.zeros(0, 3, size, size)
-    if return_coverage:
-        return images, torch.cat(covs) if covs else torch.zeros(0, size, size)
-    return images
+        e = min(s + chunk, B)
+        _render_chunk([t[s:e] for t in parts], params["style"][s:e], size, images[s:e], coverage[s:e], work, windows)
+    return (images, coverage) if return_coverage else images
+
+
+class _Workspace:
+    """Buffers that every chunk of one render call reuses. A fresh multi-megabyte temporary costs more in page
+    faults than the arithmetic done on it, so the per-pixel passes write into these instead."""
+
+    def __init__(self):
+        self.buffers: dict = {}
+
+    def get(self, name: str, b: int, *shape: int) -> torch.Tensor:
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape[0] < b or tuple(buf.shape[1:]) != shape:
+            buf = self.buffers[name] = torch.empty(b, *shape)
+        return buf[:b]
 
 
 # Parts whose alpha is clipped by other parts' alphas: irises and pupils by their eye, teeth by the mouth,
 # and every face part by the head outline (head or jaw), so that parts turned away hide behind the cheek.
-CLIP_PARENTS = {P["iris_l"]: [P["eye_l"]], P["iris_r"]: [P["eye_r"]], P["pupil_l"]: [P["eye_l"]],
-                P["pupil_r"]: [P["eye_r"]], P["teeth"]: [P["mouth"]]}
+CLIP_PARENTS = {P["iris_l"]: P["eye_l"], P["iris_r"]: P["eye_r"], P["pupil_l"]: P["eye_l"], P["pupil_r"]: P["eye_r"],
+                P["teeth"]: P["mouth"]}
+CLIPS = set(CLIP_PARENTS.values())
+ANCHORS = CLIP_PARENTS  # a clipped part is evaluated on its parent's window
+# Parts evaluated together (one window size, one batched product), composited one by one in PARTS order.
+GROUPS = [[P[name] for name in group.split()] for group in (
+    "hair_back", "neck", "ear_l ear_r", "head", "jaw", "eye_l eye_r iris_l iris_r pupil_l pupil_r", "brow_l brow_r",
+    "lips mouth teeth", "nose nostrils wrinkle", "fringe", "glass_l glass_r", "hat_brim", "hat")]
 FACE_PARTS = range(P["eye_l"], P["wrinkle"] + 1)
 
 
 class _Parts:
-    """Per-part affine (u, v) coefficients and shape constants of one chunk, and their evaluation on pixels."""
+    """Per-part shape coefficients of one chunk, and each part's coverage on a pixel window.
+
+    In coordinates centred on the part, u = a1 dx + b1 dy and v = a2 dx + b2 dy (v includes the one-sided tilt);
+    bent parts add bend * (u^2 - 1/2) to v. The coverage sharp * (1 - u^2 - v^2) is then a polynomial of degree
+    2 (4 when bent) in dx whose coefficients depend on dy only, so a whole window is one small batched matrix
+    product: (rows x J coefficients) @ (J powers x cols)."""
 
     def __init__(self, parts: list, size: int):
         centre, m, bend, tilt, inner, scale, colours = parts
-        cx, cy = centre[..., 0], centre[..., 1]
-        self.cu = torch.stack([m[..., 0, 0], m[..., 0, 1], -(m[..., 0, 0] * cx + m[..., 0, 1] * cy)], -1)  # (B, K, 3)
-        cv = torch.stack([m[..., 1, 0], m[..., 1, 1], -(m[..., 1, 0] * cx + m[..., 1, 1] * cy)], -1)
-        self.cv = cv + tilt[..., None] * self.cu  # the one-sided tilt v += tilt * u is affine too
+        self.cx, self.cy = centre[..., 0], centre[..., 1]
+        self.a1, self.b1 = m[..., 0, 0], m[..., 0, 1]
+        self.a2, self.b2 = m[..., 1, 0] + tilt * self.a1, m[..., 1, 1] + tilt * self.b1
         det = (m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]).abs().clamp(min=1e-6)
         self.sharp = (det.rsqrt() * size / 4).clamp(min=1.0)  # about one pixel of anti-aliasing at any size
-        self.bend, self.inner, self.scale, self.colours = bend, inner, scale, colours
+        self.colours = colours
         self.bent = (bend != 0).any(0).tolist()  # per part, decided once per chunk
         self.ring = (inner > -1).any(0).tolist()
+        self.shown = scale > 0  # (B, K): faces without a hat or glasses skip those parts
         # The window of each part: |u| <= 1 and |v| <= 1 + |bend| / 2 + |tilt| (before bending) bound it.
         inv = torch.linalg.inv(m)  # (B, K, 2, 2): (u, v) -> image offset
         reach_v = 1 + 0.5 * bend.abs() + tilt.abs()
         half_x = inv[..., 0, 0].abs() + inv[..., 0, 1].abs() * reach_v
         half_y = inv[..., 1, 0].abs() + inv[..., 1, 1].abs() * reach_v
         px = size / 2  # pixels per unit of image coordinates
-        self.sides = (torch.ceil(2 * torch.maximum(half_x, half_y).amax(0) * px).long() + 3).tolist()
-        self.lo_x = ((cx - half_x + 1) * px).floor().long() - 1
-        self.lo_y = ((cy - half_y + 1) * px).floor().long() - 1
+        # One window size per part for the chunk (columns, rows), placed per face.
+        self.widths = (torch.ceil(2 * half_x.amax(0) * px).long() + 3).tolist()
+        self.heights = (torch.ceil(2 * half_y.amax(0) * px).long() + 3).tolist()
+        lo_x = ((self.cx - half_x + 1) * px).floor().long() - 1
+        lo_y = ((self.cy - half_y + 1) * px).floor().long() - 1
+        self.lo = torch.stack([lo_x, lo_y], -1)  # (B, K, 2): top-left pixel of each part's window
+        # Everything ``evaluate`` reads per part, packed so that one index picks it for a group: (B, K, 10).
+        self.table = torch.stack([self.cx, self.cy, self.a1, self.b1, self.a2, self.b2, bend, self.sharp, inner,
+                                  scale], -1)
 
-    def uv(self, k: int, xs: torch.Tensor, ys: torch.Tensor):
-        """u, v (B, rows * cols) of part k on the pixel grid with column centres xs (B, cols) and row centres
-        ys (B, rows): affine in x and y, so each is one broadcast sum of a row term and a column term."""
-        B = xs.shape[0]
-        cu, cv = self.cu[:, k, :, None], self.cv[:, k, :, None]
-        u = ((cu[:, 0] * xs + cu[:, 2])[:, None, :] + (cu[:, 1] * ys)[:, :, None]).view(B, -1)
-        v = ((cv[:, 0] * xs + cv[:, 2])[:, None, :] + (cv[:, 1] * ys)[:, :, None]).view(B, -1)
-        return u, v
+    def evaluate(self, ks: list[int], size: int, windows: bool = True, rows=None):
+        """Coverage of the parts ``ks`` of the faces ``rows`` (None: all), each on a window of one common size (the
+        largest any of them needs in this chunk) placed per face and per part; a part listed in ANCHORS uses its
+        parent's window, which holds all of it that its parent does not clip away.
 
-    def alpha(self, k: int, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-        """(B, rows * cols) coverage of part k on the grid xs (B, cols), ys (B, rows)."""
-        u, v = self.uv(k, xs, ys)
-        if self.bent[k]:
-            v = v.addcmul_(self.bend[:, k, None], u * u - 0.5)  # arcs: smile, frown, brows
-        q = u.mul_(u).add_(v.mul_(v))
-        sharp = self.sharp[:, k, None]
-        a = q.mul(-sharp).add_(sharp).clamp_(0, 1)
-        if self.ring[k]:  # glasses
-            a.mul_(q.sub_(self.inner[:, k, None]).mul_(sharp).clamp_(0, 1))
-        return a.mul_(self.scale[:, k, None])
+        Returns alpha (b, len(ks), n_window) and flat pixel indices of the same shape into the (B * S * S) canvas,
+        or None for the indices when the window is the whole image of every face. Windows covering most of the
+        image are widened to all of it: indexing would cost more than it saves."""
+        B = self.table.shape[0]
+        width, height = max(min(self.widths[k], size) for k in ks), max(min(self.heights[k], size) for k in ks)
+        if not windows or width * height > 0.6 * size * size:
+            width = height = size
+        table, lo = (self.table, self.lo) if rows is None else (self.table[rows], self.lo[rows])
+        cx, cy, a1, b1, a2, b2, bend, sharp, inner, scale = table[:, ks, :, None].unbind(2)  # each (b, len(ks), 1)
+        lo = lo[:, [ANCHORS.get(k, k) for k in ks]]  # (b, len(ks), 2)
+        lo_x, lo_y = lo[..., :1].clamp(0, size - width), lo[..., 1:].clamp(0, size - height)
+        step = 2 / size  # pixel centres at (i + 0.5) * step - 1; offsets centred on the part
+        dx = (lo_x * step + (0.5 * step - 1) - cx) + torch.arange(width) * step  # (b, len(ks), width)
+        dy = (lo_y * step + (0.5 * step - 1) - cy) + torch.arange(height) * step  # (b, len(ks), height)
+        bent = any(self.bent[k] for k in ks)
+        h, powers = _quadric(a1, b1, a2, b2, bend if bent else None, dx, dy)
+        sharp = sharp[..., None]
+        if any(self.ring[k] for k in ks):  # glasses: a disc minus its inner part
+            q = torch.matmul(h, powers)
+            a = q.mul(-sharp).add_(sharp).clamp_(0, 1)
+            a.mul_(q.sub_(inner[..., None]).mul_(sharp).clamp_(0, 1))
+        else:  # sharp * (1 - q), folded into the coefficients
+            h = h.mul_(-sharp)
+            h[..., 0].add_(sharp[..., 0])
+            a = torch.matmul(h, powers).clamp_(0, 1)
+        a = a.mul_(scale[..., None]).flatten(2)
+        if width == height == size and rows is None:
+            return a, None
+        face = (torch.arange(B) if rows is None else rows)[:, None, None, None]
+        corner = (face * size + lo_y[..., None]) * size + lo_x[..., None]  # (b, len(ks), 1, 1)
+        idx = (corner + (torch.arange(height)[:, None] * size + torch.arange(width))).flatten(2)
+        return a, idx
 
-    def window(self, k: int, size: int, windows: bool = True):
-        """The smallest square window (one side for the chunk, its own place per face) holding part k entirely:
-        (column centres (B, side), row centres (B, side), flat pixel indices (B, side * side) or None when the
-        window is the whole image)."""
-        B = self.lo_x.shape[0]
-        side = self.sides[k] if windows else size
-        r = torch.arange(min(side, size))
-        if side >= size:
-            t = (r + 0.5) / size * 2 - 1
-            return t.expand(B, size), t.expand(B, size), None
-        lo_x, lo_y = self.lo_x[:, k].clamp(0, size - side), self.lo_y[:, k].clamp(0, size - side)
-        cols, rows = lo_x[:, None] + r, lo_y[:, None] + r  # (B, side)
-        idx = (rows[:, :, None] * size + cols[:, None, :]).reshape(B, -1)
-        return (cols + 0.5) / size * 2 - 1, (rows + 0.5) / size * 2 - 1, idx
+
+def _quadric(a1, b1, a2, b2, bend, dx: torch.Tensor, dy: torch.Tensor):
+    """Row coefficients H (..., rows, J) and column powers X (..., J, cols) with H @ X = u^2 + v^2 on the grid of
+    centred offsets dx (..., cols) and dy (..., rows); a1 ... b2 and bend (None: no part bent) are (..., 1)."""
+    u0, v0 = b1 * dy, b2 * dy  # the dy parts of u and v
+    if bend is None:
+        h = [u0 * u0 + v0 * v0, 2 * (a1 * u0 + a2 * v0), (a1 * a1 + a2 * a2).expand_as(u0)]
+    else:  # v = w2 dx^2 + w1 dx + w0 after bending
+        w2, w1, w0 = bend * a1 * a1, a2 + 2 * bend * a1 * u0, v0 + bend * (u0 * u0 - 0.5)
+        h = [u0 * u0 + w0 * w0, 2 * (a1 * u0 + w1 * w0), a1 * a1 + w1 * w1 + 2 * w2 * w0, 2 * w2 * w1,
+             (w2 * w2).expand_as(u0)]
+    powers = [torch.ones_like(dx), dx]
+    while len(powers) < len(h):
+        powers.append(powers[-1] * dx)
+    return torch.stack(h, -1), torch.stack(powers, -2)
 
 
-def _render_chunk(parts: list, style: torch.Tensor, size: int, windows: bool = True):
-    """One chunk of faces: every part composited back to front ("over") inside its window."""
+def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor, coverage: torch.Tensor,
+                  work: _Workspace, windows: bool = True) -> None:
+    """One chunk of faces into ``out`` (b, 3, S, S) and ``coverage`` (b, S, S): every part composited back to
+    front ("over") inside its window, then light, background and camera."""
     S = lambda f: style[:, ST[f]][:, None]  # noqa: E731  (B, 1), broadcasts over pixels
     pp = _Parts(parts, size)
     B, n = style.shape[0], size * size
-    # Channels 0-2: the unlit colour of the parts composited so far; channel 3: how much background shows.
-    canvas = torch.zeros(B, 4, n)
-    canvas[:, 3] = 1
-    colours = torch.cat([pp.colours, torch.zeros(B, K, 1)], 2)  # (B, K, 4): "over" leaves 0 * alpha in channel 3
-    clip_maps: dict = {}  # full-image alphas of the parts that clip others
-    parents = {q for ps in CLIP_PARENTS.values() for q in ps}
-    for k in range(K):
-        xs, ys, idx = pp.window(k, size, windows)
-        a = pp.alpha(k, xs, ys)  # (B, n_window)
-        if k == P["head"] or k in parents:  # kept before this part's own clipping
-            clip_maps["face" if k == P["head"] else k] = a.clone() if idx is None else torch.zeros(B, n).scatter_(1, idx, a)
-        if k == P["jaw"]:  # the head outline (head or jaw), which the face parts are clipped to
-            face = clip_maps["face"]
-            clip_maps["face"] = torch.maximum(face, a) if idx is None else face.scatter(1, idx, torch.maximum(face.gather(1, idx), a))
-        for parent in CLIP_PARENTS.get(k, []):
-            a.mul_(clip_maps[parent] if idx is None else clip_maps[parent].gather(1, idx))
-        if k in FACE_PARTS:
-            a.mul_(clip_maps["face"] if idx is None else clip_maps["face"].gather(1, idx))
-        a = a[:, None]  # (B, 1, n_window)
-        if idx is None:
-            canvas.mul_(1 - a).addcmul_(a, colours[:, k, :, None])
-        else:
-            i4 = idx[:, None].expand(B, 4, -1)
-            canvas.scatter_(2, i4, canvas.gather(2, i4).mul_(1 - a).addcmul_(a, colours[:, k, :, None]))
-    fg, through = canvas[:, :3], canvas[:, 3:]
-    X, Y = _grid(size)
-    X, Y = X.reshape(-1), Y.reshape(-1)
+    t = S("temperature")
+    temperature = torch.cat([1 + t, torch.ones_like(t), 1 - t], 1)  # (B, 3), commutes with the compositing
+    # Per pixel: the unlit colour of the parts composited so far (0-2) and how much background shows (3).
+    # The four channels are adjacent, so one complex128 element moves a pixel in one gather or scatter.
+    canvas = work.get("canvas", B, n, 4).zero_()
+    canvas[..., 3] = 1
+    pixels = canvas.view(torch.complex128).view(-1)  # (B * n,), shares memory with canvas
+    colours = torch.cat([pp.colours * temperature[:, None], torch.zeros(B, K, 1)], 2)  # "over" keeps 0 in ch. 3
+    face = work.get("face", B, n).view(-1)  # the head outline (head or jaw) that face parts are clipped to
+    parents: dict = {}  # the unclipped alpha of each part that clips others, on its own window
+    for group in GROUPS:
+        shown = pp.shown[:, group].any(1)
+        rows = None if bool(shown.all()) else shown.nonzero().squeeze(1)
+        if rows is not None and len(rows) == 0:
+            continue
+        alphas, indices = pp.evaluate(group, size, windows, rows)  # (b, len(group), n_window)
+        for j, k in enumerate(group):
+            a, flat = alphas[:, j], None if indices is None else indices[:, j].reshape(-1)
+            if k == P["head"]:
+                face.copy_(a.view(-1)) if flat is None else face.zero_().put_(flat, a.reshape(-1))
+            elif k == P["jaw"]:
+                if flat is None:
+                    torch.maximum(face, a.view(-1), out=face)
+                else:
+                    face.put_(flat, torch.maximum(face.take(flat), a.reshape(-1)))
+            if k in CLIPS:
+                parents[k] = a.clone()
+            if k in CLIP_PARENTS:  # on the parent's window (ANCHORS)
+                a.mul_(parents[CLIP_PARENTS[k]])
+            if k in FACE_PARTS:
+                a.mul_((face if flat is None else face.take(flat)).view_as(a))
+            col = colours[:, k] if rows is None else colours[rows, k]
+            a = a[..., None]  # (b, n_window, 1)
+            if flat is None:
+                canvas.lerp_(col[:, None].expand_as(canvas), a)  # over: under + a * (colour - under)
+            else:
+                under = pixels.take(flat).view(torch.float32).view(*a.shape[:2], 4)
+                under.lerp_(col[:, None].expand_as(under), a)
+                pixels.put_(flat, under.view(torch.complex128).view(-1))
 
     # Light: the head as a sphere-like surface; normals from the head outline's (u, v).
-    head_u, head_v = pp.uv(P["head"], *pp.window(P["head"], size, False)[:2])
-    nz = (1 - (head_u * head_u + head_v * head_v).clamp_(max=1.0)).sqrt_()
+    head = P["head"]
+    X = (torch.arange(size) + 0.5) / size * 2 - 1  # pixel centres, left to right and top to bottom
+    dx, dy = X - pp.cx[:, head, None], X - pp.cy[:, head, None]  # (B, S)
+    h, powers = _quadric(*(t[:, head, None] for t in (pp.a1, pp.b1, pp.a2, pp.b2)), None, dx, dy)
+    shade = torch.bmm(h, powers, out=work.get("shade", B, size, size))
     light = torch.cat([S("light_x"), S("light_y"), torch.ones(B, 1)], 1)
     light = light / light.norm(dim=1, keepdim=True)
-    ndotl = (head_u * light[:, :1] + head_v * light[:, 1:2] + nz * light[:, 2:]).clamp_(min=0)
     k = S("light_strength")
-    shade = ndotl.mul_(0.9 * k).add_(1 - 0.7 * k)  # (B, HW)
+    gain, floor = 0.9 * k, 1 - 0.7 * k  # shade = gain * max(n . l, 0) + floor
+    l_u, l_v = light[:, :1], light[:, 1:2]
+    by_col = gain * (pp.a1[:, head, None] * l_u + pp.a2[:, head, None] * l_v) * dx  # u l_x + v l_y is affine
+    by_row = gain * (pp.b1[:, head, None] * l_u + pp.b2[:, head, None] * l_v) * dy + floor
+    shade.clamp_(max=1.0).neg_().add_(1).sqrt_().mul_((gain * light[:, 2:])[..., None])  # gain * l_z * n_z
+    shade.add_(by_col[:, None, :]).add_(by_row[:, :, None]).clamp_(min=floor[..., None])
 
-    # Background: a colour with stripes and a gradient along the light direction.
-    ang = S("bg_angle")
-    tex = torch.sin(S("bg_freq") * (X * ang.cos() + Y * ang.sin()) + S("bg_phase"))
-    tone = 1 + S("bg_amp") * tex + 0.15 * (X * S("light_x") + Y * S("light_y"))  # (B, HW)
-    bg_col = style[:, [ST["bg_r"], ST["bg_g"], ST["bg_b"]], None]  # (B, 3, 1)
-    img = fg.mul_(shade[:, None]).addcmul_(bg_col * tone[:, None], through)
-    t = S("temperature")
-    img.mul_(torch.cat([1 + t, torch.ones_like(t), 1 - t], 1)[..., None])
-    img = img.view(B, 3, size, size)
+    # Background: a colour with stripes and a gradient along the light direction, as one rank-4 product:
+    # sin(fx X + fy Y + phase) = sin(fx X) cos(fy Y + phase) + cos(fx X) sin(fy Y + phase).
+    ang, freq = S("bg_angle"), S("bg_freq")
+    fx, fy = freq * ang.cos() * X, freq * ang.sin() * X + S("bg_phase")  # (B, S)
+    amp = S("bg_amp")
+    by_row = torch.stack([fy.cos(), fy.sin(), torch.ones_like(fy), 1 + 0.15 * S("light_y") * X], 2)
+    by_col = torch.stack([amp * fx.sin(), amp * fx.cos(), 0.15 * S("light_x") * X, torch.ones_like(fx)], 1)
+    tone = torch.bmm(by_row, by_col, out=work.get("tone", B, size, size))
+    bg_col = (style[:, [ST["bg_r"], ST["bg_g"], ST["bg_b"]]] * temperature)[..., None, None]  # (B, 3, 1, 1)
+    planes = work.get("planes", B, 4, size, size)
+    planes.view(B, 4, n).copy_(canvas.permute(0, 2, 1))  # channel planes for the image-wide passes
+    img, through = planes[:, :3], planes[:, 3:]  # (B, 3, S, S), (B, 1, S, S)
+    img.mul_(shade[:, None]).addcmul_(tone[:, None].mul_(through), bg_col)
+    torch.sub(1, through[:, 0], out=coverage)
 
-    # Camera: blur (blend with a 3x3 binomial filter), then sensor noise.
-    # Separable [1 2 1] / 4 filter along each axis by shifted slices (faster here than conv2d or avg_pool2d).
-    pad = F.pad(img, (1, 1, 1, 1), mode="replicate")
-    rows = pad[..., :-2] + 2 * pad[..., 1:-1] + pad[..., 2:]  # (B, 3, S + 2, S)
-    blurred = (rows[..., :-2, :] + 2 * rows[..., 1:-1, :] + rows[..., 2:, :]).mul_(1 / 16)
-    img = img.add_((blurred - img).mul_(style[:, ST["blur"], None, None, None]))
-    noise = _hash_noise(style[:, ST["noise_seed"]], (3, size, size))
-    img.addcmul_(noise, style[:, ST["noise"], None, None, None], value=2.0)
-    return img.clamp_(0, 1), (1 - through).view(B, size, size)
+    # Camera: blur (blend with a 3x3 binomial filter), then sensor noise. The separable [1 2 1] filter runs
+    # along each axis by shifted slices of a replicate-padded copy (faster here than conv2d or avg_pool2d).
+    pad = work.get("pad", B, 3, size + 2, size + 2)
+    pad[..., 1:-1, 1:-1] = img
+    pad[..., 1:-1, 0], pad[..., 1:-1, -1] = img[..., 0], img[..., -1]
+    pad[..., 0, :], pad[..., -1, :] = pad[..., 1, :], pad[..., -2, :]
+    rows = torch.add(pad[..., :-2], pad[..., 1:-1], alpha=2, out=work.get("rows", B, 3, size + 2, size))
+    rows.add_(pad[..., 2:])
+    blurred = torch.add(rows[..., :-2, :], rows[..., 1:-1, :], alpha=2, out=work.get("blurred", B, 3, size, size))
+    blurred.add_(rows[..., 2:, :])  # 16 x the blurred image
+    blur = style[:, ST["blur"], None, None, None]
+    torch.mul(img, 1 - blur, out=out).addcmul_(blurred, blur / 16)
+    noise = _sensor_noise(style[:, ST["noise_seed"]], (3, size, size), out=work.get("noise", B, 3, size, size))
+    out.addcmul_(noise, style[:, ST["noise"], None, None, None], value=2.0).clamp_(0, 1)
