@@ -53,18 +53,27 @@ def aae_discriminator_objective(terms: Mapping[str, torch.Tensor], lambda_ae: fl
     return lambda_ae * terms["d_adv"] + terms["d_enc"] + terms["d_gen"]
 
 
-def shuffle_attributes(f: torch.Tensor, layout: Layout, names: Sequence[str], generator: torch.Generator | None = None):
-    """pi of Sec. 3.5 for every attribute at once: for attribute k, a copy of f whose k-th sub-vector is permuted
-    across the batch. Returns f* (len(names) * B, F) and the permutations (len(names), B)."""
+def shuffle_attributes(f: torch.Tensor, layout: Layout, names: Sequence[str], generator: torch.Generator | None = None,
+                       samples: int | None = None):
+    """pi of Sec. 3.5 for every attribute at once: for attribute k, copies of rows of f whose k-th sub-vector is
+    taken from other rows. With ``samples`` None every row is edited for every attribute (f* has len(names) * B
+    rows); with ``samples`` = m, m random rows per attribute are (len(names) * m rows: the cycle through G and E
+    then costs m images per attribute instead of B).
+
+    Returns f* (len(names) * m, F) and, per attribute, the rows its k-th sub-vector came from (len(names), m):
+    the labels of attribute k for the edited rows are the labels of those rows."""
     B = f.shape[0]
-    perms = torch.stack([torch.randperm(B, generator=generator) for _ in names]).to(f.device)
-    edited = []
-    for i, name in enumerate(names):
+    m = B if samples is None else max(1, min(int(samples), B))
+    edited, sources = [], []
+    for name in names:
         sl = layout.slices[name]
-        e = f.clone()
-        e[:, sl] = f[perms[i], sl]
+        src = torch.randperm(B, generator=generator)[:m].to(f.device)
+        base = slice(None) if m == B else torch.randperm(B, generator=generator)[:m].to(f.device)
+        e = f[base].clone()
+        e[:, sl] = f[src, sl]
         edited.append(e)
-    return torch.cat(edited), perms
+        sources.append(src)
+    return torch.cat(edited), torch.stack(sources)
 
 
 def cycle_l1(f_star: torch.Tensor, f_cycled: torch.Tensor) -> torch.Tensor:
@@ -82,7 +91,8 @@ def task_losses(f: torch.Tensor, labels: Mapping[str, torch.Tensor], attributes,
 def augmentation_losses(f_cycled: torch.Tensor, perms: torch.Tensor, names: Sequence[str], labels, attributes,
                         layout: Layout, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Eq. (10): the task loss of attribute k on the re-encoded images whose k-th sub-vector was shuffled,
-    against the labels shuffled the same way (only for attributes the batch labels)."""
+    against the labels shuffled the same way (only for attributes the batch labels). ``perms`` (len(names), m)
+    holds the rows each edited sub-vector came from, as ``shuffle_attributes`` returns them."""
     B = perms.shape[1]
     out = {}
     by_name = {a.name: a for a in attributes}

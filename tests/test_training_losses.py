@@ -137,3 +137,39 @@ def test_prior_samples_do_not_move_generator_running_statistics(tmp_path):
     assert not torch.equal(bn.running_mean, before)
     torch.testing.assert_close(bn.running_mean, ref_bn.running_mean)
     assert bn.momentum == 0.1  # restored
+
+
+def test_shuffle_with_a_sample_budget_edits_that_many_rows_per_attribute():
+    layout = Layout([("pose", 1), ("identity", 2)])
+    f = torch.arange(30, dtype=torch.float32).view(10, 3)
+    g = torch.Generator().manual_seed(0)
+    f_star, sources = L.shuffle_attributes(f, layout, ["pose", "identity"], g, samples=3)
+    assert f_star.shape == (6, 3) and sources.shape == (2, 3)
+    rows = {tuple(r.tolist()) for r in f}
+    pose_edit, id_edit = f_star[:3], f_star[3:]
+    assert torch.equal(pose_edit[:, 0], f[sources[0], 0]) and torch.equal(id_edit[:, 1:], f[sources[1], 1:])
+    # the rest of each edited row is one real row of f
+    assert all(any(r[1:] == q[1:] for q in rows) for r in map(tuple, pose_edit.tolist()))
+    assert all(any(r[0] == q[0] for q in rows) for r in map(tuple, id_edit.tolist()))
+    # the default (every row) draws the same permutations as before the budget existed
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    a, pa = L.shuffle_attributes(f, layout, ["pose", "identity"], g1)
+    b, pb = L.shuffle_attributes(f, layout, ["pose", "identity"], g2, samples=10)
+    assert torch.equal(a, b) and torch.equal(pa, pb)
+
+
+def test_cycle_samples_bounds_the_images_sent_through_the_cycle(tmp_path):
+    sizes = []
+    for budget in (0, 3):
+        tr = _tiny_trainer(tmp_path / str(budget), cycle_samples=budget)
+        tr._set_modes("disentangle")
+        _, x, y = tr._next_batch()
+        seen = []
+        hook = tr.model.aae.G.register_forward_hook(lambda mod, inp, out: seen.append(out.shape[0]))
+        terms = tr.steps.disentangle(x * 2 - 1, y, 0)
+        hook.remove()
+        assert any(k.startswith("aug_") for k in terms) and "cyc" in terms
+        sizes.append((seen, x.shape[0]))
+    (full, batch), (small, _) = sizes
+    K = 4  # pose, identity, expression, style
+    assert full == [K * batch] and small == [K * 3]

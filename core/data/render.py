@@ -31,6 +31,9 @@ PARTS = (
 P = {name: i for i, name in enumerate(PARTS)}
 K = len(PARTS)
 HEAD_CENTRE = (0.0, -0.02)
+# The template is drawn this much larger than its own frame, so that the face fills the image like an aligned
+# face crop (hair, hat and neck run off the edges): at 64 px the eyes and mouth are then several pixels big.
+ZOOM = 1.5
 
 # Facial actions per category (rows: AffectNet order), columns:
 # smile, mouth_open, brow_raise, brow_tilt (inner corners up), eye_open, nose_wrinkle, one_sided_smile
@@ -195,7 +198,8 @@ def build_parts(pose, identity, expression, style):
 
     centre = torch.cat([ec[:, :6], dc[:, :14], ec[:, 6:7], dc[:, 14:16], ec[:, 7:9]], 1)
     mat = torch.cat([em[:, :6], dm[:, :14], em[:, 6:7], dm[:, 14:16], em[:, 7:9]], 1)
-    centre = centre + torch.tensor(HEAD_CENTRE)
+    centre = (centre + torch.tensor(HEAD_CENTRE)) * ZOOM
+    mat = mat / ZOOM  # (u, v) per image offset
 
     bend = torch.zeros(B, K)
     tilt = torch.zeros(B, K)
@@ -294,10 +298,12 @@ CLIP_PARENTS = {P["iris_l"]: P["eye_l"], P["iris_r"]: P["eye_r"], P["pupil_l"]: 
                 P["teeth"]: P["mouth"]}
 CLIPS = set(CLIP_PARENTS.values())
 ANCHORS = CLIP_PARENTS  # a clipped part is evaluated on its parent's window
-# Parts evaluated together (one window size, one batched product), composited one by one in PARTS order.
+# Parts behind the face, drawn on the whole image; then the parts in front, in groups evaluated together (one
+# window size, one batched product) and composited one by one, all in PARTS order.
+BACK = [P[name] for name in ("hair_back", "neck", "ear_l", "ear_r", "head", "jaw")]
 GROUPS = [[P[name] for name in group.split()] for group in (
-    "hair_back", "neck", "ear_l ear_r", "head", "jaw", "eye_l eye_r iris_l iris_r pupil_l pupil_r", "brow_l brow_r",
-    "lips mouth teeth", "nose nostrils wrinkle", "fringe", "glass_l glass_r", "hat_brim", "hat")]
+    "eye_l eye_r iris_l iris_r pupil_l pupil_r", "brow_l brow_r", "lips mouth teeth", "nose nostrils wrinkle",
+    "fringe", "glass_l glass_r", "hat_brim", "hat")]
 FACE_PARTS = range(P["eye_l"], P["wrinkle"] + 1)
 
 
@@ -400,13 +406,24 @@ def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor
     B, n = style.shape[0], size * size
     t = S("temperature")
     temperature = torch.cat([1 + t, torch.ones_like(t), 1 - t], 1)  # (B, 3), commutes with the compositing
-    # Per pixel: the unlit colour of the parts composited so far (0-2) and how much background shows (3).
-    # The four channels are adjacent, so one complex128 element moves a pixel in one gather or scatter.
-    canvas = work.get("canvas", B, n, 4).zero_()
-    canvas[..., 3] = 1
-    pixels = canvas.view(torch.complex128).view(-1)  # (B * n,), shares memory with canvas
     colours = torch.cat([pp.colours * temperature[:, None], torch.zeros(B, K, 1)], 2)  # "over" keeps 0 in ch. 3
-    face = work.get("face", B, n).view(-1)  # the head outline (head or jaw) that face parts are clipped to
+    # Per pixel: the unlit colour of the parts composited so far (0-2) and how much background shows (3).
+    # The parts behind the face cover much of every image: they are drawn on whole channel planes, where "over"
+    # is one broadcast per part, all their coverages from one batched product.
+    planes = work.get("planes", B, 4, n)
+    planes[:, :3].zero_()
+    planes[:, 3].fill_(1)
+    alphas, _ = pp.evaluate(BACK, size, windows=False)  # (B, len(BACK), n)
+    for j, k in enumerate(BACK):
+        planes.lerp_(colours[:, k, :, None].expand_as(planes), alphas[:, j : j + 1])  # under + a (colour - under)
+    # The head outline (head or jaw) that face parts are clipped to, so that they hide behind the cheek.
+    face = torch.maximum(alphas[:, BACK.index(P["head"])], alphas[:, BACK.index(P["jaw"])], out=work.get("face", B, n))
+    face = face.view(-1)
+    # The parts in front are small: each is drawn inside its window, taken from and put back into a canvas whose
+    # four channels are adjacent, so that one complex128 element moves a pixel in one gather or scatter.
+    canvas = work.get("canvas", B, n, 4)
+    canvas.copy_(planes.transpose(1, 2))
+    pixels = canvas.view(torch.complex128).view(-1)  # (B * n,), shares memory with canvas
     parents: dict = {}  # the unclipped alpha of each part that clips others, on its own window
     for group in GROUPS:
         shown = pp.shown[:, group].any(1)
@@ -416,13 +433,6 @@ def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor
         alphas, indices = pp.evaluate(group, size, windows, rows)  # (b, len(group), n_window)
         for j, k in enumerate(group):
             a, flat = alphas[:, j], None if indices is None else indices[:, j].reshape(-1)
-            if k == P["head"]:
-                face.copy_(a.view(-1)) if flat is None else face.zero_().put_(flat, a.reshape(-1))
-            elif k == P["jaw"]:
-                if flat is None:
-                    torch.maximum(face, a.view(-1), out=face)
-                else:
-                    face.put_(flat, torch.maximum(face.take(flat), a.reshape(-1)))
             if k in CLIPS:
                 parents[k] = a.clone()
             if k in CLIP_PARENTS:  # on the parent's window (ANCHORS)
@@ -432,7 +442,7 @@ def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor
             col = colours[:, k] if rows is None else colours[rows, k]
             a = a[..., None]  # (b, n_window, 1)
             if flat is None:
-                canvas.lerp_(col[:, None].expand_as(canvas), a)  # over: under + a * (colour - under)
+                canvas.lerp_(col[:, None].expand_as(canvas), a)
             else:
                 under = pixels.take(flat).view(torch.float32).view(*a.shape[:2], 4)
                 under.lerp_(col[:, None].expand_as(under), a)
@@ -463,8 +473,8 @@ def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor
     by_col = torch.stack([amp * fx.sin(), amp * fx.cos(), 0.15 * S("light_x") * X, torch.ones_like(fx)], 1)
     tone = torch.bmm(by_row, by_col, out=work.get("tone", B, size, size))
     bg_col = (style[:, [ST["bg_r"], ST["bg_g"], ST["bg_b"]]] * temperature)[..., None, None]  # (B, 3, 1, 1)
-    planes = work.get("planes", B, 4, size, size)
-    planes.view(B, 4, n).copy_(canvas.permute(0, 2, 1))  # channel planes for the image-wide passes
+    planes = planes.view(B, 4, size, size)
+    planes.view(B, 4, n).copy_(canvas.permute(0, 2, 1))  # back to channel planes for the image-wide passes
     img, through = planes[:, :3], planes[:, 3:]  # (B, 3, S, S), (B, 1, S, S)
     img.mul_(shade[:, None]).addcmul_(tone[:, None].mul_(through), bg_col)
     torch.sub(1, through[:, 0], out=coverage)

@@ -86,7 +86,7 @@ class Steps:
         f = phi(z)
         terms = {"rec_phi": L.reconstruction_l1(z, phi_inv(f))}
         task = L.task_losses(f, labels, self.attributes, m.layout, self.gen)
-        f_star, perms = L.shuffle_attributes(f, m.layout, self.names, self.gen)  # (K * B, F)
+        f_star, perms = L.shuffle_attributes(f, m.layout, self.names, self.gen, cfg.cycle_samples or None)  # (K * m, F)
         with self.autocast(), running_stats_frozen(m.aae.G, m.aae.E):
             x_star = m.aae.G(phi_inv(f_star))  # every attribute's shuffled batch in one pass through G ...
             z_star = m.aae.E(x_star)  # ... and one through E
