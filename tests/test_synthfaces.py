@@ -51,7 +51,7 @@ def test_changing_only_expression_leaves_background_unchanged(small):
     background = (cov_a + cov_b) == 0
     # the camera blur reaches one pixel: keep away from the face by one pixel
     background = -torch.nn.functional.max_pool2d(-background.float()[:, None], 3, 1, 1)[:, 0] > 0.5
-    assert background.float().mean() > 0.3
+    assert background.float().mean() > 0.1  # the face fills most of the frame; enough background remains to check
     diff = (a - b).abs().amax(1)
     assert diff[background].max() == 0
 
