@@ -2,7 +2,10 @@
 for the demo width (0.25) and the paper width (1.0), and the achieved GFLOP/s against a measured fp32 GEMM
 peak of this machine. FLOPs are counted by torch.utils.flop_counter over one real step.
 
-    python bench/train_step.py [--batch 16] [--repeats 2] [--sizes 64,128] [--widths 0.25,1.0]
+    python bench/train_step.py [--batch 16] [--repeats 2] [--sizes 64,128] [--widths 0.25,1.0] [--cycle-samples N]
+
+The demo preset's settings are used, including its cycle budget (rows per attribute through G and E in the
+cycle of disentangle and joint steps); ``--cycle-samples 0`` sends the whole batch for every attribute.
 """
 
 import argparse
@@ -44,10 +47,10 @@ def fake_batch(n: int, size: int):
     return x, labels
 
 
-def bench(size: int, width: float, batch: int, repeats: int):
+def bench(size: int, width: float, batch: int, repeats: int, cycle_samples: int | None = None):
     reg = get_registry()
     attrs_ = reg.resolve("pose,id,expr,style")
-    cfg = make_config("demo", image_size=size, width=width, batch_size=batch)
+    cfg = make_config("demo", image_size=size, width=width, batch_size=batch, cycle_samples=cycle_samples)
     model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, image_size=size, width=width))
     aae = model.aae
     opt = {
@@ -83,13 +86,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--sizes", default="64,128")
     ap.add_argument("--widths", default="0.25,1.0")
+    ap.add_argument("--cycle-samples", type=int, default=None, help="rows per attribute in the cycle (demo's by default)")
     args = ap.parse_args()
     peak = gemm_peak()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 GEMM peak (2048^3): {peak:.0f} GFLOP/s")
+    cycle = make_config("demo", cycle_samples=args.cycle_samples).cycle_samples
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 GEMM peak (2048^3): {peak:.0f} GFLOP/s; "
+          f"batch {args.batch}, cycle rows per attribute: {cycle or 'the whole batch'}")
     print(f"{'size':>4} {'width':>5} {'stage':<12} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}")
     for size in map(int, args.sizes.split(",")):
         for width in map(float, args.widths.split(",")):
-            for stage, (ips, gflops) in bench(size, width, args.batch, args.repeats).items():
+            for stage, (ips, gflops) in bench(size, width, args.batch, args.repeats, args.cycle_samples).items():
                 print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}%", flush=True)
 
 

@@ -475,14 +475,14 @@ def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor
     bg_col = (style[:, [ST["bg_r"], ST["bg_g"], ST["bg_b"]]] * temperature)[..., None, None]  # (B, 3, 1, 1)
     planes = planes.view(B, 4, size, size)
     planes.view(B, 4, n).copy_(canvas.permute(0, 2, 1))  # back to channel planes for the image-wide passes
-    img, through = planes[:, :3], planes[:, 3:]  # (B, 3, S, S), (B, 1, S, S)
-    img.mul_(shade[:, None]).addcmul_(tone[:, None].mul_(through), bg_col)
+    # The lit image is written straight into the middle of a replicate-padded buffer for the camera blur.
+    pad = work.get("pad", B, 3, size + 2, size + 2)
+    img, through = pad[..., 1:-1, 1:-1], planes[:, 3:]  # (B, 3, S, S), (B, 1, S, S)
+    torch.mul(planes[:, :3], shade[:, None], out=img).addcmul_(tone[:, None].mul_(through), bg_col)
     torch.sub(1, through[:, 0], out=coverage)
 
     # Camera: blur (blend with a 3x3 binomial filter), then sensor noise. The separable [1 2 1] filter runs
-    # along each axis by shifted slices of a replicate-padded copy (faster here than conv2d or avg_pool2d).
-    pad = work.get("pad", B, 3, size + 2, size + 2)
-    pad[..., 1:-1, 1:-1] = img
+    # along each axis by shifted slices of the padded image (faster here than conv2d or avg_pool2d).
     pad[..., 1:-1, 0], pad[..., 1:-1, -1] = img[..., 0], img[..., -1]
     pad[..., 0, :], pad[..., -1, :] = pad[..., 1, :], pad[..., -2, :]
     rows = torch.add(pad[..., :-2], pad[..., 1:-1], alpha=2, out=work.get("rows", B, 3, size + 2, size))
