@@ -165,7 +165,7 @@ def test_cycle_samples_bounds_the_images_sent_through_the_cycle(tmp_path):
         tr._set_modes("disentangle")
         _, x, y = tr._next_batch()
         seen = []
-        hook = tr.model.aae.G.register_forward_hook(lambda mod, inp, out: seen.append(out.shape[0]))
+        hook = tr.model.aae.G.register_forward_hook(lambda mod, inp, out, seen=seen: seen.append(out.shape[0]))
         terms = tr.steps.disentangle(x * 2 - 1, y, 0)
         hook.remove()
         assert any(k.startswith("aug_") for k in terms) and "cyc" in terms
