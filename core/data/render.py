@@ -4,10 +4,10 @@ A face is a 3-D template: ellipsoids (hair, neck, ears, head, jaw, fringe, hat) 
 surface (eyes, irises, pupils, brows, lips, mouth, teeth, nose, wrinkle, glasses). The template is rotated by
 yaw, pitch and roll and projected orthographically; every part becomes a 2-D ellipse (u, v coordinates per
 pixel), optionally bent into an arc (smile, frown, arched or tilted brows) or hollowed into a ring (glasses).
-All parts of all faces are evaluated at once as one (B, K, H, W) tensor and composited back to front with a
-reverse cumulative product; discs facing away from the camera fade out and are clipped to the head, so the
-far eye hides behind the cheek and nose as the head turns. A light shades the head like a sphere; style
-adds background texture, colour temperature, glasses, hat, noise and blur.
+Parts are composited back to front ("over"), each evaluated only inside its window, with a part's coverage
+over a window computed as one small matrix product (see ``_Parts``); discs facing away from the camera fade out
+and are clipped to the head, so the far eye hides behind the cheek and nose as the head turns. A light shades
+the head like a sphere; style adds background texture, colour temperature, glasses, hat, noise and blur.
 """
 
 from __future__ import annotations
