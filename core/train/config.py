@@ -148,13 +148,14 @@ def make_config(preset: str = "demo", **overrides) -> TrainConfig:
 def _canonical_names():
     """name or alias -> the attribute's name (unknown names unchanged, for the trainer to report)."""
     from fsx.plugins import get_registry
+    from fsx.plugins.manager import UnknownAttributeError
 
     registry = get_registry()
 
     def canonical(name: str) -> str:
         try:
             return registry.get(name).name
-        except Exception:
+        except UnknownAttributeError:
             return name
 
     return canonical
