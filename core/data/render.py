@@ -8,12 +8,17 @@ Parts are composited back to front ("over"), each evaluated only inside its wind
 over a window computed as one small matrix product (see ``_Parts``); discs facing away from the camera fade out
 and are clipped to the head, so the far eye hides behind the cheek and nose as the head turns. A light shades
 the head like a sphere; style adds background texture, colour temperature, glasses, hat, noise and blur.
+
+The parts are built with batched torch ops (``build_parts``, ``_Parts``); the per-pixel work after that runs in
+the numba-compiled loop of ``compositing.py`` when numba is installed, or as the torch ops below
+(``_composite_parts``, ``_light_and_camera``), which are the readable reference the tests compare it to.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -258,17 +263,22 @@ def _sensor_noise(seed: torch.Tensor, shape: tuple[int, ...], out: torch.Tensor 
     return out
 
 
-def render(params: dict, size: int = 64, chunk: int | None = None, return_coverage: bool = False, windows: bool = True):
+def render(params: dict, size: int = 64, chunk: int | None = None, return_coverage: bool = False, windows: bool = True,
+           backend: str = "auto"):
     """Render faces from parameter groups {"pose", "identity", "expression", "style"} (each (B, n)).
 
     Returns float images (B, 3, size, size) in [0, 1] (and the foreground coverage (B, size, size) when
-    ``return_coverage``). Pure function of the parameters: same parameters, same pixels. Each part is evaluated
-    only inside a window that contains all of it (``windows=False`` evaluates every part on the whole image:
-    the same pixels up to float rounding, slower; the tests compare the two). Faces are drawn ``chunk`` at a time
+    ``return_coverage``). Pure function of the parameters: same parameters, same pixels. The parts are composited
+    by the compiled loop of ``compositing.py`` (``backend="compiled"``; "auto" uses it when numba is installed)
+    or by torch ops (``backend="torch"``): the same pixels up to float rounding. Each part is evaluated only
+    inside a window that contains all of it (``windows=False``, torch only, evaluates every part on the whole
+    image: the same pixels again, slower; the tests compare all three). Faces are drawn ``chunk`` at a time
     (default: about half a million pixels, 128 faces at 64 px, which measured fastest: larger chunks leave the
     cache, smaller ones pay more per-op overhead)."""
     if size not in (32, 64, 128, 256):
         raise ValueError(f"SynthFaces renders 32, 64, 128 or 256 px, not {size}")
+    if backend not in ("auto", "compiled", "torch"):
+        raise ValueError(f"render backend must be auto, compiled or torch, not {backend!r}")
     chunk = chunk or min(128, max(16, 2**19 // (size * size)))
     B = params["pose"].shape[0]
     params = {k: v.float() for k, v in params.items()}
@@ -277,7 +287,8 @@ def render(params: dict, size: int = 64, chunk: int | None = None, return_covera
     work = _Workspace()
     for s in range(0, B, chunk):
         e = min(s + chunk, B)
-        _render_chunk([t[s:e] for t in parts], params["style"][s:e], size, images[s:e], coverage[s:e], work, windows)
+        _render_chunk([t[s:e] for t in parts], params["style"][s:e], size, images[s:e], coverage[s:e], work, windows,
+                      backend)
     return (images, coverage) if return_coverage else images
 
 
@@ -308,6 +319,23 @@ GROUPS = [[P[name] for name in group.split()] for group in (
     "eye_l eye_r iris_l iris_r pupil_l pupil_r", "brow_l brow_r", "lips mouth teeth", "nose nostrils wrinkle",
     "fringe", "glass_l glass_r", "hat_brim", "hat")]
 FACE_PARTS = range(P["eye_l"], P["wrinkle"] + 1)
+# The same two facts as arrays, for the compiled loop: the part that clips part k (-1: none); 1 for face parts.
+PARENT = torch.tensor([CLIP_PARENTS.get(k, -1) for k in range(K)], dtype=torch.int32)
+IS_FACE_PART = torch.tensor([int(k in FACE_PARTS) for k in range(K)], dtype=torch.int32)
+
+
+def _compiled(required: bool = False):
+    """The compiled compositing module, or None when numba is missing or FSX_RENDER_BACKEND=torch (``required``:
+    raise instead, naming the reason)."""
+    if os.environ.get("FSX_RENDER_BACKEND", "").lower() == "torch" and not required:
+        return None
+    try:
+        from fsx.data import compositing
+    except ImportError as err:
+        if required:
+            raise RuntimeError(f"render backend 'compiled' needs numba ({err}); install it or use backend='torch'")
+        return None
+    return compositing
 
 
 class _Parts:
@@ -341,6 +369,10 @@ class _Parts:
         lo_x = ((self.cx - half_x + 1) * px).floor().long() - 1
         lo_y = ((self.cy - half_y + 1) * px).floor().long() - 1
         self.lo = torch.stack([lo_x, lo_y], -1)  # (B, K, 2): top-left pixel of each part's window
+        hi_x = ((self.cx + half_x + 1) * px).ceil().long() + 1
+        hi_y = ((self.cy + half_y + 1) * px).ceil().long() + 1
+        # Per face and part, the pixel box x0, y0, x1, y1 (end exclusive) that holds all of it: (B, K, 4).
+        self.boxes = torch.stack([lo_x, lo_y, hi_x, hi_y], -1).clamp_(0, size).int()
         # Everything ``evaluate`` reads per part, packed so that one index picks it for a group: (B, K, 10).
         self.table = torch.stack([self.cx, self.cy, self.a1, self.b1, self.a2, self.b2, bend, self.sharp, inner,
                                   scale], -1)
@@ -401,7 +433,7 @@ def _quadric(a1, b1, a2, b2, bend, dx: torch.Tensor, dy: torch.Tensor):
 
 
 def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor, coverage: torch.Tensor,
-                  work: _Workspace, windows: bool = True) -> None:
+                  work: _Workspace, windows: bool = True, backend: str = "auto") -> None:
     """One chunk of faces into ``out`` (b, 3, S, S) and ``coverage`` (b, S, S): every part composited back to
     front ("over") inside its window, then light, background and camera."""
     S = lambda f: style[:, ST[f]][:, None]  # noqa: E731  (B, 1), broadcasts over pixels
@@ -409,11 +441,43 @@ def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor
     B, n = style.shape[0], size * size
     t = S("temperature")
     temperature = torch.cat([1 + t, torch.ones_like(t), 1 - t], 1)  # (B, 3), commutes with the compositing
-    colours = torch.cat([pp.colours * temperature[:, None], torch.zeros(B, K, 1)], 2)  # "over" keeps 0 in ch. 3
+    colours = pp.colours * temperature[:, None]  # (B, K, 3)
+    compiled = _compiled() if backend == "auto" else None if backend == "torch" else _compiled(required=True)
+    if compiled is not None and windows:
+        n_noise = 3 * n
+        offsets = (style[:, ST["noise_seed"]].double() * 7919.0).floor().long() % n_noise  # as in _sensor_noise
+        compiled.render_faces(pp.table, colours.contiguous(), pp.boxes, PARENT, IS_FACE_PART, P["head"], P["jaw"],
+                              _scene(style, temperature), _noise_table(n_noise), offsets, size, work, out, coverage)
+        return
     # Per pixel: the unlit colour of the parts composited so far (0-2) and how much background shows (3).
+    planes = work.get("planes", B, 4, n)
+    _composite_parts(pp, colours, size, planes, work, windows)
+    _light_and_camera(pp, style, temperature, size, planes, out, coverage, work)
+
+
+def _scene(style: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """Per face, the numbers the compiled loop needs for light, background and camera (B, 16), as
+    ``_light_and_camera`` computes them: light direction (3), gain, floor, stripe frequencies (2), phase,
+    amplitude, gradient (2), background colour (3), blur, noise amplitude x 2."""
+    S = lambda f: style[:, ST[f]]  # noqa: E731
+    light = torch.stack([S("light_x"), S("light_y"), torch.ones_like(S("light_x"))], 1)
+    light = light / light.norm(dim=1, keepdim=True)
+    k = S("light_strength")
+    ang, freq = S("bg_angle"), S("bg_freq")
+    bg = style[:, [ST["bg_r"], ST["bg_g"], ST["bg_b"]]] * temperature
+    return torch.cat([light, torch.stack([0.9 * k, 1 - 0.7 * k, freq * ang.cos(), freq * ang.sin(), S("bg_phase"),
+                                          S("bg_amp"), 0.15 * S("light_x"), 0.15 * S("light_y")], 1),
+                      bg, torch.stack([S("blur"), 2 * S("noise")], 1)], 1).contiguous()
+
+
+def _composite_parts(pp: _Parts, colours: torch.Tensor, size: int, planes: torch.Tensor, work: _Workspace,
+                     windows: bool) -> None:
+    """The parts composited back to front ("over") into ``planes`` (B, 4, S * S) with torch ops (the reference
+    for the compiled loop in ``compositing.py``)."""
+    B, n = planes.shape[0], size * size
+    colours = torch.cat([colours, torch.zeros(B, K, 1)], 2)  # "over" keeps 0 in channel 3
     # The parts behind the face cover much of every image: they are drawn on whole channel planes, where "over"
     # is one broadcast per part, all their coverages from one batched product.
-    planes = work.get("planes", B, 4, n)
     planes[:, :3].zero_()
     planes[:, 3].fill_(1)
     alphas, _ = pp.evaluate(BACK, size, windows=False)  # (B, len(BACK), n)
@@ -450,6 +514,14 @@ def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor
                 under = pixels.take(flat).view(torch.float32).view(*a.shape[:2], 4)
                 under.lerp_(col[:, None].expand_as(under), a)
                 pixels.put_(flat, under.view(torch.complex128).view(-1))
+    planes.copy_(canvas.permute(0, 2, 1))  # back to channel planes for the image-wide passes
+
+
+def _light_and_camera(pp: _Parts, style: torch.Tensor, temperature: torch.Tensor, size: int, planes: torch.Tensor,
+                      out: torch.Tensor, coverage: torch.Tensor, work: _Workspace) -> None:
+    """Shade the composited planes by the light, fill the background, blur and add sensor noise into ``out``."""
+    S = lambda f: style[:, ST[f]][:, None]  # noqa: E731  (B, 1), broadcasts over pixels
+    B = style.shape[0]
 
     # Light: the head as a sphere-like surface; normals from the head outline's (u, v).
     head = P["head"]
@@ -477,7 +549,6 @@ def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor
     tone = torch.bmm(by_row, by_col, out=work.get("tone", B, size, size))
     bg_col = (style[:, [ST["bg_r"], ST["bg_g"], ST["bg_b"]]] * temperature)[..., None, None]  # (B, 3, 1, 1)
     planes = planes.view(B, 4, size, size)
-    planes.view(B, 4, n).copy_(canvas.permute(0, 2, 1))  # back to channel planes for the image-wide passes
     # The lit image is written straight into the middle of a replicate-padded buffer for the camera blur.
     pad = work.get("pad", B, 3, size + 2, size + 2)
     img, through = pad[..., 1:-1, 1:-1], planes[:, 3:]  # (B, 3, S, S), (B, 1, S, S)
