@@ -3,6 +3,7 @@ for the demo width (0.25) and the paper width (1.0), and the achieved GFLOP/s ag
 peak of this machine. FLOPs are counted by torch.utils.flop_counter over one real step.
 
     python bench/train_step.py [--batch 16] [--repeats 2] [--sizes 64,128] [--widths 0.25,1.0] [--cycle-samples N]
+                               [--precision fp32|bf16] [--channels-last]
 
 The demo preset's settings are used, including its cycle budget (rows per attribute through G and E in the
 cycle of disentangle and joint steps); ``--cycle-samples 0`` sends the whole batch for every attribute.
@@ -47,7 +48,8 @@ def fake_batch(n: int, size: int):
     return x, labels
 
 
-def bench(size: int, width: float, batch: int, repeats: int, cycle_samples: int | None = None):
+def bench(size: int, width: float, batch: int, repeats: int, cycle_samples: int | None = None,
+          precision: str = "fp32", channels_last: bool = False):
     reg = get_registry()
     attrs_ = reg.resolve("pose,id,expr,style")
     cfg = make_config("demo", image_size=size, width=width, batch_size=batch, cycle_samples=cycle_samples)
@@ -58,8 +60,12 @@ def bench(size: int, width: float, batch: int, repeats: int, cycle_samples: int 
         "d": torch.optim.Adam(list(aae.D_z.parameters()) + list(aae.D_x.parameters()), 1e-4, (0.0, 0.999)),
         "phi": torch.optim.Adam(model.disentangler.parameters(), 1e-4),
     }
-    steps = Steps(model, attrs_, cfg, opt, torch.Generator().manual_seed(0), sync=lambda mods: None)
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else None
+    steps = Steps(model, attrs_, cfg, opt, torch.Generator().manual_seed(0), sync=lambda mods: None, autocast=autocast)
     x, y = fake_batch(batch, size)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     out = {}
     for stage in ("aae", "disentangle", "joint"):
         model.train()
@@ -87,15 +93,19 @@ def main() -> None:
     ap.add_argument("--sizes", default="64,128")
     ap.add_argument("--widths", default="0.25,1.0")
     ap.add_argument("--cycle-samples", type=int, default=None, help="rows per attribute in the cycle (demo's by default)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: CPU autocast")
+    ap.add_argument("--channels-last", action="store_true")
     args = ap.parse_args()
     peak = gemm_peak()
     cycle = make_config("demo", cycle_samples=args.cycle_samples).cycle_samples
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 GEMM peak (2048^3): {peak:.0f} GFLOP/s; "
-          f"batch {args.batch}, cycle rows per attribute: {cycle or 'the whole batch'}")
+          f"batch {args.batch}, cycle rows per attribute: {cycle or 'the whole batch'}; {args.precision}"
+          f"{', channels_last' if args.channels_last else ''}")
     print(f"{'size':>4} {'width':>5} {'stage':<12} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}")
     for size in map(int, args.sizes.split(",")):
         for width in map(float, args.widths.split(",")):
-            for stage, (ips, gflops) in bench(size, width, args.batch, args.repeats, args.cycle_samples).items():
+            for stage, (ips, gflops) in bench(size, width, args.batch, args.repeats, args.cycle_samples, args.precision,
+                                                 args.channels_last).items():
                 print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}%", flush=True)
 
 

@@ -191,3 +191,28 @@ def test_compiled_renderer_draws_the_torch_renderers_pixels(size):
 def test_render_rejects_an_unknown_backend():
     with pytest.raises(ValueError, match="backend"):
         render(_random_params(2, seed=0), 64, backend="cuda")
+
+
+def test_without_numba_the_torch_path_renders_and_compiled_names_what_is_missing():
+    """numba is a dependency, but a Python it does not support yet must still render: hide it (sys.modules entry
+    None makes its import fail, as if not installed) in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['numba'] = None\n"
+        "import torch\n"
+        "from fsx.data.face_params import sample_expression, sample_identity, sample_pose, sample_style\n"
+        "from fsx.data import render\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "p = {'pose': sample_pose(4, g), 'identity': sample_identity(4, g), 'expression': sample_expression(4, g),"
+        " 'style': sample_style(4, g)}\n"
+        "assert torch.equal(render(p, 32), render(p, 32, backend='torch'))\n"
+        "try:\n"
+        "    render(p, 32, backend='compiled')\n"
+        "except RuntimeError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "needs numba" in out.stdout
