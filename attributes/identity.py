@@ -8,34 +8,36 @@ import attrs
 import torch
 
 from fsx.attributes.base import Attribute, Probe, SamplerSpec
-from fsx.attributes.triplet import pick_random, triplet_loss
+from fsx.attributes.triplet import MINING, pick_negative, pick_random, triplet_loss
 
 
 @attrs.frozen
 class IdentityTriplet:
     """Eq. (12) with triplets formed inside the batch: for each sample a random image of the same person
-    as positive and a random image of any other person as negative."""
+    as positive and an image of any other person as negative, at random (the paper) or semi-hard (``mining``, see
+    ``pick_negative``)."""
 
     margin: float = 0.2
     normalize: bool = True
     label: str = "person"
+    mining: str = attrs.field(default="random", validator=attrs.validators.in_(MINING))
 
     def __call__(self, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator=None) -> torch.Tensor:
         person = labels[self.label].to(features.device)
         same = person[:, None] == person[None, :]
         eye = torch.eye(len(person), dtype=torch.bool, device=features.device)
         pos, has_pos = pick_random(same & ~eye, generator)
-        neg, has_neg = pick_random(~same, generator)
+        neg, has_neg = pick_negative(features, pos, ~same, self.mining, self.margin, self.normalize, generator)
         return triplet_loss(features, pos, neg, has_pos & has_neg, self.margin, self.normalize)
 
 
-def identity(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 20) -> Attribute:
+def identity(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 20, mining: str = "random") -> Attribute:
     return Attribute(
         name="identity",
         aliases=("id",),
         dim=32,
         labels=("person",),
-        loss=IdentityTriplet(margin=margin),
+        loss=IdentityTriplet(margin=margin, mining=mining),
         sampler=SamplerSpec(group_by=("person",), counts=(persons_per_batch,)),
         probe=Probe("verification", "person", across="clip"),
         weight=weight,

@@ -8,18 +8,20 @@ import attrs
 import torch
 
 from fsx.attributes.base import Attribute, Probe, SamplerSpec
-from fsx.attributes.triplet import pick_random, triplet_loss
+from fsx.attributes.triplet import MINING, pick_negative, pick_random, triplet_loss
 
 
 @attrs.frozen
 class ClipTriplet:
     """Anchor and positive from the same video clip; the negative from another clip of the *same person*, so
-    that identity cannot explain the difference, only style can (the sensible reading of Sec. 3.7.1)."""
+    that identity cannot explain the difference, only style can (the sensible reading of Sec. 3.7.1). The
+    negative is random (the paper) or semi-hard (``mining``, see ``pick_negative``)."""
 
     margin: float = 0.2
     normalize: bool = True
     person: str = "person"
     clip: str = "clip"
+    mining: str = attrs.field(default="random", validator=attrs.validators.in_(MINING))
 
     def __call__(self, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator=None) -> torch.Tensor:
         person = labels[self.person].to(features.device)
@@ -28,16 +30,18 @@ class ClipTriplet:
         same_clip = (clip[:, None] == clip[None, :]) & same_person
         eye = torch.eye(len(clip), dtype=torch.bool, device=features.device)
         pos, has_pos = pick_random(same_clip & ~eye, generator)
-        neg, has_neg = pick_random(same_person & ~same_clip, generator)
+        neg, has_neg = pick_negative(features, pos, same_person & ~same_clip, self.mining, self.margin, self.normalize,
+                                     generator)
         return triplet_loss(features, pos, neg, has_pos & has_neg, self.margin, self.normalize)
 
 
-def style(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 5, clips_per_person: int = 4) -> Attribute:
+def style(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 5, clips_per_person: int = 4,
+          mining: str = "random") -> Attribute:
     return Attribute(
         name="style",
         dim=32,
         labels=("person", "clip"),
-        loss=ClipTriplet(margin=margin),
+        loss=ClipTriplet(margin=margin, mining=mining),
         sampler=SamplerSpec(group_by=("person", "clip"), counts=(persons_per_batch, clips_per_person)),
         probe=Probe("verification", "clip", within="person"),
         weight=weight,

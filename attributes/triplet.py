@@ -16,6 +16,31 @@ def pick_random(candidates: torch.Tensor, generator: torch.Generator | None = No
     return scores.argmax(dim=1), candidates.any(dim=1)
 
 
+MINING = ("random", "semihard")
+
+
+def pick_negative(features: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor, mining: str,
+                  margin: float, normalize: bool, generator: torch.Generator | None = None):
+    """A negative for each anchor among the (N, N) ``candidates``: "random" (the paper's choice for identity and
+    style), or "semihard" (FaceNet, Schroff et al. 2015): a random candidate farther from the anchor than its
+    positive but within the margin, the triplets that still teach something once random ones are all satisfied;
+    rows without one keep a random candidate.
+
+    Returns (index (N,), valid (N,)) like ``pick_random``."""
+    if mining not in MINING:
+        raise ValueError(f"triplet mining must be one of {MINING}, not {mining!r}")
+    neg, valid = pick_random(candidates, generator)
+    if mining == "random":
+        return neg, valid
+    with torch.no_grad():
+        f = F.normalize(features, dim=1) if normalize else features
+        d = torch.cdist(f, f).pow(2)  # (N, N)
+        d_pos = d.gather(1, positive[:, None])
+        semi = candidates & (d > d_pos) & (d < d_pos + margin)
+    hard, has_hard = pick_random(semi, generator)
+    return torch.where(has_hard, hard, neg), valid
+
+
 def triplet_loss(
     features: torch.Tensor,
     positive: torch.Tensor,

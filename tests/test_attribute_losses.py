@@ -46,6 +46,25 @@ def test_identity_triplet_skips_samples_without_positive_and_never_nans():
     assert loss.item() == pytest.approx(6.5)
 
 
+def test_semihard_mining_picks_the_negative_inside_the_margin():
+    from fsx.attributes.triplet import pick_negative
+
+    # 1-d features; persons 0, 0, 1, 2, 3; margin 1. Anchor 0 (f=0): positive 1 at d+ = 1; negatives at
+    # d = 1.44 (semi-hard: in (1, 2)), 25 (easy) and 0.25 (harder than the positive). Anchor 1 (f=1): positive 0
+    # at d+ = 1; negatives at 0.04, 16, 0.25: none semi-hard, so it keeps a random negative.
+    f = torch.tensor([[0.0], [1.0], [1.2], [5.0], [0.5]])
+    person = torch.tensor([0, 0, 1, 2, 3])
+    other = person[:, None] != person[None, :]
+    positive = torch.tensor([1, 0, 2, 3, 4])
+    for seed in range(5):
+        neg, valid = pick_negative(f, positive, other, "semihard", 1.0, False, torch.Generator().manual_seed(seed))
+        assert neg[0].item() == 2 and neg[1].item() in (2, 3, 4) and bool(valid.all())
+    loss = IdentityTriplet(margin=1.0, normalize=False, mining="semihard")
+    assert loss(f[:2].clone(), labels(person=[0, 0])).item() == 0.0  # no negatives at all: a connected zero
+    with pytest.raises(ValueError):
+        IdentityTriplet(mining="hardest")
+
+
 def test_expression_distance_eq13():
     va = torch.tensor([[0.0, 0.0], [0.3, 0.4], [0.0, 0.0]])
     cat = torch.tensor([1, 1, 2])
