@@ -8,6 +8,7 @@ import attrs
 import torch
 
 from fsx.attributes.base import Attribute, Probe
+from fsx.attributes.contrastive import contrastive_loss
 from fsx.attributes.triplet import pick_random, triplet_loss
 
 AFFECTNET_CATEGORIES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
@@ -34,6 +35,11 @@ class ExpressionTriplet:
     normalize: bool = True
     lambda_l: float = 0.25
     negative_rank: int | None = None
+    # "contrastive": instead of one triplet per sample, every other sample of the batch is a soft positive with
+    # weight exp(-Eq. 13 distance / label_temperature) (see contrastive.py); "triplet" is the paper's Eq. (12).
+    objective: str = attrs.field(default="triplet", validator=attrs.validators.in_(("triplet", "contrastive")))
+    temperature: float = 0.1
+    label_temperature: float = 0.1
 
     def __call__(self, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator=None) -> torch.Tensor:
         device = features.device
@@ -43,6 +49,8 @@ class ExpressionTriplet:
         if n < 3:
             return features.sum() * 0.0
         dist = expression_distance(va, cat, self.lambda_l)
+        if self.objective == "contrastive":
+            return contrastive_loss(features, torch.exp(-dist / self.label_temperature), self.temperature)
         dist = dist.fill_diagonal_(float("inf"))  # a sample is never its own positive or negative
         order = dist.argsort(dim=1)  # (N, N); the sample itself is last
         others = n - 1
@@ -58,13 +66,14 @@ class ExpressionTriplet:
         return triplet_loss(features, positive, negative, valid, self.margin, self.normalize)
 
 
-def expression(margin: float = 0.2, lambda_l: float = 0.25, weight: float = 1.0) -> Attribute:
+def expression(margin: float = 0.2, lambda_l: float = 0.25, weight: float = 1.0,
+               objective: str = "triplet") -> Attribute:
     return Attribute(
         name="expression",
         aliases=("expr",),
         dim=32,
         labels=("valence", "arousal", "category"),
-        loss=ExpressionTriplet(margin=margin, lambda_l=lambda_l),
+        loss=ExpressionTriplet(margin=margin, lambda_l=lambda_l, objective=objective),
         probe=Probe("classification", "category", class_names=AFFECTNET_CATEGORIES),
         weight=weight,
         description="facial expression: triplet by valence/arousal/category distance (Eq. 13)",

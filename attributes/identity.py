@@ -8,6 +8,7 @@ import attrs
 import torch
 
 from fsx.attributes.base import Attribute, Probe, SamplerSpec
+from fsx.attributes.contrastive import contrastive_loss
 from fsx.attributes.triplet import MINING, pick_negative, pick_random, triplet_loss
 
 
@@ -21,23 +22,30 @@ class IdentityTriplet:
     normalize: bool = True
     label: str = "person"
     mining: str = attrs.field(default="random", validator=attrs.validators.in_(MINING))
+    # "contrastive": every image of the same person in the batch is a positive, all others negatives (see
+    # contrastive.py); "triplet" is the paper's Eq. (12).
+    objective: str = attrs.field(default="triplet", validator=attrs.validators.in_(("triplet", "contrastive")))
+    temperature: float = 0.1
 
     def __call__(self, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator=None) -> torch.Tensor:
         person = labels[self.label].to(features.device)
         same = person[:, None] == person[None, :]
+        if self.objective == "contrastive":
+            return contrastive_loss(features, same.float(), self.temperature)
         eye = torch.eye(len(person), dtype=torch.bool, device=features.device)
         pos, has_pos = pick_random(same & ~eye, generator)
         neg, has_neg = pick_negative(features, pos, ~same, self.mining, self.margin, self.normalize, generator)
         return triplet_loss(features, pos, neg, has_pos & has_neg, self.margin, self.normalize)
 
 
-def identity(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 20, mining: str = "random") -> Attribute:
+def identity(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 20, mining: str = "random",
+             objective: str = "triplet") -> Attribute:
     return Attribute(
         name="identity",
         aliases=("id",),
         dim=32,
         labels=("person",),
-        loss=IdentityTriplet(margin=margin, mining=mining),
+        loss=IdentityTriplet(margin=margin, mining=mining, objective=objective),
         sampler=SamplerSpec(group_by=("person",), counts=(persons_per_batch,)),
         probe=Probe("verification", "person", across="clip"),
         weight=weight,

@@ -65,6 +65,46 @@ def test_semihard_mining_picks_the_negative_inside_the_margin():
         IdentityTriplet(mining="hardest")
 
 
+def test_contrastive_loss_hand_computed_and_ordered():
+    import math
+
+    from fsx.attributes.contrastive import contrastive_loss
+
+    # Unit features at 0, 90 and 180 degrees; sample 0's only positive is sample 1 (cos 0), its other neighbour
+    # sample 2 (cos -1). With temperature 1: -log(e^0 / (e^0 + e^-1)). Rows 1 and 2 have no target weight.
+    f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    target = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert contrastive_loss(f, target, temperature=1.0).item() == pytest.approx(-math.log(1 / (1 + math.exp(-1))))
+    # Persons 0, 0, 1, 1: an embedding that separates them scores lower than one that mixes them.
+    same = torch.tensor([0, 0, 1, 1])
+    same = (same[:, None] == same[None, :]).float()
+    good = torch.tensor([[1.0, 0.1], [1.0, -0.1], [-1.0, 0.1], [-1.0, -0.1]])
+    bad = good[[0, 2, 1, 3]]
+    assert contrastive_loss(good, same) < contrastive_loss(bad, same)
+    z = torch.randn(4, 3, requires_grad=True)  # no positives anywhere: a connected zero
+    loss = contrastive_loss(z, torch.zeros(4, 4))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(z.grad, torch.zeros(4, 3))
+
+
+def test_contrastive_objectives_of_identity_and_expression_prefer_the_right_embedding():
+    from fsx.attributes import expression, identity
+
+    person = [0, 0, 1, 1, 2, 2]
+    f_id = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1.0, 0], [0.1, 0.9, 0], [0, 0, 1.0], [0, 0.1, 0.9]])
+    loss_id = identity(objective="contrastive").loss
+    assert loss_id(f_id, labels(person=person)) < loss_id(f_id[[0, 2, 4, 1, 3, 5]], labels(person=person))
+    # Expression: two happy faces (v, a) = (0.8, 0.3), (0.7, 0.35) and two sad ones; features that follow the
+    # labels beat features that swap a happy and a sad face.
+    va = {"valence": torch.tensor([0.8, 0.7, -0.6, -0.7]), "arousal": torch.tensor([0.3, 0.35, -0.3, -0.2]),
+          "category": torch.tensor([1, 1, 2, 2])}
+    f_ex = torch.tensor([[1.0, 0.0], [0.9, 0.1], [-1.0, 0.0], [-0.9, 0.1]])
+    loss_ex = expression(objective="contrastive").loss
+    assert loss_ex(f_ex, va) < loss_ex(f_ex[[0, 2, 1, 3]], va)
+    with pytest.raises(ValueError):
+        expression(objective="ranking")
+
+
 def test_expression_distance_eq13():
     va = torch.tensor([[0.0, 0.0], [0.3, 0.4], [0.0, 0.0]])
     cat = torch.tensor([1, 1, 2])
