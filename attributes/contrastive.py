@@ -13,13 +13,17 @@ import torch
 import torch.nn.functional as F
 
 
-def contrastive_loss(features: torch.Tensor, target: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+def contrastive_loss(features: torch.Tensor, target: torch.Tensor, temperature: float = 0.1,
+                     exclude: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over anchors of the cross-entropy between target rows and softmax(cos(f_i, f_j) / temperature), j != i.
 
-    features: (N, D); target: (N, N) non-negative weights (the diagonal is ignored; rows are normalised here).
-    Anchors whose row has no weight are left out; with none left the result is a graph-connected zero."""
+    features: (N, D); target: (N, N) non-negative weights (the diagonal is ignored; rows are normalised here);
+    exclude: (N, N) bool, pairs left out of both target and softmax. Anchors whose row has no weight are left out;
+    with none left the result is a graph-connected zero."""
     n = features.shape[0]
     eye = torch.eye(n, dtype=torch.bool, device=features.device)
+    if exclude is not None:
+        eye = eye | exclude
     target = target.masked_fill(eye, 0.0)
     mass = target.sum(dim=1)
     keep = mass > 0

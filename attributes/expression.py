@@ -29,7 +29,8 @@ def expression_distance(va: torch.Tensor, category: torch.Tensor, lambda_l: floa
 class ExpressionTriplet:
     """For each sample, the closest other sample by Eq. (13) is the positive; the negative is drawn at random
     from ranks [k, n) of the others ordered by that distance. ``negative_rank`` is k; None means the far
-    half of the batch. A sample whose drawn negative is no farther than its positive is skipped."""
+    half of the candidates. A sample whose drawn negative is no farther than its positive is skipped. Samples of
+    the same person are not candidates (``ignore_same``)."""
 
     margin: float = 0.2
     normalize: bool = True
@@ -40,6 +41,11 @@ class ExpressionTriplet:
     objective: str = attrs.field(default="triplet", validator=attrs.validators.in_(("triplet", "contrastive")))
     temperature: float = 0.1
     label_temperature: float = 0.1
+    # Pairs sharing this label, when the batch has it, are neither positive nor negative. The paper's AffectNet
+    # has one image per person; in video data (SynthFaces clips, VoxCeleb) a person's frames share their
+    # expression, and the closest sample by Eq. (13) is then mostly the same person: matching it teaches identity,
+    # not expression (measured on the demo: expression AUC 0.62 from f_expression with it, see the README).
+    ignore_same: str | None = "person"
 
     def __call__(self, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator=None) -> torch.Tensor:
         device = features.device
@@ -49,20 +55,24 @@ class ExpressionTriplet:
         if n < 3:
             return features.sum() * 0.0
         dist = expression_distance(va, cat, self.lambda_l)
+        excluded = torch.eye(n, dtype=torch.bool, device=device)  # a sample is never its own positive or negative
+        if self.ignore_same is not None and self.ignore_same in labels:
+            group = labels[self.ignore_same].to(device)
+            excluded = excluded | (group[:, None] == group[None, :])
         if self.objective == "contrastive":
-            return contrastive_loss(features, torch.exp(-dist / self.label_temperature), self.temperature)
-        dist = dist.fill_diagonal_(float("inf"))  # a sample is never its own positive or negative
-        order = dist.argsort(dim=1)  # (N, N); the sample itself is last
-        others = n - 1
-        k = others // 2 if self.negative_rank is None else min(int(self.negative_rank), others - 1)
-        k = max(k, 1)
+            return contrastive_loss(features, torch.exp(-dist / self.label_temperature), self.temperature, excluded)
+        dist = dist.masked_fill(excluded, float("inf"))
+        order = dist.argsort(dim=1)  # (N, N); the excluded samples last
+        others = (~excluded).sum(dim=1)  # (N,) candidates per sample
+        k = others // 2 if self.negative_rank is None else others.sub(1).clamp(max=int(self.negative_rank))
+        k = k.clamp(min=1)
         positive = order[:, 0]
-        ranks = torch.zeros(n, n, dtype=torch.bool, device=device)
-        ranks[:, k:others] = True  # ranks [k, n-1) of the n-1 others
+        rank = torch.arange(n, device=device)[None, :]
+        ranks = (rank >= k[:, None]) & (rank < others[:, None])  # ranks [k, others) of each sample's candidates
         pick, _ = pick_random(ranks, generator)
         negative = order.gather(1, pick[:, None]).squeeze(1)
         rows = torch.arange(n, device=device)
-        valid = dist[rows, negative] > dist[rows, positive]
+        valid = (dist[rows, negative] > dist[rows, positive]) & (others >= 2)
         return triplet_loss(features, positive, negative, valid, self.margin, self.normalize)
 
 

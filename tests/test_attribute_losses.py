@@ -105,6 +105,36 @@ def test_contrastive_objectives_of_identity_and_expression_prefer_the_right_embe
         expression(objective="ranking")
 
 
+def test_expression_losses_ignore_pairs_of_the_same_person():
+    """In video data a person's frames share their expression; such pairs must not be positives (or negatives),
+    or the expression sub-vector learns identity."""
+    import math
+
+    from fsx.attributes.contrastive import contrastive_loss
+
+    # Persons 0, 0, 0, 1; valence 0, 0.5, 1, 0.1. Samples 0-2 have one candidate each (sample 3): no triplet.
+    # Anchor 3: positive sample 0 (closest valence), negative from ranks [1, 3) = samples 1, 2; features
+    # 0, 2, 2, 1 -> d+ = 1, d- = 1 -> loss margin 1.
+    lab = {"valence": torch.tensor([0.0, 0.5, 1.0, 0.1]), "arousal": torch.zeros(4),
+           "category": torch.zeros(4, dtype=torch.long), "person": torch.tensor([0, 0, 0, 1])}
+    f = torch.tensor([[0.0], [2.0], [2.0], [1.0]])
+    triplet = ExpressionTriplet(margin=1.0, normalize=False)
+    assert triplet(f, lab).item() == pytest.approx(1.0)
+    assert ExpressionTriplet(margin=1.0, normalize=False, ignore_same=None)(f, lab).item() != pytest.approx(1.0)
+    no_person = {k: v for k, v in lab.items() if k != "person"}  # without the label nothing is excluded
+    unmasked = ExpressionTriplet(margin=1.0, normalize=False, ignore_same=None)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731  (the same negatives drawn for both)
+    assert triplet(f, no_person, gen()).item() == unmasked(f, lab, gen()).item()
+    # The contrastive objective leaves same-person pairs out of targets and softmax alike.
+    g = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    same = lab["person"][:, None] == lab["person"][None, :]
+    dist = expression_distance(torch.stack([lab["valence"], lab["arousal"]], 1), lab["category"], 0.25)
+    expected = contrastive_loss(g, torch.exp(-dist / 0.1), 0.1, exclude=same)
+    got = ExpressionTriplet(objective="contrastive")(g, lab)
+    assert got.item() == pytest.approx(expected.item()) and math.isfinite(got.item())
+    assert got.item() != pytest.approx(ExpressionTriplet(objective="contrastive", ignore_same=None)(g, lab).item())
+
+
 def test_expression_distance_eq13():
     va = torch.tensor([[0.0, 0.0], [0.3, 0.4], [0.0, 0.0]])
     cat = torch.tensor([1, 1, 2])
