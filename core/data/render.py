@@ -442,23 +442,24 @@ def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor
     t = S("temperature")
     temperature = torch.cat([1 + t, torch.ones_like(t), 1 - t], 1)  # (B, 3), commutes with the compositing
     colours = pp.colours * temperature[:, None]  # (B, K, 3)
+    scene = _scene(style, temperature)
     compiled = _compiled() if backend == "auto" else None if backend == "torch" else _compiled(required=True)
     if compiled is not None and windows:
         n_noise = 3 * n
         offsets = (style[:, ST["noise_seed"]].double() * 7919.0).floor().long() % n_noise  # as in _sensor_noise
         compiled.render_faces(pp.table, colours.contiguous(), pp.boxes, PARENT, IS_FACE_PART, P["head"], P["jaw"],
-                              _scene(style, temperature), _noise_table(n_noise), offsets, size, work, out, coverage)
+                              scene, _noise_table(n_noise), offsets, size, work, out, coverage)
         return
     # Per pixel: the unlit colour of the parts composited so far (0-2) and how much background shows (3).
     planes = work.get("planes", B, 4, n)
     _composite_parts(pp, colours, size, planes, work, windows)
-    _light_and_camera(pp, style, temperature, size, planes, out, coverage, work)
+    _light_and_camera(pp, scene, style[:, ST["noise_seed"]], size, planes, out, coverage, work)
 
 
 def _scene(style: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-    """Per face, the numbers the compiled loop needs for light, background and camera (B, 16), as
-    ``_light_and_camera`` computes them: light direction (3), gain, floor, stripe frequencies (2), phase,
-    amplitude, gradient (2), background colour (3), blur, noise amplitude x 2."""
+    """Per face, the numbers of light, background and camera (B, 16) that both per-pixel paths read: light
+    direction (3), gain, floor, stripe frequencies (2), phase, amplitude, gradient (2), background colour (3),
+    blur, noise amplitude x 2."""
     S = lambda f: style[:, ST[f]]  # noqa: E731
     light = torch.stack([S("light_x"), S("light_y"), torch.ones_like(S("light_x"))], 1)
     light = light / light.norm(dim=1, keepdim=True)
@@ -517,11 +518,12 @@ def _composite_parts(pp: _Parts, colours: torch.Tensor, size: int, planes: torch
     planes.copy_(canvas.permute(0, 2, 1))  # back to channel planes for the image-wide passes
 
 
-def _light_and_camera(pp: _Parts, style: torch.Tensor, temperature: torch.Tensor, size: int, planes: torch.Tensor,
+def _light_and_camera(pp: _Parts, scene: torch.Tensor, noise_seed: torch.Tensor, size: int, planes: torch.Tensor,
                       out: torch.Tensor, coverage: torch.Tensor, work: _Workspace) -> None:
-    """Shade the composited planes by the light, fill the background, blur and add sensor noise into ``out``."""
-    S = lambda f: style[:, ST[f]][:, None]  # noqa: E731  (B, 1), broadcasts over pixels
-    B = style.shape[0]
+    """Shade the composited planes by the light, fill the background, blur and add sensor noise into ``out``;
+    ``scene`` (B, 16) holds each face's numbers for it (``_scene``)."""
+    c = lambda i: scene[:, i : i + 1]  # noqa: E731  (B, 1), broadcasts over pixels
+    B = scene.shape[0]
 
     # Light: the head as a sphere-like surface; normals from the head outline's (u, v).
     head = P["head"]
@@ -529,25 +531,20 @@ def _light_and_camera(pp: _Parts, style: torch.Tensor, temperature: torch.Tensor
     dx, dy = X - pp.cx[:, head, None], X - pp.cy[:, head, None]  # (B, S)
     h, powers = _quadric(*(t[:, head, None] for t in (pp.a1, pp.b1, pp.a2, pp.b2)), None, dx, dy)
     shade = torch.bmm(h, powers, out=work.get("shade", B, size, size))
-    light = torch.cat([S("light_x"), S("light_y"), torch.ones(B, 1)], 1)
-    light = light / light.norm(dim=1, keepdim=True)
-    k = S("light_strength")
-    gain, floor = 0.9 * k, 1 - 0.7 * k  # shade = gain * max(n . l, 0) + floor
-    l_u, l_v = light[:, :1], light[:, 1:2]
+    l_u, l_v, l_z, gain, floor = c(0), c(1), c(2), c(3), c(4)  # shade = gain * max(n . l, 0) + floor
     by_col = gain * (pp.a1[:, head, None] * l_u + pp.a2[:, head, None] * l_v) * dx  # u l_x + v l_y is affine
     by_row = gain * (pp.b1[:, head, None] * l_u + pp.b2[:, head, None] * l_v) * dy + floor
-    shade.clamp_(max=1.0).neg_().add_(1).sqrt_().mul_((gain * light[:, 2:])[..., None])  # gain * l_z * n_z
+    shade.clamp_(max=1.0).neg_().add_(1).sqrt_().mul_((gain * l_z)[..., None])  # gain * l_z * n_z
     shade.add_(by_col[:, None, :]).add_(by_row[:, :, None]).clamp_(min=floor[..., None])
 
     # Background: a colour with stripes and a gradient along the light direction, as one rank-4 product:
     # sin(fx X + fy Y + phase) = sin(fx X) cos(fy Y + phase) + cos(fx X) sin(fy Y + phase).
-    ang, freq = S("bg_angle"), S("bg_freq")
-    fx, fy = freq * ang.cos() * X, freq * ang.sin() * X + S("bg_phase")  # (B, S)
-    amp = S("bg_amp")
-    by_row = torch.stack([fy.cos(), fy.sin(), torch.ones_like(fy), 1 + 0.15 * S("light_y") * X], 2)
-    by_col = torch.stack([amp * fx.sin(), amp * fx.cos(), 0.15 * S("light_x") * X, torch.ones_like(fx)], 1)
+    fx, fy = c(5) * X, c(6) * X + c(7)  # (B, S)
+    amp = c(8)
+    by_row = torch.stack([fy.cos(), fy.sin(), torch.ones_like(fy), 1 + c(10) * X], 2)
+    by_col = torch.stack([amp * fx.sin(), amp * fx.cos(), c(9) * X, torch.ones_like(fx)], 1)
     tone = torch.bmm(by_row, by_col, out=work.get("tone", B, size, size))
-    bg_col = (style[:, [ST["bg_r"], ST["bg_g"], ST["bg_b"]]] * temperature)[..., None, None]  # (B, 3, 1, 1)
+    bg_col = scene[:, 11:14, None, None]  # (B, 3, 1, 1)
     planes = planes.view(B, 4, size, size)
     # The lit image is written straight into the middle of a replicate-padded buffer for the camera blur.
     pad = work.get("pad", B, 3, size + 2, size + 2)
@@ -563,7 +560,7 @@ def _light_and_camera(pp: _Parts, style: torch.Tensor, temperature: torch.Tensor
     rows.add_(pad[..., 2:])
     blurred = torch.add(rows[..., :-2, :], rows[..., 1:-1, :], alpha=2, out=work.get("blurred", B, 3, size, size))
     blurred.add_(rows[..., 2:, :])  # 16 x the blurred image
-    blur = style[:, ST["blur"], None, None, None]
+    blur = scene[:, 14, None, None, None]
     torch.mul(img, 1 - blur, out=out).addcmul_(blurred, blur / 16)
-    noise = _sensor_noise(style[:, ST["noise_seed"]], (3, size, size), out=work.get("noise", B, 3, size, size))
-    out.addcmul_(noise, style[:, ST["noise"], None, None, None], value=2.0).clamp_(0, 1)
+    noise = _sensor_noise(noise_seed, (3, size, size), out=work.get("noise", B, 3, size, size))
+    out.addcmul_(noise, scene[:, 15, None, None, None]).clamp_(0, 1)
