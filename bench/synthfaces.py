@@ -40,5 +40,6 @@ def main() -> None:
             print(f"{backend:>8} {size:>4} px: {n / best:8.0f} images/s  (best of {args.repeats}, "
                   f"{best * 1000:.0f} ms per {n})")
 
+
 if __name__ == "__main__":
     main()

@@ -252,10 +252,15 @@ def _noise_table(n: int) -> torch.Tensor:
     return torch.rand(2 * n, generator=torch.Generator().manual_seed(20260101)) - 0.5
 
 
+def _noise_offsets(seed: torch.Tensor, n: int) -> torch.Tensor:
+    """Where each face's n noise values start in ``_noise_table(n)``, from its noise seed (B,) in [0, 1000)."""
+    return (seed.double() * 7919.0).floor().long() % n
+
+
 def _sensor_noise(seed: torch.Tensor, shape: tuple[int, ...], out: torch.Tensor | None = None) -> torch.Tensor:
     """(B, *shape) deterministic noise in [-0.5, 0.5) for noise seeds (B,) in [0, 1000)."""
     n = math.prod(shape)
-    offsets = (seed.double() * 7919.0).floor().long() % n
+    offsets = _noise_offsets(seed, n)
     rows = _noise_table(n).as_strided((n, n), (1, 1))  # row i: the table from offset i on (a view, no copy)
     if out is None:
         return rows.index_select(0, offsets).view(-1, *shape)
@@ -280,6 +285,9 @@ def render(params: dict, size: int = 64, chunk: int | None = None, return_covera
     if backend not in ("auto", "compiled", "torch"):
         raise ValueError(f"render backend must be auto, compiled or torch, not {backend!r}")
     chunk = chunk or min(128, max(16, 2**19 // (size * size)))
+    compiled = None  # the compiled per-pixel loop, or None for the torch ops (windows=False is torch only)
+    if windows and backend != "torch":
+        compiled = _compiled(required=backend == "compiled")
     B = params["pose"].shape[0]
     params = {k: v.float() for k, v in params.items()}
     parts = build_parts(params["pose"], params["identity"], params["expression"], params["style"])
@@ -288,7 +296,7 @@ def render(params: dict, size: int = 64, chunk: int | None = None, return_covera
     for s in range(0, B, chunk):
         e = min(s + chunk, B)
         _render_chunk([t[s:e] for t in parts], params["style"][s:e], size, images[s:e], coverage[s:e], work, windows,
-                      backend)
+                      compiled)
     return (images, coverage) if return_coverage else images
 
 
@@ -433,9 +441,10 @@ def _quadric(a1, b1, a2, b2, bend, dx: torch.Tensor, dy: torch.Tensor):
 
 
 def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor, coverage: torch.Tensor,
-                  work: _Workspace, windows: bool = True, backend: str = "auto") -> None:
+                  work: _Workspace, windows: bool = True, compiled=None) -> None:
     """One chunk of faces into ``out`` (b, 3, S, S) and ``coverage`` (b, S, S): every part composited back to
-    front ("over") inside its window, then light, background and camera."""
+    front ("over") inside its window, then light, background and camera; by the ``compiled`` module
+    (``compositing.py``) or, when None, by torch ops."""
     S = lambda f: style[:, ST[f]][:, None]  # noqa: E731  (B, 1), broadcasts over pixels
     pp = _Parts(parts, size)
     B, n = style.shape[0], size * size
@@ -443,10 +452,9 @@ def _render_chunk(parts: list, style: torch.Tensor, size: int, out: torch.Tensor
     temperature = torch.cat([1 + t, torch.ones_like(t), 1 - t], 1)  # (B, 3), commutes with the compositing
     colours = pp.colours * temperature[:, None]  # (B, K, 3)
     scene = _scene(style, temperature)
-    compiled = _compiled() if backend == "auto" else None if backend == "torch" else _compiled(required=True)
-    if compiled is not None and windows:
+    if compiled is not None:
         n_noise = 3 * n
-        offsets = (style[:, ST["noise_seed"]].double() * 7919.0).floor().long() % n_noise  # as in _sensor_noise
+        offsets = _noise_offsets(style[:, ST["noise_seed"]], n_noise)
         compiled.render_faces(pp.table, colours.contiguous(), pp.boxes, PARENT, IS_FACE_PART, P["head"], P["jaw"],
                               scene, _noise_table(n_noise), offsets, size, work, out, coverage)
         return
