@@ -39,13 +39,13 @@ class IdentityTriplet:
 
 
 def identity(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 20, mining: str = "random",
-             objective: str = "triplet") -> Attribute:
+             objective: str = "triplet", temperature: float = 0.1) -> Attribute:
     return Attribute(
         name="identity",
         aliases=("id",),
         dim=32,
         labels=("person",),
-        loss=IdentityTriplet(margin=margin, mining=mining, objective=objective),
+        loss=IdentityTriplet(margin=margin, mining=mining, objective=objective, temperature=temperature),
         sampler=SamplerSpec(group_by=("person",), counts=(persons_per_batch,)),
         probe=Probe("verification", "person", across="clip"),
         weight=weight,

@@ -105,6 +105,21 @@ def test_contrastive_objectives_of_identity_and_expression_prefer_the_right_embe
         expression(objective="ranking")
 
 
+def test_style_contrastive_pulls_frames_of_a_clip_together_and_apart_from_the_persons_other_clips():
+    from fsx.attributes import style
+
+    # One person, two clips of two frames each, and a second person's clip.
+    lab = labels(person=[0, 0, 0, 0, 1, 1]) | {"clip": torch.tensor([0, 0, 1, 1, 0, 0])}
+    by_clip = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1.0, 0], [0.1, 0.9, 0], [0, 0, 1.0], [0, 0.1, 0.9]])
+    by_person = by_clip[[0, 2, 1, 3, 4, 5]]  # each clip's frames swapped with the other clip's
+    loss = style(objective="contrastive").loss
+    assert loss(by_clip, lab) < loss(by_person, lab)
+    # clip ids are per person: person 1's clip 0 is not person 0's clip 0
+    torch.testing.assert_close(loss(by_clip, lab), loss(by_clip, lab | {"clip": torch.tensor([0, 0, 1, 1, 7, 7])}))
+    with pytest.raises(ValueError):
+        style(objective="ranking")
+
+
 def test_expression_losses_ignore_pairs_of_the_same_person():
     """In video data a person's frames share their expression; such pairs must not be positives (or negatives),
     or the expression sub-vector learns identity."""

@@ -173,3 +173,27 @@ def test_cycle_samples_bounds_the_images_sent_through_the_cycle(tmp_path):
     (full, batch), (small, _) = sizes
     K = 4  # pose, identity, expression, style
     assert full == [K * batch] and small == [K * 3]
+
+
+def test_cycle_trains_phi_inv_false_leaves_phi_inv_to_the_reconstruction_loss(tmp_path):
+    """Same forward pass either way; without it the cycle and augmentation terms give Phi^-1 no gradient but
+    still reach Phi (through f*) and, in the joint stage, G."""
+    results = {}
+    for flag in (True, False):
+        tr = _tiny_trainer(tmp_path / str(flag), lambda_rec_phi=0.0, cycle_trains_phi_inv=flag)
+        tr._set_modes("joint")
+        _, x, y = tr._next_batch()
+        m = tr.model
+        with torch.no_grad():
+            z = m.aae.E(x * 2 - 1)
+        obj, terms = tr.steps._phi_terms(z, y)
+        obj.backward()
+        grad = lambda mod: sum(float(p.grad.abs().sum()) for p in mod.parameters() if p.grad is not None)  # noqa: E731
+        results[flag] = ({k: float(v) for k, v in terms.items()}, grad(m.disentangler.phi_inv),
+                         grad(m.disentangler.phi), grad(m.aae.G))
+    (t_on, inv_on, phi_on, g_on), (t_off, inv_off, phi_off, g_off) = results[True], results[False]
+    assert t_on == pytest.approx(t_off, rel=1e-6)
+    assert inv_on > 0 and inv_off == 0.0
+    assert phi_on > 0 and phi_off > 0 and g_off > 0
+    with pytest.raises(TypeError):
+        _tiny_trainer(tmp_path / "bad", cycle_trains_phi_inv="no")

@@ -52,6 +52,9 @@ class TrainConfig:
     # Rows per attribute sent through the cycle G(Phi^-1(f*)) -> E -> Phi of Eq. (8)-(10); 0 = the whole batch
     # for every attribute (K x batch images through G and E per step, the costliest part of a step).
     cycle_samples: int = attrs.field(default=0, validator=v.ge(0))
+    # Whether the cycle and augmentation terms also train Phi^-1 (Eq. 14 as written). False: Phi^-1 learns from
+    # L_rec^Phi alone and the cycle terms reach Phi, E and G through a Phi^-1 they cannot move.
+    cycle_trains_phi_inv: bool = attrs.field(default=True, validator=v.instance_of(bool))
     d_x_every: int = attrs.field(default=1, validator=v.ge(1))  # update D_x every n-th step
     d_z_every: int = attrs.field(default=1, validator=v.ge(1))
     mirror_p: float = attrs.field(default=0.5, validator=[v.ge(0), v.le(1)])

@@ -40,6 +40,12 @@ def running_stats_frozen(*modules):
             b.momentum = mom
 
 
+def frozen_call(module: nn.Module, *inputs):
+    """``module(*inputs)`` with its parameters as constants: gradients reach the inputs, not the module."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return torch.func.functional_call(module, params, inputs)
+
+
 class Steps:
     """The stage steps over one model, its optimisers and the training configuration."""
 
@@ -87,8 +93,9 @@ class Steps:
         terms = {"rec_phi": L.reconstruction_l1(z, phi_inv(f))}
         task = L.task_losses(f, labels, self.attributes, m.layout, self.gen)
         f_star, perms = L.shuffle_attributes(f, m.layout, self.names, self.gen, cfg.cycle_samples or None)  # (K * m, F)
+        z_tilde_star = phi_inv(f_star) if cfg.cycle_trains_phi_inv else frozen_call(phi_inv, f_star)
         with self.autocast(), running_stats_frozen(m.aae.G, m.aae.E):
-            x_star = m.aae.G(phi_inv(f_star))  # every attribute's shuffled batch in one pass through G ...
+            x_star = m.aae.G(z_tilde_star)  # every attribute's shuffled batch in one pass through G ...
             z_star = m.aae.E(x_star)  # ... and one through E
         f_cyc = phi(z_star.float())
         terms["cyc"] = L.cycle_l1(f_star, f_cyc)
