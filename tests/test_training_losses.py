@@ -175,12 +175,15 @@ def test_cycle_samples_bounds_the_images_sent_through_the_cycle(tmp_path):
     assert full == [K * batch] and small == [K * 3]
 
 
-def test_cycle_trains_phi_inv_false_leaves_phi_inv_to_the_reconstruction_loss(tmp_path):
-    """Same forward pass either way; without it the cycle and augmentation terms give Phi^-1 no gradient but
-    still reach Phi (through f*) and, in the joint stage, G."""
+@pytest.mark.parametrize("left_out", ["phi_inv", "G"])
+def test_networks_left_out_of_cycle_trains_get_no_gradient_from_the_cycle(tmp_path, left_out):
+    """The forward pass is the same either way; a network left out of ``cycle_trains`` gets no gradient from the
+    cycle and augmentation terms, while the others (Phi through f*, and the rest of the cycle) still do."""
+    from fsx.train.config import CYCLE_NETWORKS
+
     results = {}
-    for flag in (True, False):
-        tr = _tiny_trainer(tmp_path / str(flag), lambda_rec_phi=0.0, cycle_trains_phi_inv=flag)
+    for trains in (CYCLE_NETWORKS, tuple(n for n in CYCLE_NETWORKS if n != left_out)):
+        tr = _tiny_trainer(tmp_path / "-".join(trains), lambda_rec_phi=0.0, cycle_trains=trains)
         tr._set_modes("joint")
         _, x, y = tr._next_batch()
         m = tr.model
@@ -188,12 +191,17 @@ def test_cycle_trains_phi_inv_false_leaves_phi_inv_to_the_reconstruction_loss(tm
             z = m.aae.E(x * 2 - 1)
         obj, terms = tr.steps._phi_terms(z, y)
         obj.backward()
-        grad = lambda mod: sum(float(p.grad.abs().sum()) for p in mod.parameters() if p.grad is not None)
-        results[flag] = ({k: float(v) for k, v in terms.items()}, grad(m.disentangler.phi_inv),
-                         grad(m.disentangler.phi), grad(m.aae.G))
-    (t_on, inv_on, phi_on, _), (t_off, inv_off, phi_off, g_off) = results[True], results[False]
-    assert t_on == pytest.approx(t_off, rel=1e-6)
-    assert inv_on > 0 and inv_off == 0.0
-    assert phi_on > 0 and phi_off > 0 and g_off > 0
-    with pytest.raises(TypeError):
-        _tiny_trainer(tmp_path / "bad", cycle_trains_phi_inv="no")
+        nets = {"phi_inv": m.disentangler.phi_inv, "G": m.aae.G, "E": m.aae.E, "phi": m.disentangler.phi}
+        grads = {n: sum(float(p.grad.abs().sum()) for p in net.parameters() if p.grad is not None)
+                 for n, net in nets.items()}
+        results[len(trains)] = ({k: float(v) for k, v in terms.items()}, grads)
+    (t_all, g_all), (t_less, g_less) = results[4], results[3]
+    assert t_all == pytest.approx(t_less, rel=1e-6)
+    assert all(g > 0 for g in g_all.values())
+    assert g_less[left_out] == 0.0
+    assert all(g > 0 for n, g in g_less.items() if n != left_out)
+
+
+def test_cycle_trains_names_unknown_networks(tmp_path):
+    with pytest.raises(ValueError, match="cycle_trains.*'D_x'"):
+        _tiny_trainer(tmp_path, cycle_trains=("phi", "D_x"))

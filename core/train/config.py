@@ -11,6 +11,7 @@ from attrs import validators as v
 from fsx.config import from_fields
 
 STAGES = ("aae", "disentangle", "joint")
+CYCLE_NETWORKS = ("phi_inv", "G", "E", "phi")
 
 
 def _steps(value: Any) -> dict:
@@ -19,6 +20,12 @@ def _steps(value: Any) -> dict:
     if unknown:
         raise ValueError(f"steps: unknown stage(s) {sorted(unknown)}; stages are {STAGES}")
     return {s: int(value.get(s, 0)) for s in STAGES}
+
+
+def _cycle_networks(instance, attribute, value: tuple) -> None:
+    unknown = [n for n in value if n not in CYCLE_NETWORKS]
+    if unknown:
+        raise ValueError(f"cycle_trains: unknown network(s) {unknown}; the cycle's networks are {CYCLE_NETWORKS}")
 
 
 @attrs.frozen
@@ -52,9 +59,10 @@ class TrainConfig:
     # Rows per attribute sent through the cycle G(Phi^-1(f*)) -> E -> Phi of Eq. (8)-(10); 0 = the whole batch
     # for every attribute (K x batch images through G and E per step, the costliest part of a step).
     cycle_samples: int = attrs.field(default=0, validator=v.ge(0))
-    # Whether the cycle and augmentation terms also train Phi^-1 (Eq. 14 as written). False: Phi^-1 learns from
-    # L_rec^Phi alone and the cycle terms reach Phi, E and G through a Phi^-1 they cannot move.
-    cycle_trains_phi_inv: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    # The networks inside the cycle f* -> Phi^-1 -> G -> E -> Phi that the cycle and augmentation terms of
+    # Eq. (8)-(10) train (all four: Eq. 14 as written; G and E only in the joint stage). A network left out is
+    # used with its weights held constant: gradients pass through it to f* but do not change it.
+    cycle_trains: tuple[str, ...] = attrs.field(default=CYCLE_NETWORKS, converter=tuple, validator=_cycle_networks)
     d_x_every: int = attrs.field(default=1, validator=v.ge(1))  # update D_x every n-th step
     d_z_every: int = attrs.field(default=1, validator=v.ge(1))
     mirror_p: float = attrs.field(default=0.5, validator=[v.ge(0), v.le(1)])

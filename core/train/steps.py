@@ -93,11 +93,13 @@ class Steps:
         terms = {"rec_phi": L.reconstruction_l1(z, phi_inv(f))}
         task = L.task_losses(f, labels, self.attributes, m.layout, self.gen)
         f_star, perms = L.shuffle_attributes(f, m.layout, self.names, self.gen, cfg.cycle_samples or None)  # (K * m, F)
-        z_tilde_star = phi_inv(f_star) if cfg.cycle_trains_phi_inv else frozen_call(phi_inv, f_star)
+        trains = set(cfg.cycle_trains)
+        cycle = lambda name, net, x: net(x) if name in trains else frozen_call(net, x)  # noqa: E731
+        z_tilde_star = cycle("phi_inv", phi_inv, f_star)
         with self.autocast(), running_stats_frozen(m.aae.G, m.aae.E):
-            x_star = m.aae.G(z_tilde_star)  # every attribute's shuffled batch in one pass through G ...
-            z_star = m.aae.E(x_star)  # ... and one through E
-        f_cyc = phi(z_star.float())
+            x_star = cycle("G", m.aae.G, z_tilde_star)  # every attribute's shuffled batch in one pass through G ...
+            z_star = cycle("E", m.aae.E, x_star)  # ... and one through E
+        f_cyc = cycle("phi", phi, z_star.float())
         terms["cyc"] = L.cycle_l1(f_star, f_cyc)
         aug = L.augmentation_losses(f_cyc, perms, self.names, labels, self.attributes, m.layout, self.gen)
         terms.update({f"task_{k}": v for k, v in task.items()})
