@@ -194,7 +194,7 @@ def test_networks_left_out_of_cycle_trains_get_no_gradient_from_the_cycle(tmp_pa
         nets = {"phi_inv": m.disentangler.phi_inv, "G": m.aae.G, "E": m.aae.E, "phi": m.disentangler.phi}
         grads = {n: sum(float(p.grad.abs().sum()) for p in net.parameters() if p.grad is not None)
                  for n, net in nets.items()}
-        results[len(trains)] = ({k: float(v) for k, v in terms.items()}, grads)
+        results[len(trains)] = ({k: float(v.detach()) for k, v in terms.items()}, grads)
     (t_all, g_all), (t_less, g_less) = results[4], results[3]
     assert t_all == pytest.approx(t_less, rel=1e-6)
     assert all(g > 0 for g in g_all.values())
