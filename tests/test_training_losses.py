@@ -205,3 +205,21 @@ def test_networks_left_out_of_cycle_trains_get_no_gradient_from_the_cycle(tmp_pa
 def test_cycle_trains_names_unknown_networks(tmp_path):
     with pytest.raises(ValueError, match="cycle_trains.*'D_x'"):
         _tiny_trainer(tmp_path, cycle_trains=("phi", "D_x"))
+
+
+def test_latent_discriminator_sees_prior_samples_and_encodings_in_one_batch(tmp_path):
+    """D_z has BatchNorm: fed apart, a batch of encodings at a quarter of the prior's scale gives the same logits
+    as the prior batch itself, so D_z could never tell them apart. Fed together, it can."""
+    tr = _tiny_trainer(tmp_path)
+    tr._set_modes("aae")
+    D_z = tr.model.aae.D_z
+    z_prior = torch.randn(16, tr.model.aae.z_dim, generator=torch.Generator().manual_seed(0))
+    z = 0.25 * z_prior
+    torch.manual_seed(1)
+    apart_prior = D_z(z_prior)
+    torch.manual_seed(1)  # the same dropout masks
+    apart_enc = D_z(z)
+    torch.testing.assert_close(apart_prior, apart_enc, atol=1e-3, rtol=1e-3)
+    prior, enc = tr.steps._latent_logits(z_prior, z)
+    assert prior.shape == enc.shape == (16,)
+    assert (prior - enc).abs().max() > 0.01

@@ -57,12 +57,21 @@ class Steps:
         self.names = model.layout.names
 
     # --- pieces -------------------------------------------------------------------------------------
+    def _latent_logits(self, z_prior, z):
+        """D_z on prior samples and encodings as one batch -> (logits of z_prior (N,), logits of z (N,)).
+
+        D_z has BatchNorm (Sec. 4). Fed apart, each batch would be standardised with its own statistics, and D_z
+        could not see that the encodings have the wrong scale (measured before this: after the demo's aae stage
+        E(x) had a standard deviation of 0.23 against the prior's 1, with D_z at chance)."""
+        logits = self.m.aae.D_z(torch.cat([z_prior, z]))
+        return logits[: len(z_prior)], logits[len(z_prior) :]
+
     def _discriminator_update(self, xn, z, x_rec, x_prior, z_prior, step: int) -> dict:
         aae, cfg = self.m.aae, self.cfg
         set_requires_grad([aae.D_z, aae.D_x], True)
         with self.autocast():
             d = L.aae_discriminator_losses(
-                aae.D_z(z_prior), aae.D_z(z.detach()), aae.D_x(xn), aae.D_x(x_rec.detach()), aae.D_x(x_prior.detach())
+                *self._latent_logits(z_prior, z.detach()), aae.D_x(xn), aae.D_x(x_rec.detach()), aae.D_x(x_prior.detach())
             )
         obj = 0.0
         if step % cfg.d_x_every == 0:
@@ -76,10 +85,10 @@ class Steps:
         set_requires_grad([aae.D_z, aae.D_x], False)
         return d
 
-    def _aae_generator_terms(self, xn, z, x_rec, x_prior) -> tuple[torch.Tensor, dict]:
+    def _aae_generator_terms(self, xn, z, x_rec, x_prior, z_prior) -> tuple[torch.Tensor, dict]:
         aae, cfg = self.m.aae, self.cfg
         with self.autocast():
-            g = L.aae_generator_losses(aae.D_z(z), aae.D_x(x_rec), aae.D_x(x_prior))
+            g = L.aae_generator_losses(self._latent_logits(z_prior, z)[1], aae.D_x(x_rec), aae.D_x(x_prior))
         g["rec"] = L.reconstruction_l1(xn, x_rec.float())
         w = cfg.image_gan_weight
         obj = cfg.lambda_ae * (cfg.rec_weight * g["rec"] + w * g["adv"]) + g["enc"] + w * g["gen"]
@@ -126,7 +135,7 @@ class Steps:
         aae = self.m.aae
         z, x_rec, x_prior, z_prior = self._encode_decode(xn)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
-        obj, g = self._aae_generator_terms(xn, z, x_rec, x_prior)
+        obj, g = self._aae_generator_terms(xn, z, x_rec, x_prior, z_prior)
         self.opt["eg"].zero_grad(set_to_none=True)
         obj.backward()
         self.sync([aae.E, aae.G])
@@ -147,7 +156,7 @@ class Steps:
         aae = self.m.aae
         z, x_rec, x_prior, z_prior = self._encode_decode(xn)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
-        obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior)
+        obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior, z_prior)
         obj_phi, terms = self._phi_terms(z, labels)
         self.opt["eg"].zero_grad(set_to_none=True)
         self.opt["phi"].zero_grad(set_to_none=True)
