@@ -28,6 +28,32 @@ def _parse_options(values) -> dict:
     return out
 
 
+def _parse_settings(values) -> dict:
+    """``lambda_rec_phi=20`` -> {"lambda_rec_phi": 20}: any field of TrainConfig, the value parsed as JSON when it
+    is JSON; for tuple fields a comma-separated list (``cycle_trains=G,E,phi``)."""
+    import attrs
+
+    from fsx.train import TrainConfig
+
+    fields = {f.name: f for f in attrs.fields(TrainConfig)}
+    out: dict = {}
+    for item in values:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. lambda_rec_phi=20")
+        if key not in fields:
+            raise click.BadParameter(f"{key!r} is not a training option; they are: {', '.join(fields)}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        default = fields[key].default
+        if isinstance(value, str) and (isinstance(default, tuple) or fields[key].converter is tuple):
+            value = tuple(part for part in value.split(",") if part)
+        out[key] = value
+    return out
+
+
 def _relaunch_distributed(nproc: int) -> None:
     """``--nproc N``: run this same command under torch.distributed.run with N processes."""
     args, skip = [], False
@@ -65,13 +91,16 @@ def _relaunch_distributed(nproc: int) -> None:
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (DDP) to launch.")
 @click.option("--option", "options", multiple=True, metavar="ATTR.KEY=VALUE",
               help="Attribute option, e.g. identity.margin=0.3 or expression.weight=2 (repeatable).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any training option (fsx.train.TrainConfig), e.g. lambda_rec_phi=20 or cycle_trains=G,E,phi "
+                   "(repeatable; wins over the flags above).")
 @click.option("--log-every", type=click.IntRange(min=1), default=None)
 @click.option("--sample-every", type=click.IntRange(min=1), default=None)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=None)
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="CPU threads (0: torch's default).")
 @click.option("--inject-nan", default=None, hidden=True, help="Testing: STAGE:STEP:TERM becomes NaN.")
 def train(attributes, data, preset, stage, steps, batch_size, image_size, width, out, resume, init, seed, device,
-          precision, nproc, options, log_every, sample_every, ckpt_every, threads, inject_nan):
+          precision, nproc, options, settings, log_every, sample_every, ckpt_every, threads, inject_nan):
     """Train the AAE, the disentangler and both jointly (stages aae, disentangle, joint)."""
     from fsx.checkpoint import CheckpointError
     from fsx.train import NonFiniteLossError, TrainingInterrupted, make_config, train as run_training
@@ -85,11 +114,12 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
         selected = STAGES if stage == "all" else (stage,)
         stage_steps = {s: (steps if s in selected else base.get(s, 0)) for s in STAGES}
     try:
-        cfg = make_config(
-            preset, attributes=names, data=data, stage=stage, steps=stage_steps, batch_size=batch_size,
+        values = dict(
+            attributes=names, data=data, stage=stage, steps=stage_steps, batch_size=batch_size,
             image_size=int(image_size) if image_size else None, width=width, seed=seed, device=device,
             precision=precision, attribute_options=_parse_options(options) or None, log_every=log_every,
             sample_every=sample_every, ckpt_every=ckpt_every, threads=threads)
+        cfg = make_config(preset, **{**values, **_parse_settings(settings)})
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc))
     try:

@@ -159,6 +159,20 @@ def test_attribute_options_reach_the_loss_and_bad_ones_are_named(tmp_path):
     assert proc.returncode == 1 and "unknown option" in proc.stderr
 
 
+def test_set_overrides_any_training_option_and_names_unknown_ones(tmp_path):
+    out = tmp_path / "run"
+    run_fsx("train", "--preset", "tiny", "--stage", "aae", "--steps", "1", "--seed", "1", "--set", "lambda_rec_phi=3",
+            "--set", "cycle_trains=G,E,phi", "--set", "betas_phi=[0.5, 0.9]", "--set", "seed=5", "--out", out,
+            check=True)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["lambda_rec_phi"] == 3 and cfg["cycle_trains"] == ["G", "E", "phi"]
+    assert cfg["betas_phi"] == [0.5, 0.9] and cfg["seed"] == 5  # --set wins over --seed
+    proc = run_fsx("train", "--preset", "tiny", "--set", "lamda_rec_phi=3", "--out", tmp_path / "x")
+    assert proc.returncode == 2 and "'lamda_rec_phi' is not a training option" in proc.stderr
+    proc = run_fsx("train", "--preset", "tiny", "--set", "cycle_trains=G,D_x", "--out", tmp_path / "y")
+    assert proc.returncode == 2 and "'D_x'" in proc.stderr
+
+
 def test_preset_attribute_options_merge_with_the_callers_and_skip_untrained_attributes(tmp_path):
     from fsx.train import make_config
 

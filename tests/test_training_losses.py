@@ -223,3 +223,20 @@ def test_latent_discriminator_sees_prior_samples_and_encodings_in_one_batch(tmp_
     prior, enc = tr.steps._latent_logits(z_prior, z)
     assert prior.shape == enc.shape == (16,)
     assert (prior - enc).abs().max() > 0.01
+
+
+def test_encoder_side_latent_logits_use_running_statistics(tmp_path):
+    """E's adversarial term reads D_z with BatchNorm's running statistics: a code's logit does not depend on the
+    rest of its batch (so E cannot lower its loss by moving batch statistics), and nothing of D_z changes."""
+    tr = _tiny_trainer(tmp_path)
+    tr._set_modes("aae")
+    D_z = tr.model.aae.D_z
+    assert D_z.training
+    bn = [b for b in D_z.modules() if isinstance(b, torch.nn.BatchNorm1d)][0]
+    before = bn.running_mean.clone()
+    z = (3.0 * torch.randn(8, tr.model.aae.z_dim, generator=torch.Generator().manual_seed(0))).requires_grad_()
+    whole = tr.steps._latent_logits_for_encoder(z)
+    torch.testing.assert_close(tr.steps._latent_logits_for_encoder(z[:3]), whole[:3])
+    whole.sum().backward()
+    assert z.grad.abs().sum() > 0
+    assert D_z.training and torch.equal(bn.running_mean, before)
