@@ -14,12 +14,14 @@ import torch.nn.functional as F
 
 
 def contrastive_loss(features: torch.Tensor, target: torch.Tensor, temperature: float = 0.1,
-                     exclude: torch.Tensor | None = None) -> torch.Tensor:
+                     exclude: torch.Tensor | None = None, center: bool = False) -> torch.Tensor:
     """Mean over anchors of the cross-entropy between target rows and softmax(cos(f_i, f_j) / temperature), j != i.
 
     features: (N, D); target: (N, N) non-negative weights (the diagonal is ignored; rows are normalised here);
     exclude: (N, N) bool, pairs left out of both target and softmax. Anchors whose row has no weight are left out;
-    with none left the result is a graph-connected zero."""
+    with none left the result is a graph-connected zero. ``center`` subtracts the batch mean before the cosine: a
+    component common to all samples then cannot make every pair look alike (a collapsed start, where the
+    loss sits at its uniform value with almost no gradient)."""
     n = features.shape[0]
     eye = torch.eye(n, dtype=torch.bool, device=features.device)
     if exclude is not None:
@@ -29,7 +31,8 @@ def contrastive_loss(features: torch.Tensor, target: torch.Tensor, temperature: 
     keep = mass > 0
     if n < 2 or not bool(keep.any()):
         return features.sum() * 0.0
-    f = F.normalize(features.float(), dim=1)
+    f = features.float()
+    f = F.normalize(f - f.mean(dim=0, keepdim=True) if center else f, dim=1)
     logits = (f @ f.T / temperature).masked_fill(eye, float("-inf"))
     log_q = logits.log_softmax(dim=1).masked_fill(eye, 0.0)
     p = target[keep] / mass[keep, None]

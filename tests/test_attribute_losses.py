@@ -87,6 +87,31 @@ def test_contrastive_loss_hand_computed_and_ordered():
     assert loss.item() == 0.0 and torch.equal(z.grad, torch.zeros(4, 3))
 
 
+def test_centered_contrastive_loss_ignores_a_component_common_to_the_batch():
+    from fsx.attributes.contrastive import contrastive_loss
+
+    same = torch.tensor([0, 0, 1, 1])
+    same = (same[:, None] == same[None, :]).float()
+    good = torch.tensor([[1.0, 0.1, 0.0], [1.0, -0.1, 0.0], [-1.0, 0.1, 0.0], [-1.0, -0.1, 0.0]])
+    common = good + torch.tensor([0.0, 0.0, 50.0])  # every sample shares a large third component
+    # Uncentred, the common component makes all pairs alike: the loss rises to near its uniform value log(3).
+    assert contrastive_loss(common, same).item() > 0.95 * math.log(3) > contrastive_loss(good, same).item()
+    # Centred, it is gone: the same loss as without it; on a mixed-up embedding under the same common component
+    # the gradient is as large as without the component, not nearly zero as uncentred.
+    torch.testing.assert_close(contrastive_loss(common, same, center=True), contrastive_loss(good, same, center=True))
+    mixed = good[[0, 2, 1, 3]]
+    grads = []
+    for x, center in ((mixed, True), (mixed + torch.tensor([0.0, 0.0, 50.0]), True),
+                      (mixed + torch.tensor([0.0, 0.0, 50.0]), False)):
+        f = x.clone().requires_grad_()
+        contrastive_loss(f, same, center=center).backward()
+        grads.append(float(f.grad.norm()))
+    assert grads[1] == pytest.approx(grads[0], rel=1e-4) and grads[2] < 0.05 * grads[1]
+    from fsx.attributes import expression
+
+    assert expression(objective="contrastive").configure(center=True).loss.center  # the --option expression.center
+
+
 def test_contrastive_objectives_of_identity_and_expression_prefer_the_right_embedding():
     from fsx.attributes import expression, identity
 

@@ -240,3 +240,18 @@ def test_encoder_side_latent_logits_use_running_statistics(tmp_path):
     whole.sum().backward()
     assert z.grad.abs().sum() > 0
     assert D_z.training and torch.equal(bn.running_mean, before)
+
+
+def test_latent_gan_weight_scales_only_the_encoders_adversarial_term(tmp_path):
+    objs = {}
+    for w in (1.0, 0.25):
+        tr = _tiny_trainer(tmp_path / str(w), latent_gan_weight=w)
+        tr._set_modes("aae")
+        _, x, _ = tr._next_batch()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            z, x_rec, x_prior, _ = tr.steps._encode_decode(x * 2 - 1)
+            objs[w] = tr.steps._aae_generator_terms(x * 2 - 1, z, x_rec, x_prior)
+    (o1, g1), (o2, g2) = objs[1.0], objs[0.25]
+    assert float(g1["enc"]) == pytest.approx(float(g2["enc"]), rel=1e-5) and float(g1["enc"]) > 0
+    assert float(o1 - o2) == pytest.approx(0.75 * float(g1["enc"]), rel=1e-4)

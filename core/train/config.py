@@ -51,6 +51,7 @@ class TrainConfig:
     lambda_ae: float = 0.9
     rec_weight: float = 1.0  # extra factor on L_rec inside Eq. (5) (1 = the paper)
     image_gan_weight: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5) (1 = the paper)
+    latent_gan_weight: float = 1.0  # factor on L_enc on the E side of Eq. (5) (1 = the paper)
     lambda_rec_phi: float = 1.0
     task_weight: float = 1.0
     cycle_weight: float = 1.0

@@ -104,7 +104,7 @@ class Steps:
             g = L.aae_generator_losses(self._latent_logits_for_encoder(z), aae.D_x(x_rec), aae.D_x(x_prior))
         g["rec"] = L.reconstruction_l1(xn, x_rec.float())
         w = cfg.image_gan_weight
-        obj = cfg.lambda_ae * (cfg.rec_weight * g["rec"] + w * g["adv"]) + g["enc"] + w * g["gen"]
+        obj = cfg.lambda_ae * (cfg.rec_weight * g["rec"] + w * g["adv"]) + cfg.latent_gan_weight * g["enc"] + w * g["gen"]
         return obj, g
 
     def _phi_terms(self, z, labels) -> tuple[torch.Tensor, dict]:
