@@ -178,7 +178,8 @@ def test_preset_attribute_options_merge_with_the_callers_and_skip_untrained_attr
 
     demo = make_config("demo").attribute_options
     assert demo["pose"] == {"weight": 20.0} and demo["identity"] == {"objective": "contrastive"}
-    assert demo["expression"] == {"objective": "contrastive", "weight": 10.0}
+    assert demo["expression"] == {"objective": "contrastive", "weight": 10.0, "center": True}
+    assert demo["style"] == {"objective": "contrastive"}
     # the caller's options (aliases allowed) merge into the preset's, option by option
     cfg = make_config("demo", attribute_options={"id": {"margin": 0.3}, "pose": {"scale": 0.1}})
     assert cfg.attribute_options["pose"] == {"weight": 20.0, "scale": 0.1}
@@ -187,7 +188,7 @@ def test_preset_attribute_options_merge_with_the_callers_and_skip_untrained_attr
         "weight": 2.0, "margin": 0.5}
     # a preset option for an attribute that is not trained is dropped instead of failing the run
     assert set(make_config("demo", attributes=("identity", "expr")).attribute_options) == {"identity", "expression"}
-    assert make_config("demo", attributes=("style",)).attribute_options == {}
+    assert make_config("demo", attributes=("pose",)).attribute_options == {"pose": {"weight": 20.0}}
     proc = run_fsx("train", "--preset", "demo", "--attributes", "id,expr", "--steps", "1", "--image-size", "32", "--width",
                    "0.0625", "--batch-size", "8", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
