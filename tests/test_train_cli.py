@@ -178,8 +178,7 @@ def test_preset_attribute_options_merge_with_the_callers_and_skip_untrained_attr
 
     demo = make_config("demo").attribute_options
     assert demo["pose"] == {"weight": 20.0} and demo["identity"] == {"objective": "contrastive"}
-    assert demo["expression"] == {"objective": "contrastive", "weight": 10.0, "center": True}
-    assert demo["style"] == {"objective": "contrastive"}
+    assert demo["expression"] == {"objective": "contrastive", "weight": 10.0}
     # the caller's options (aliases allowed) merge into the preset's, option by option
     cfg = make_config("demo", attribute_options={"id": {"margin": 0.3}, "pose": {"scale": 0.1}})
     assert cfg.attribute_options["pose"] == {"weight": 20.0, "scale": 0.1}
