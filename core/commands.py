@@ -12,6 +12,13 @@ from fsx.cli import AttributeList, main
 from fsx.train.config import PRESETS, STAGES
 
 
+def _json_or_text(raw: str):
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
 def _parse_options(values) -> dict:
     """``identity.margin=0.3`` -> {"identity": {"margin": 0.3}} (values parsed as JSON when they are)."""
     out: dict = {}
@@ -20,11 +27,7 @@ def _parse_options(values) -> dict:
         attr, dot, opt = key.partition(".")
         if not eq or not dot:
             raise click.BadParameter(f"{item!r}: expected ATTRIBUTE.OPTION=VALUE, e.g. identity.margin=0.3")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out.setdefault(attr, {})[opt] = value
+        out.setdefault(attr, {})[opt] = _json_or_text(raw)
     return out
 
 
@@ -43,12 +46,8 @@ def _parse_settings(values) -> dict:
             raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. lambda_rec_phi=20")
         if key not in fields:
             raise click.BadParameter(f"{key!r} is not a training option; they are: {', '.join(fields)}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        default = fields[key].default
-        if isinstance(value, str) and (isinstance(default, tuple) or fields[key].converter is tuple):
+        value = _json_or_text(raw)
+        if isinstance(value, str) and fields[key].converter is tuple:
             value = tuple(part for part in value.split(",") if part)
         out[key] = value
     return out
