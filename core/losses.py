@@ -43,6 +43,14 @@ def aae_discriminator_losses(d_z_prior, d_z_enc, d_x_real, d_x_rec, d_x_prior) -
     }
 
 
+def r1_penalty(logits_real: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """E||d logit / d input||^2 over real samples (R1, Mescheder et al., 2018): a discriminator that must stay flat
+    on the real data cannot grow the cliff that leaves the generator's side with a useless gradient.
+    ``inputs`` must require grad and be what ``logits_real`` was computed from."""
+    (grad,) = torch.autograd.grad(logits_real.float().sum(), inputs, create_graph=True)
+    return grad.pow(2).flatten(1).sum(dim=1).mean()
+
+
 def aae_objective(terms: Mapping[str, torch.Tensor], lambda_ae: float = 0.9) -> torch.Tensor:
     """Eq. (5), E/G side: lambda_AE (L_rec + L_adv) + L_enc + L_gen."""
     return lambda_ae * (terms["rec"] + terms["adv"]) + terms["enc"] + terms["gen"]

@@ -255,3 +255,38 @@ def test_latent_gan_weight_scales_only_the_encoders_adversarial_term(tmp_path):
     (o1, g1), (o2, g2) = objs[1.0], objs[0.25]
     assert float(g1["enc"]) == pytest.approx(float(g2["enc"]), rel=1e-5) and float(g1["enc"]) > 0
     assert float(o1 - o2) == pytest.approx(0.75 * float(g1["enc"]), rel=1e-4)
+
+
+def test_r1_penalty_is_the_squared_input_gradient():
+    """For a linear critic logit = z @ w the gradient is w for every sample, so R1 is ||w||^2."""
+    w = torch.tensor([1.0, -2.0, 0.5])
+    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    assert float(L.r1_penalty(z @ w, z)) == pytest.approx(float(w.pow(2).sum()))
+    q = z.pow(2).sum(dim=1)  # gradient 2z
+    assert float(L.r1_penalty(q, z)) == pytest.approx(float((2 * z).pow(2).sum(dim=1).mean()), rel=1e-5)
+
+
+def test_latent_r1_enters_the_discriminator_update(tmp_path):
+    """latent_r1 adds gamma/2 * R1 to D_z's objective (logged as r1_z) and changes D_z's update; at 0 nothing is
+    computed."""
+    states = {}
+    for gamma in (0.0, 50.0):
+        tr = _tiny_trainer(tmp_path / str(gamma), latent_r1=gamma)
+        tr._set_modes("aae")
+        _, x, _ = tr._next_batch()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            z, x_rec, x_prior, _ = tr.steps._encode_decode(x * 2 - 1)
+        z_prior = torch.randn(len(z), tr.model.aae.z_dim, generator=torch.Generator().manual_seed(1))
+        torch.manual_seed(2)
+        d = tr.steps._discriminator_update(x * 2 - 1, z, x_rec, x_prior, z_prior, step=0)
+        assert ("r1_z" in d) == (gamma > 0)
+        if gamma:
+            assert float(d["r1_z"]) > 0
+        states[gamma] = _snapshot(tr.model.aae.D_z)
+    assert any(not torch.equal(states[0.0][k], states[50.0][k]) for k in states[0.0] if "weight" in k)
+
+
+def test_latent_r1_must_not_be_negative(tmp_path):
+    with pytest.raises(ValueError, match="latent_r1"):
+        _tiny_trainer(tmp_path, latent_r1=-1.0)

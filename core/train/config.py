@@ -52,6 +52,8 @@ class TrainConfig:
     rec_weight: float = 1.0  # extra factor on L_rec inside Eq. (5) (1 = the paper)
     image_gan_weight: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5) (1 = the paper)
     latent_gan_weight: float = 1.0  # factor on L_enc on the E side of Eq. (5) (1 = the paper)
+    # R1 penalty (Mescheder et al., 2018) on D_z: gamma/2 * E||grad D_z(z*)||^2 over prior samples (0 = the paper).
+    latent_r1: float = attrs.field(default=0.0, validator=v.ge(0))
     lambda_rec_phi: float = 1.0
     task_weight: float = 1.0
     cycle_weight: float = 1.0

@@ -82,15 +82,20 @@ class Steps:
     def _discriminator_update(self, xn, z, x_rec, x_prior, z_prior, step: int) -> dict:
         aae, cfg = self.m.aae, self.cfg
         set_requires_grad([aae.D_z, aae.D_x], True)
+        r1 = cfg.latent_r1 > 0 and step % cfg.d_z_every == 0
+        z_prior = z_prior.detach().requires_grad_(r1)
         with self.autocast():
+            logits_prior, logits_enc = self._latent_logits(z_prior, z.detach())
             d = L.aae_discriminator_losses(
-                *self._latent_logits(z_prior, z.detach()), aae.D_x(xn), aae.D_x(x_rec.detach()), aae.D_x(x_prior.detach())
+                logits_prior, logits_enc, aae.D_x(xn), aae.D_x(x_rec.detach()), aae.D_x(x_prior.detach())
             )
+        if r1:
+            d["r1_z"] = L.r1_penalty(logits_prior, z_prior)
         obj = 0.0
         if step % cfg.d_x_every == 0:
             obj = obj + cfg.lambda_ae * d["d_adv"] + d["d_gen"]
         if step % cfg.d_z_every == 0:
-            obj = obj + d["d_enc"]
+            obj = obj + d["d_enc"] + (cfg.latent_r1 / 2 * d["r1_z"] if r1 else 0.0)
         self.opt["d"].zero_grad(set_to_none=True)
         obj.backward()
         self.sync([aae.D_z, aae.D_x])
