@@ -112,6 +112,29 @@ def test_centered_contrastive_loss_ignores_a_component_common_to_the_batch():
     assert expression(objective="contrastive").configure(center=True).loss.center  # the --option expression.center
 
 
+def test_expression_va_regression_adds_an_l1_term_with_gradient_at_collapse():
+    """va_weight adds va_weight * L1 of the first two dimensions against (valence, arousal); on collapsed features
+    (all equal), where the ranking objectives give E nothing, the regression still has a gradient."""
+    from fsx.attributes import expression
+
+    labels = {"valence": torch.tensor([0.5, -0.5, 0.1, 0.9]), "arousal": torch.tensor([0.2, 0.3, -0.6, 0.0]),
+              "category": torch.tensor([1, 2, 0, 1]), "person": torch.tensor([0, 1, 2, 3])}
+    va = torch.stack([labels["valence"], labels["arousal"]], 1)
+    for objective in ("contrastive", "triplet"):
+        plain = expression(objective=objective).loss
+        with_va = expression(objective=objective).configure(va_weight=2.0).loss
+        f = torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+        g = torch.Generator().manual_seed(1)
+        base = plain(f, labels, torch.Generator().manual_seed(1))
+        expected = base + 2.0 * (f[:, :2] - va).abs().sum(1).mean()
+        torch.testing.assert_close(with_va(f, labels, g), expected)
+        collapsed = torch.ones(4, 32, requires_grad=True)
+        with_va(collapsed, labels, torch.Generator().manual_seed(1)).backward()
+        assert collapsed.grad[:, :2].abs().sum() > 0
+    with pytest.raises(ValueError, match="va_weight"):
+        expression().configure(va_weight=-1.0)
+
+
 def test_contrastive_objectives_of_identity_and_expression_prefer_the_right_embedding():
     from fsx.attributes import expression, identity
 
