@@ -121,7 +121,8 @@ PRESETS: dict[str, dict] = {
     "demo": dict(
         image_size=64, width=0.25, batch_size=40, latent_disc_hidden=1000, phi_hidden=1000,
         steps={"aae": 1000, "disentangle": 150, "joint": 1500}, lr_aae=5e-4, betas_aae=(0.5, 0.999),
-        rec_weight=50.0, image_gan_weight=0.1, latent_r1=10.0, lr_phi=3e-4, task_weight=5.0, lambda_rec_phi=10.0, cycle_samples=10,
+        rec_weight=50.0, image_gan_weight=0.1, latent_r1=10.0, lr_phi=3e-4, task_weight=5.0, lambda_rec_phi=10.0,
+        cycle_samples=10,
         attribute_options={"pose": {"weight": 20.0}, "identity": {"objective": "contrastive"},
                            "expression": {"objective": "contrastive", "weight": 10.0}},
         log_every=25, sample_every=500, ckpt_every=250,
