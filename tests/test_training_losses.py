@@ -242,16 +242,22 @@ def test_encoder_side_latent_logits_use_running_statistics(tmp_path):
     assert D_z.training and torch.equal(bn.running_mean, before)
 
 
+def _aae_step_inputs(tr):
+    """One batch through E and G as the aae step makes it: (xn, z, x_rec, x_prior), without gradient."""
+    tr._set_modes("aae")
+    _, x, _ = tr._next_batch()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        z, x_rec, x_prior, _ = tr.steps._encode_decode(x * 2 - 1)
+    return x * 2 - 1, z, x_rec, x_prior
+
+
 def test_latent_gan_weight_scales_only_the_encoders_adversarial_term(tmp_path):
     objs = {}
     for w in (1.0, 0.25):
         tr = _tiny_trainer(tmp_path / str(w), latent_gan_weight=w)
-        tr._set_modes("aae")
-        _, x, _ = tr._next_batch()
-        torch.manual_seed(0)
         with torch.no_grad():
-            z, x_rec, x_prior, _ = tr.steps._encode_decode(x * 2 - 1)
-            objs[w] = tr.steps._aae_generator_terms(x * 2 - 1, z, x_rec, x_prior)
+            objs[w] = tr.steps._aae_generator_terms(*_aae_step_inputs(tr))
     (o1, g1), (o2, g2) = objs[1.0], objs[0.25]
     assert float(g1["enc"]) == pytest.approx(float(g2["enc"]), rel=1e-5) and float(g1["enc"]) > 0
     assert float(o1 - o2) == pytest.approx(0.75 * float(g1["enc"]), rel=1e-4)
@@ -272,14 +278,10 @@ def test_latent_r1_enters_the_discriminator_update(tmp_path):
     states = {}
     for gamma in (0.0, 50.0):
         tr = _tiny_trainer(tmp_path / str(gamma), latent_r1=gamma)
-        tr._set_modes("aae")
-        _, x, _ = tr._next_batch()
-        torch.manual_seed(0)
-        with torch.no_grad():
-            z, x_rec, x_prior, _ = tr.steps._encode_decode(x * 2 - 1)
+        xn, z, x_rec, x_prior = _aae_step_inputs(tr)
         z_prior = torch.randn(len(z), tr.model.aae.z_dim, generator=torch.Generator().manual_seed(1))
         torch.manual_seed(2)
-        d = tr.steps._discriminator_update(x * 2 - 1, z, x_rec, x_prior, z_prior, step=0)
+        d = tr.steps._discriminator_update(xn, z, x_rec, x_prior, z_prior, step=0)
         assert ("r1_z" in d) == (gamma > 0)
         if gamma:
             assert float(d["r1_z"]) > 0
