@@ -42,7 +42,9 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     assert set(m["table"]["expression"]["results"]["expression"]["per_class"]) >= {"happy", "contempt"}
     assert m["rmse"]["aae"] > 0 and set(m["counterfactual"]["transfer"]) == {"pose", "identity", "expression", "style"}
     assert 0 <= m["disentanglement"]["mig"] <= 1
+    assert m["latent"]["frechet_to_prior"] >= 0 and m["latent"]["prior_rms_norm"] == pytest.approx(99 ** 0.5)
     report = (out / "report.md").read_text()
+    assert "Codes E(x) against the prior N(0, I)" in report
     assert "| attribute | metric | pose | identity | expression | style | not_k | chance |" in report
     for fig in ("reconstructions", "samples", "retrieval", "transfer", "explain"):
         assert (out / f"{fig}.png").exists() and f"({fig}.png)" in report

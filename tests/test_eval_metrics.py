@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from fsx.eval.metrics import dci, feature_statistics, frechet_distance, mig, roc_auc, verification_accuracy
+from fsx.eval.metrics import (dci, feature_statistics, frechet_distance, latent_vs_prior, mig, roc_auc,
+                              verification_accuracy)
 from fsx.eval.probes import classification_auc, cosine_scores, ridge_fit_predict, sample_pairs
 
 
@@ -108,3 +109,13 @@ def test_mean_absolute_error_per_column():
     pred = torch.tensor([[1.0, 10.0], [3.0, 10.0]])
     target = torch.tensor([[2.0, 0.0], [1.0, 20.0]])
     assert mean_absolute_error(pred, target).tolist() == [1.5, 10.0]
+
+
+def test_latent_vs_prior_is_near_zero_for_prior_samples_and_sees_an_offset():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(20000, 8, generator=g)
+    near = latent_vs_prior(z)
+    assert near["frechet_to_prior"] < 0.02 and near["rms_norm"] == pytest.approx(math.sqrt(8), rel=0.01)
+    assert near["prior_rms_norm"] == pytest.approx(math.sqrt(8)) and near["mean_std"] == pytest.approx(1, abs=0.02)
+    off = latent_vs_prior(0.5 * z + 3.0)  # mean 3, std 0.5: ||mu||^2 = 72, trace term 8 * (0.5 - 1)^2 = 2
+    assert off["frechet_to_prior"] == pytest.approx(74.0, rel=0.01) and off["mean_abs_mean"] == pytest.approx(3, abs=0.02)

@@ -18,7 +18,7 @@ import torch
 from fsx.data.face_params import GROUPS
 from fsx.data.synthfaces import SynthFaces
 from fsx.eval import figures
-from fsx.eval.metrics import dci, mig, verification_accuracy
+from fsx.eval.metrics import dci, latent_vs_prior, mig, verification_accuracy
 from fsx.eval.probes import classification_auc, cosine_scores, ridge_fit_predict, sample_pairs
 
 CHANCE = {"regression": "MAE of predicting the training mean", "verification": "50%", "classification": "AUC 0.5"}
@@ -196,6 +196,7 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
                      "train_samples": len(tr_idx), "test_samples": len(te_idx)}
     progress("reconstruction RMSE ...")
     metrics["rmse"] = reconstruction_rmse(model, test, te_idx)
+    metrics["latent"] = latent_vs_prior(emb_te["z"])
     progress("probes: every attribute on every sub-vector ...")
     metrics["table"], predictions = probe_table(attributes, emb_tr, lab_tr, emb_te, lab_te, names, seed=seed)
     progress("counterfactual edit error ...")

@@ -99,6 +99,14 @@ def _fmt(kind: str, v) -> str:
     return f"{v:.2f}" if kind == "regression" else (f"{100 * v:.1f}%" if kind == "verification" else f"{v:.3f}")
 
 
+def _latent_lines(lat: dict | None) -> list[str]:
+    if not lat:
+        return []
+    return [f"Codes E(x) against the prior N(0, I) that random samples are drawn from: Frechet distance "
+            f"{lat['frechet_to_prior']:.2f} (0 = same mean and covariance), RMS norm {lat['rms_norm']:.2f} vs "
+            f"{lat['prior_rms_norm']:.2f}, mean |mean| {lat['mean_abs_mean']:.3f}, mean std {lat['mean_std']:.3f}.", ""]
+
+
 def report(m: dict, names: list[str]) -> str:
     info = m.get("model", {})
     lines = [
@@ -112,6 +120,7 @@ def report(m: dict, names: list[str]) -> str:
         f"| autoencoder G(E(x)) | {m['rmse']['aae']:.2f} |",
         f"| embedding G(Phi^-1(Phi(E(x)))) | {m['rmse']['embedding']:.2f} |", "",
         f"FID: {m['fid']['value'] if m['fid']['value'] is not None else m['fid']['reason']}", "",
+        *_latent_lines(m.get("latent")),
         "## Each attribute read from each sub-vector (Tables 2 and 3, generalised)", "",
         "Rows: the attribute probed; columns: the sub-vector it is read from; `not_k` is everything but the "
         "attribute's own sub-vector. Own sub-vector should win; the rest is leakage. Regression: MAE (degrees, lower "

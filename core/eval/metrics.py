@@ -69,6 +69,17 @@ def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return f.mean(0), torch.cov(f.T)
 
 
+def latent_vs_prior(z: torch.Tensor) -> dict[str, float]:
+    """How far E's codes are from the N(0, I) prior that G is sampled from: the Frechet distance of a Gaussian fitted
+    to z from N(0, I) (0 when the first two moments match), the codes' RMS norm next to the prior's sqrt(d), the
+    mean |mean| per dimension and the mean standard deviation. z: (N, d)."""
+    mu, sigma = feature_statistics(z)
+    d = z.shape[1]
+    return {"frechet_to_prior": frechet_distance(mu, sigma, torch.zeros(d), torch.eye(d)),
+            "rms_norm": float(z.double().pow(2).sum(1).mean().sqrt()), "prior_rms_norm": math.sqrt(d),
+            "mean_abs_mean": float(mu.abs().mean()), "mean_std": float(sigma.diagonal().sqrt().mean())}
+
+
 def _discretize(x: torch.Tensor, bins: int) -> torch.Tensor:
     """Equal-width bins per column: (N, D) float -> (N, D) long."""
     lo, hi = x.min(0).values, x.max(0).values
