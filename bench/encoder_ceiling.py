@@ -93,7 +93,7 @@ def main() -> None:
         images += len(x)
         if step % args.eval_every == 0 or step == args.steps:
             rate = images / (time.perf_counter() - t)
-            print(f"step {step}: loss {loss.item():.3f}, {probe(args.attribute, E, train, tr_idx, test, te_idx)} "
+            print(f"step {step}: loss {loss.detach().item():.3f}, {probe(args.attribute, E, train, tr_idx, test, te_idx)} "
                   f"({rate:.0f} img/s training)", flush=True)
             t, images = time.perf_counter(), 0
 
