@@ -4,8 +4,8 @@ The demo's targets ask E (timm's ResNet18, width 0.25, at 64 px) to learn pose, 
 at once in a fixed number of steps. This script trains a fresh E (or one from a saved model) with direct
 supervision on a single label, at the demo's batch size and learning rate, and every ``--eval-every`` steps reads
 the attribute from the 99-d code z with ``fsx eval``'s own probe on persons unseen in training (the same split
-and sample counts). The number it prints is an upper bound for that attribute at that width and step count:
-the joint stage shares E's steps among every attribute and the autoencoder.
+and sample counts). The number it prints is a practical ceiling for that attribute at that width and step count:
+in the joint stage the same steps serve every attribute and the autoencoder.
 
     python bench/encoder_ceiling.py [--attribute expression|pose] [--steps 1500] [--width 0.25] [--batch 40]
                                     [--lr 5e-4] [--eval-every 300] [--init runs/demo/aae.safetensors]
