@@ -284,7 +284,7 @@ def test_latent_r1_enters_the_discriminator_update(tmp_path):
         d = tr.steps._discriminator_update(xn, z, x_rec, x_prior, z_prior, step=0)
         assert ("r1_z" in d) == (gamma > 0)
         if gamma:
-            assert float(d["r1_z"]) > 0
+            assert float(d["r1_z"].detach()) > 0
         states[gamma] = _snapshot(tr.model.aae.D_z)
     assert any(not torch.equal(states[0.0][k], states[50.0][k]) for k in states[0.0] if "weight" in k)
 
