@@ -26,6 +26,7 @@ import fsx
 from fsx.backbones.encoder import resnet18_encoder
 from fsx.data.synthfaces import SynthFaces
 from fsx.eval.evaluate import evaluate
+from fsx.attributes.expression import AFFECTNET_CATEGORIES
 from fsx.eval.probes import classification_auc, ridge_fit_predict
 
 # test_persons, train_samples, test_samples, seed: the probes' data exactly as fsx eval draws it
@@ -45,7 +46,8 @@ def probe(attribute: str, E, train, tr_idx, test, te_idx) -> str:
     z_tr, z_te = codes(E, train, tr_idx), codes(E, test, te_idx)
     lab_tr, lab_te = train.labels_of(tr_idx), test.labels_of(te_idx)
     if attribute == "expression":
-        res = classification_auc(z_tr, lab_tr["category"].long(), z_te, lab_te["category"].long(), 8, seed=SPLIT["seed"])
+        res = classification_auc(z_tr, lab_tr["category"].long(), z_te, lab_te["category"].long(),
+                                 len(AFFECTNET_CATEGORIES), seed=SPLIT["seed"])
         return f"mean AUC {res['average']:.3f}"
     mae = (ridge_fit_predict(z_tr, lab_tr["pose"].float(), z_te) - lab_te["pose"].float()).abs().mean(0)
     return "MAE yaw/pitch/roll " + "/".join(f"{v:.2f}" for v in mae.tolist()) + " deg"
@@ -72,8 +74,8 @@ def main() -> None:
     te_idx = torch.randperm(len(test), generator=g)[: SPLIT["test_samples"]].sort().values
 
     E = fsx.load(args.init).aae.E if args.init else resnet18_encoder(99, 64, args.width)
-    outputs = 8 if args.attribute == "expression" else 3
-    head = nn.Linear(99, outputs)
+    outputs = len(AFFECTNET_CATEGORIES) if args.attribute == "expression" else 3  # categories, or yaw/pitch/roll
+    head = nn.Linear(99, outputs)  # 99: the code z
     opt = torch.optim.Adam([*E.parameters(), *head.parameters()], args.lr, betas=(0.5, 0.999))  # the demo's Adam
     draw = torch.Generator().manual_seed(args.seed)
     print(f"E {'from ' + args.init if args.init else f'fresh, width {args.width}'}; {args.attribute}; "
@@ -93,8 +95,8 @@ def main() -> None:
         images += len(x)
         if step % args.eval_every == 0 or step == args.steps:
             rate = images / (time.perf_counter() - t)
-            print(f"step {step}: loss {loss.detach().item():.3f}, {probe(args.attribute, E, train, tr_idx, test, te_idx)} "
-                  f"({rate:.0f} img/s training)", flush=True)
+            result = probe(args.attribute, E, train, tr_idx, test, te_idx)
+            print(f"step {step}: loss {loss.detach().item():.3f}, {result} ({rate:.0f} img/s training)", flush=True)
             t, images = time.perf_counter(), 0
 
 
