@@ -100,7 +100,8 @@ def _relaunch_distributed(nproc: int) -> None:
 @click.option("--inject-nan", default=None, hidden=True, help="Testing: STAGE:STEP:TERM becomes NaN.")
 def train(attributes, data, preset, stage, steps, batch_size, image_size, width, out, resume, init, seed, device,
           precision, nproc, options, settings, log_every, sample_every, ckpt_every, threads, inject_nan):
-    """Train the AAE, the disentangler and both jointly (stages aae, disentangle, joint)."""
+    """Train the AAE, the disentangler, both jointly, then refit the disentangler (stages aae, disentangle, joint,
+    refit; "all" runs those the preset gives steps)."""
     from fsx.checkpoint import CheckpointError
     from fsx.train import NonFiniteLossError, TrainingInterrupted, make_config, train as run_training
 
@@ -110,7 +111,7 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
     stage_steps = None
     if steps is not None:
         base = dict(PRESETS[preset].get("steps", {}))
-        selected = STAGES if stage == "all" else (stage,)
+        selected = [s for s in STAGES if base.get(s, 0) > 0] if stage == "all" else (stage,)
         stage_steps = {s: (steps if s in selected else base.get(s, 0)) for s in STAGES}
     try:
         values = dict(

@@ -18,24 +18,28 @@ def metrics(run):
 
 
 def test_each_stage_alone_produces_a_loadable_model(tmp_path):
-    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    a, b, c, d = tmp_path / "a", tmp_path / "b", tmp_path / "c", tmp_path / "d"
     run_fsx("train", "--preset", "tiny", "--stage", "aae", "--out", a, check=True)
     run_fsx("train", "--preset", "tiny", "--stage", "disentangle", "--init", a / "model.safetensors", "--out", b, check=True)
     run_fsx("train", "--preset", "tiny", "--stage", "joint", "--init", b / "model.safetensors", "--out", c, check=True)
-    for run, stage in ((a, "aae"), (b, "disentangle"), (c, "joint")):
+    run_fsx("train", "--preset", "tiny", "--stage", "refit", "--init", c / "model.safetensors", "--out", d,
+            "--set", "lambda_rec_phi_refit=30", check=True)
+    for run, stage in ((a, "aae"), (b, "disentangle"), (c, "joint"), (d, "refit")):
         model = fsx.load(run / "model.safetensors")
         assert model.attributes == {"pose": 3, "identity": 32, "expression": 32, "style": 32}
         assert json.loads((run / "config.json").read_text())["stage"] == stage
         rows = metrics(run)
         assert rows and all(r["stage"] == stage and r["img_per_s"] > 0 for r in rows)
         assert (run / "samples" / f"{stage}-end-reconstructions.png").exists()
-        assert model.metadata["steps"] == {stage: 4 if stage != "joint" else 2}
-    # the disentangle stage trains Phi on a frozen AAE: E and G are exactly those of the aae run
-    ta, tb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
-    for k in ta:
-        if k.startswith(("aae.E.", "aae.G.")):
-            assert torch.equal(ta[k], tb[k]), k
-    assert any(not torch.equal(ta[k], tb[k]) for k in ta if k.startswith("disentangler."))
+        assert model.metadata["steps"] == {stage: {"aae": 4, "disentangle": 4, "joint": 2, "refit": 2}[stage]}
+    assert json.loads((d / "config.json").read_text())["lambda_rec_phi_refit"] == 30
+    # disentangle and refit train Phi on a frozen AAE: E and G are exactly those of the run they started from
+    for before, after in ((a, b), (c, d)):
+        ta, tb = load_file(before / "model.safetensors"), load_file(after / "model.safetensors")
+        for k in ta:
+            if k.startswith(("aae.E.", "aae.G.")):
+                assert torch.equal(ta[k], tb[k]), k
+        assert any(not torch.equal(ta[k], tb[k]) for k in ta if k.startswith("disentangler."))
     with torch.no_grad():
         x = torch.rand(2, 3, 32, 32)
         out = fsx.load(c / "model.safetensors").transfer(x[:1], x, ["expression"])

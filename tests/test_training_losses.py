@@ -97,6 +97,36 @@ def test_disentangle_stage_moves_phi_only(tmp_path):
     assert not _changed(before["E"], m.aae.E) and not _changed(before["G"], m.aae.G)  # the AAE is frozen
 
 
+def test_refit_stage_is_the_disentangle_step_with_its_own_rec_phi_weight(tmp_path):
+    """refit trains Phi and Phi^-1 on the frozen AAE with L_rec^Phi weighted ``lambda_rec_phi_refit``: one refit
+    step equals one disentangle step of a run whose ``lambda_rec_phi`` is that weight, and the weight matters."""
+    after = {}
+    for name, stage, over in (("refit50", "refit", dict(lambda_rec_phi=1.0, lambda_rec_phi_refit=50.0)),
+                              ("dis50", "disentangle", dict(lambda_rec_phi=50.0)),
+                              ("refit1", "refit", dict(lambda_rec_phi=1.0, lambda_rec_phi_refit=1.0))):
+        tr = _tiny_trainer(tmp_path / name, **over)
+        m = tr.model
+        E, G = _snapshot(m.aae.E), _snapshot(m.aae.G)
+        tr._set_modes(stage)
+        _, x, y = tr._next_batch()
+        getattr(tr.steps, stage)(x * 2 - 1, y, 0)
+        assert not _changed(E, m.aae.E) and not _changed(G, m.aae.G)  # the AAE is frozen
+        after[name] = _snapshot(m.disentangler)
+    assert all(torch.equal(after["refit50"][k], after["dis50"][k]) for k in after["dis50"])
+    assert any(not torch.equal(after["refit50"][k], after["refit1"][k]) for k in after["refit1"])
+
+
+def test_stage_all_runs_the_stages_that_have_steps():
+    from fsx.train import make_config
+
+    assert make_config("tiny").stages == ("aae", "disentangle", "joint", "refit")
+    assert make_config("paper").stages == ("aae", "disentangle", "joint")  # the paper has no refit stage
+    assert make_config("tiny", steps={"aae": 3, "joint": 2}).stages == ("aae", "joint")
+    assert make_config("tiny", stage="refit").stages == ("refit",)
+    with pytest.raises(ValueError, match="lambda_rec_phi_refit"):
+        make_config("tiny", lambda_rec_phi_refit=-1.0)
+
+
 def test_aae_stage_moves_the_autoencoder_not_phi(tmp_path):
     tr = _tiny_trainer(tmp_path)
     m = tr.model

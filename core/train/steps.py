@@ -1,4 +1,5 @@
-"""One optimisation step of each stage: ``aae`` (Sec. 3.1), ``disentangle`` (Sec. 3.2-3.7) and ``joint`` (Sec. 3.8).
+"""One optimisation step of each stage: ``aae`` (Sec. 3.1), ``disentangle`` (Sec. 3.2-3.7), ``joint`` (Sec. 3.8)
+and ``refit`` (not in the paper: ``disentangle`` again on the final E, with a heavier L_rec^Phi).
 
 Each function takes the model, a batch in [-1, 1] and its labels, and returns the loss terms it computed
 (detached floats are taken by the caller). Gradient averaging across ranks is the ``sync`` callback.
@@ -112,7 +113,7 @@ class Steps:
         obj = cfg.lambda_ae * (cfg.rec_weight * g["rec"] + w * g["adv"]) + cfg.latent_gan_weight * g["enc"] + w * g["gen"]
         return obj, g
 
-    def _phi_terms(self, z, labels) -> tuple[torch.Tensor, dict]:
+    def _phi_terms(self, z, labels, lambda_rec_phi: float | None = None) -> tuple[torch.Tensor, dict]:
         """Eq. (6)-(14) on encodings z (with or without gradient into E)."""
         m, cfg = self.m, self.cfg
         phi, phi_inv = m.disentangler.phi, m.disentangler.phi_inv
@@ -131,7 +132,8 @@ class Steps:
         aug = L.augmentation_losses(f_cyc, perms, self.names, labels, self.attributes, m.layout, self.gen)
         terms.update({f"task_{k}": v for k, v in task.items()})
         terms.update({f"aug_{k}": v for k, v in aug.items()})
-        obj = cfg.lambda_rec_phi * terms["rec_phi"] + cfg.cycle_weight * terms["cyc"]
+        rec_weight = cfg.lambda_rec_phi if lambda_rec_phi is None else lambda_rec_phi
+        obj = rec_weight * terms["rec_phi"] + cfg.cycle_weight * terms["cyc"]
         if task:
             obj = obj + cfg.task_weight * sum(task.values())
         if aug:
@@ -160,10 +162,10 @@ class Steps:
         self.opt["eg"].step()
         return {**g, **d}
 
-    def disentangle(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
+    def disentangle(self, xn: torch.Tensor, labels: dict, step: int, lambda_rec_phi: float | None = None) -> dict:
         with torch.no_grad(), self.autocast():
             z = self.m.aae.E(xn)
-        obj, terms = self._phi_terms(z.float(), labels)
+        obj, terms = self._phi_terms(z.float(), labels, lambda_rec_phi)
         self.opt["phi"].zero_grad(set_to_none=True)
         obj.backward()
         self.sync([self.m.disentangler])
@@ -183,3 +185,8 @@ class Steps:
         self.opt["eg"].step()
         self.opt["phi"].step()
         return {**g, **d, **terms}
+
+    def refit(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
+        """The disentangle step on the final E, with L_rec^Phi weighted ``lambda_rec_phi_refit``: Phi^-1 catches up
+        with the E that joint training left, so that G(Phi^-1(f)) decodes close to G(E(x))."""
+        return self.disentangle(xn, labels, step, self.cfg.lambda_rec_phi_refit)

@@ -190,7 +190,7 @@ class Trainer:
     def _set_modes(self, stage: str) -> None:
         m = self.model
         m.train()
-        if stage == "disentangle":  # the AAE is frozen: fixed BatchNorm statistics, no weight gradients
+        if stage in ("disentangle", "refit"):  # the AAE is frozen: fixed BatchNorm statistics, no weight gradients
             m.aae.eval()
             set_requires_grad([m.aae], False)
             set_requires_grad([m.disentangler], True)
