@@ -110,9 +110,8 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
     names = tuple(a.name for a in attributes)
     stage_steps = None
     if steps is not None:
-        base = dict(PRESETS[preset].get("steps", {}))
-        selected = [s for s in STAGES if base.get(s, 0) > 0] if stage == "all" else (stage,)
-        stage_steps = {s: (steps if s in selected else base.get(s, 0)) for s in STAGES}
+        base = make_config(preset, stage=stage)  # its .stages: those --stage selects in this preset
+        stage_steps = {s: (steps if s in base.stages else base.steps[s]) for s in STAGES}
     try:
         values = dict(
             attributes=names, data=data, stage=stage, steps=stage_steps, batch_size=batch_size,
