@@ -150,7 +150,7 @@ class Steps:
                 x_prior = aae.G(z_prior)
         return z.float(), x_rec, x_prior, z_prior
 
-    # --- the three stages ---------------------------------------------------------------------------
+    # --- the stages --------------------------------------------------------------------------------
     def aae(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
         aae = self.m.aae
         z, x_rec, x_prior, z_prior = self._encode_decode(xn)
