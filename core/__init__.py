@@ -8,7 +8,7 @@ autoencoder, and attributes as plugins.
 
 __version__ = "0.1.0"
 
-from fsx.checkpoint import CheckpointError, load, read_metadata, save_model  # noqa: E402
+from fsx.checkpoint import CheckpointError, CheckpointWriteError, load, read_metadata, save_model  # noqa: E402
 from fsx.config import AttributeSlot, ModelConfig  # noqa: E402
 from fsx.model import FaceModel, build_model  # noqa: E402
 
@@ -16,6 +16,7 @@ __all__ = [
     "__version__",
     "AttributeSlot",
     "CheckpointError",
+    "CheckpointWriteError",
     "FaceModel",
     "ModelConfig",
     "build_model",

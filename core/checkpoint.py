@@ -23,22 +23,33 @@ class CheckpointError(ValueError):
     """A file that cannot be loaded as an fsx checkpoint; the message names the file and the reason."""
 
 
+class CheckpointWriteError(OSError):
+    """A file that could not be written (disk full, no permission, ...); the message names it, and the file that
+    was there before is kept as it was."""
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a file-size limit, no permission: name the file, keep the old one
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        kept = "; the previous file is unchanged" if path.exists() else ""
+        raise CheckpointWriteError(f"could not write {path}: {exc.strerror or exc}{kept}") from None
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         raise
 
@@ -65,6 +76,8 @@ def read_metadata(path: str | os.PathLike, expected_format: str | None = FORMAT)
         meta = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: the fsx metadata is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: the fsx metadata is a JSON {type(meta).__name__}, not an object")
     if expected_format and meta.get("format") != expected_format:
         raise CheckpointError(f"{path}: an fsx file of format {meta.get('format')!r}, expected {expected_format!r}")
     return meta
@@ -117,7 +130,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", registry=N
     registry = registry or get_registry()
     try:
         config = ModelConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: its model config is invalid: {exc}") from None
     for slot in config.attributes:
         where = f"package {slot.package} {slot.version}".strip()
@@ -132,7 +145,12 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", registry=N
                 f"{path}: attribute {slot.name!r} has dim {slot.dim} in the checkpoint ({where}) but the installed "
                 f"plugin (package {installed.package} {installed.version}) declares dim {installed.dim}"
             )
-    model = FaceModel(config, metadata=meta.get("info", {}))
+    try:
+        model = FaceModel(config, metadata=meta.get("info") if isinstance(meta.get("info"), dict) else {})
+    except KeyError as exc:  # e.g. a backbone name that no installed package registers
+        raise CheckpointError(f"{path}: cannot build its model: {exc.args[0] if exc.args else exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot build its model: {exc}") from None
     tensors = load_tensors(path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))

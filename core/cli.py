@@ -79,23 +79,36 @@ def info(checkpoint: str) -> None:
     """Show what a checkpoint's metadata says (without loading its weights)."""
     try:
         meta = fsx.read_metadata(checkpoint)
+        lines = _describe(meta)
     except fsx.CheckpointError as exc:
         raise click.ClickException(str(exc))
-    cfg = meta["config"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise click.ClickException(f"{checkpoint}: its metadata is incomplete or malformed ({missing!r} is missing "
+                                   f"or of the wrong type)")
     click.echo(f"file:        {checkpoint}")
-    click.echo(f"fsx version: {meta.get('fsx_version')}")
-    click.echo(f"image size:  {cfg['image_size']}")
-    click.echo(f"latent dim:  {cfg['latent_dim'] or sum(a['dim'] for a in cfg['attributes'])}")
-    click.echo(f"width:       {cfg['width']}")
-    click.echo(
-        "backbones:   "
-        + ", ".join(f"{k}={cfg[k]}" for k in ("encoder", "generator", "image_discriminator", "latent_discriminator"))
-    )
-    click.echo("attributes:")
+    for line in lines:
+        click.echo(line)
+
+
+def _describe(meta: dict) -> list[str]:
+    """The lines of ``fsx info`` for a checkpoint's metadata (KeyError/TypeError where a field is missing)."""
+    cfg = meta["config"]
+    lines = [
+        f"fsx version: {meta.get('fsx_version')}",
+        f"image size:  {cfg['image_size']}",
+        f"latent dim:  {cfg.get('latent_dim') or sum(a['dim'] for a in meta['attributes'])}",
+        f"width:       {cfg.get('width')}",
+        "backbones:   " + ", ".join(f"{k}={cfg.get(k)}" for k in (
+            "encoder", "generator", "image_discriminator", "latent_discriminator")),
+        "attributes:",
+    ]
     for a in meta["attributes"]:
-        click.echo(f"  {a['name']:<12} dim {a['dim']:<4} from {a['package']} {a['version']}".rstrip())
-    for key, value in sorted(meta.get("info", {}).items()):
-        click.echo(f"{key + ':':<13}{json.dumps(value) if not isinstance(value, str) else value}")
+        lines.append(f"  {a['name']:<12} dim {a['dim']:<4} from {a.get('package', '')} {a.get('version', '')}".rstrip())
+    info = meta.get("info") or {}
+    for key, value in sorted(info.items()):
+        lines.append(f"{key + ':':<13}{json.dumps(value) if not isinstance(value, str) else value}")
+    return lines
 
 
 def _register_more_commands() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 
@@ -97,41 +98,72 @@ def _relaunch_distributed(nproc: int) -> None:
 @click.option("--sample-every", type=click.IntRange(min=1), default=None)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=None)
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="CPU threads (0: torch's default).")
+@click.option("--force", is_flag=True, help="Replace the run already in OUT (its files are removed first).")
 @click.option("--inject-nan", default=None, hidden=True, help="Testing: STAGE:STEP:TERM becomes NaN.")
 def train(attributes, data, preset, stage, steps, batch_size, image_size, width, out, resume, init, seed, device,
-          precision, nproc, options, settings, log_every, sample_every, ckpt_every, threads, inject_nan):
+          precision, nproc, options, settings, log_every, sample_every, ckpt_every, threads, force, inject_nan):
     """Train the AAE, the disentangler, both jointly, then refit the disentangler (stages aae, disentangle, joint,
-    refit; "all" runs those the preset gives steps)."""
+    refit; "all" runs those the preset gives steps).
+
+    A folder that holds a run is not overwritten: continue it with --resume (as it was configured; give no
+    options, or the same ones) or replace it with --force."""
+    import attrs
+
+    import fsx
     from fsx.checkpoint import CheckpointError
     from fsx.train import NonFiniteLossError, TrainingInterrupted, make_config, train as run_training
+    from fsx.train.run_folder import BOOKKEEPING
 
     if nproc > 1:
         _relaunch_distributed(nproc)
+    if resume and force:
+        raise click.UsageError("--resume continues the run in --out and --force replaces it: give one of them")
+    ctx = click.get_current_context()
+    given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)}
     names = tuple(a.name for a in attributes)
-    stage_steps = None
-    if steps is not None:
-        base = make_config(preset, stage=stage)  # its .stages: those --stage selects in this preset
-        stage_steps = {s: (steps if s in base.stages else base.steps[s]) for s in STAGES}
     try:
-        values = dict(
-            attributes=names, data=data, stage=stage, steps=stage_steps, batch_size=batch_size,
-            image_size=int(image_size) if image_size else None, width=width, seed=seed, device=device,
-            precision=precision, attribute_options=_parse_options(options) or None, log_every=log_every,
-            sample_every=sample_every, ckpt_every=ckpt_every, threads=threads)
-        cfg = make_config(preset, **{**values, **_parse_settings(settings)})
+        if resume and not (given - {"out", "resume", "init", "inject_nan", "nproc", *BOOKKEEPING}):
+            cfg = None  # the run's own configuration, with the bookkeeping given now on top
+            bookkeeping = {k: v for k, v in dict(log_every=log_every, sample_every=sample_every, ckpt_every=ckpt_every,
+                                                  threads=threads, device=device).items() if k in given}
+        else:
+            stage_steps = None
+            if steps is not None:
+                base = make_config(preset, stage=stage)  # its .stages: those --stage selects in this preset
+                stage_steps = {s: (steps if s in base.stages else base.steps[s]) for s in STAGES}
+            values = dict(
+                attributes=names, data=data, stage=stage, steps=stage_steps, batch_size=batch_size,
+                image_size=int(image_size) if image_size else None, width=width, seed=seed, device=device,
+                precision=precision, attribute_options=_parse_options(options) or None, log_every=log_every,
+                sample_every=sample_every, ckpt_every=ckpt_every, threads=threads)
+            cfg = make_config(preset, **{**values, **_parse_settings(settings)})
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc))
     try:
-        path = run_training(cfg, out, resume=resume, init=init, inject_nan=inject_nan)
+        click.echo(f"fsx train: {'resuming' if resume else 'starting'} the run in {out}; preparing data ...", err=True)
+        if cfg is None and bookkeeping:
+            from fsx.train import TrainConfig
+            from fsx.train.run_folder import check_run_folder
+
+            cfg = attrs.evolve(TrainConfig.from_dict(check_run_folder(Path(out), True, False)), **bookkeeping)
+        path = run_training(cfg, out, resume=resume, init=init, inject_nan=inject_nan, force=force,
+                            report=lambda line: click.echo(line, err=True))
     except NonFiniteLossError as exc:
         raise click.ClickException(str(exc))
     except TrainingInterrupted as exc:
         click.echo(str(exc), err=True)
         raise SystemExit(130)
+    except KeyboardInterrupt:  # Ctrl-C before the loop took over SIGINT: nothing was trained yet
+        click.echo(f"interrupted while starting; no step was trained (nothing new in {out})", err=True)
+        raise SystemExit(130)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc))
+    except OSError as exc:  # a full disk, no permission: name the file
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        raise click.ClickException(f"{where}{exc.strerror or exc}")
     if path is not None:
-        click.echo(f"wrote {path} (layout {dict((a.name, a.dim) for a in attributes)})")
+        layout = {a["name"]: a["dim"] for a in fsx.read_metadata(path)["attributes"]}
+        click.echo(f"wrote {path} (layout {layout})")
 
 
 @main.command()
@@ -143,12 +175,10 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
               help="Rows of one face where only this factor changes.")
 def synth(out, size, n, seed, vary):
     """Write a grid of SynthFaces (the embedded data set) to a PNG."""
-    from torchvision.utils import save_image
-
     from fsx.data.preview import synth_grid
 
     images = synth_grid(n=n, size=int(size), seed=seed, vary=vary)
-    save_image(images, out, nrow=8, padding=2, pad_value=1.0)
+    _save_png(images, out)
     click.echo(f"wrote {out}: {len(images)} faces at {size} px" + (f", varying {vary}" if vary else ""))
 
 
@@ -193,21 +223,49 @@ def eval_(checkpoint, data, out, inception, fid_samples, test_persons, train_sam
     click.echo(f"wrote {out}/metrics.json and {out}/report.md ({m['wall_time_s']} s)")
 
 
+def _report_skipped(skipped: list[str]) -> None:
+    """Unreadable inputs that were skipped: how many, and each one with its reason (on stderr)."""
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable image(s):", err=True)
+        for line in skipped:
+            click.echo(f"  {line}", err=True)
+
+
+def _output_file(path: str) -> str:
+    """The parent folder of an output file, created; a clear error where it cannot be (e.g. under a file)."""
+    from pathlib import Path
+
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"--out {path}: cannot create its folder ({exc.strerror or exc})")
+    if Path(path).is_dir():
+        raise click.ClickException(f"--out {path}: is a folder; give a file name")
+    return path
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Embeddings file (.safetensors).")
-def encode(checkpoint, images, out):
-    """Encode IMAGES (files or synthfaces:SPLIT:INDEX) into sub-vectors, saved as safetensors."""
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
+def encode(checkpoint, images, out, strict):
+    """Encode IMAGES (files or synthfaces:SPLIT:INDEX) into sub-vectors, saved as safetensors (unreadable images
+    are skipped and listed)."""
     from fsx.tools import encode_files, save_embeddings
 
     model = _load_model(checkpoint)
     try:
-        emb = encode_files(model, list(images))
+        emb, files, skipped = encode_files(model, list(images), strict=strict)
     except ValueError as exc:
         raise click.ClickException(str(exc))
-    save_embeddings(out, emb, list(images), model)
-    click.echo(f"wrote {out}: {len(images)} images, " + ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in emb.items()))
+    _report_skipped(skipped)
+    try:
+        save_embeddings(_output_file(out), emb, files, model)
+    except OSError as exc:
+        raise click.ClickException(f"could not write {out}: {exc.strerror or exc}")
+    click.echo(f"wrote {out}: {len(files)} images" + (f" ({len(skipped)} skipped)" if skipped else "") + ", "
+               + ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in emb.items()))
 
 
 @main.command()
@@ -216,28 +274,27 @@ def encode(checkpoint, images, out):
 @click.option("--gallery", required=True, help="A folder of images or an embeddings file from fsx encode.")
 @click.option("--by", default="identity", show_default=True, help="Sub-vector to compare (an attribute or 'all').")
 @click.option("-k", "k", type=click.IntRange(min=1), default=7, show_default=True)
-def retrieve(checkpoint, query, gallery, by, k):
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable gallery image instead of skipping it.")
+def retrieve(checkpoint, query, gallery, by, k, strict):
     """Print the K gallery images most similar to the query in one sub-vector (Fig. 4)."""
     from pathlib import Path
 
-    from fsx.plugins import get_registry
     from fsx.tools import encode_files, list_images, load_embeddings, retrieve as run
 
     model = _load_model(checkpoint)
     if by != "all":
-        try:
-            by = get_registry().get(by).name
-        except KeyError as exc:
-            raise click.BadParameter(str(exc), param_hint="--by")
+        by = _attribute_name(by, "--by")
     try:
         if Path(gallery).is_dir():
-            files = list_images(gallery)
-            emb = encode_files(model, files)
-        else:
+            emb, files, skipped = encode_files(model, list_images(gallery), strict=strict)
+            _report_skipped(skipped)
+        elif Path(gallery).is_file():
             emb, files = load_embeddings(gallery)
-        q = encode_files(model, [query])
+        else:
+            raise click.ClickException(f"--gallery {gallery}: no such folder or embeddings file")
+        q, _, _ = encode_files(model, [query], strict=True)
         hits = run(q, emb, files, by, k)
-    except ValueError as exc:  # CheckpointError is a ValueError too
+    except ValueError as exc:  # CheckpointError and ImageReadError are ValueErrors too
         raise click.ClickException(str(exc))
     for rank, (f, score) in enumerate(hits, 1):
         click.echo(f"{rank}\t{score:.4f}\t{f}")
@@ -253,7 +310,6 @@ def retrieve(checkpoint, query, gallery, by, k):
 def edit(checkpoint, source, target, attributes, everything_except, out):
     """Transfer attributes from SOURCE to TARGET (Fig. 5); the PNG shows source, target and result."""
     import torch
-    from torchvision.utils import save_image
 
     from fsx.tools import load_images
 
@@ -265,8 +321,26 @@ def edit(checkpoint, source, target, attributes, everything_except, out):
     names = [a.name for a in attributes]
     with torch.no_grad():
         result = model.transfer(src, tgt, names, everything_except=everything_except).cpu()
-    save_image(torch.cat([src, tgt, result]), out, nrow=3, padding=2, pad_value=1.0)
+    _save_png(torch.cat([src, tgt, result]), out, nrow=3)
     click.echo(f"wrote {out}: {'everything except ' if everything_except else ''}{','.join(names)} from {source} onto {target}")
+
+
+def _save_png(images, out: str, nrow: int = 8) -> None:
+    from torchvision.utils import save_image
+
+    try:
+        save_image(images, _output_file(out), nrow=nrow, padding=2, pad_value=1.0)
+    except (OSError, ValueError) as exc:  # ValueError: Pillow knows no format for this suffix
+        raise click.ClickException(f"could not write {out}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _attribute_name(name: str, flag: str) -> str:
+    from fsx.plugins import get_registry
+
+    try:
+        return get_registry().get(name).name
+    except KeyError as exc:
+        raise click.BadParameter(str(exc).strip("'\""), param_hint=flag)
 
 
 @main.command()
@@ -277,12 +351,11 @@ def edit(checkpoint, source, target, attributes, everything_except, out):
 def generate(checkpoint, n, out, seed):
     """Write N random faces G(z*), z* ~ N(0, I), as a grid PNG."""
     import torch
-    from torchvision.utils import save_image
 
     model = _load_model(checkpoint)
     with torch.no_grad():
         images = model.generate(n, generator=torch.Generator().manual_seed(seed)).cpu()
-    save_image(images, out, nrow=8, padding=2, pad_value=1.0)
+    _save_png(images, out)
     click.echo(f"wrote {out}: {n} samples")
 
 

@@ -20,11 +20,31 @@ class AttributeSlot:
     version: str = ""
 
 
+# A field's annotation (a string under ``from __future__ import annotations``) -> the JSON types it accepts.
+_KINDS = {"int": ((int,), "an integer"), "float": ((int, float), "a number"), "str": ((str,), "a string"),
+          "bool": ((bool,), "true or false")}
+
+
+def _check_kind(field: attrs.Attribute, value: Any, what: str) -> None:
+    annotation = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    base = annotation.split("[")[0].split("|")[0].strip()
+    if base in _KINDS:
+        types, words = _KINDS[base]
+        if isinstance(value, bool) and base != "bool" or not isinstance(value, types):
+            raise ValueError(f"{what.replace('(s)', '')} {field.name!r} must be {words}, got {value!r}")
+    elif base in ("tuple", "dict") and not isinstance(value, (tuple, list) if base == "tuple" else dict):
+        raise ValueError(f"{what.replace('(s)', '')} {field.name!r} must be a {'list' if base == 'tuple' else 'mapping'}, got {value!r}")
+
+
 def from_fields(cls, d: dict, what: str):
-    """``cls(**d)`` for a frozen attrs class, naming any unknown keys instead of a TypeError."""
-    unknown = sorted(set(d) - {f.name for f in attrs.fields(cls)})
+    """``cls(**d)`` for a frozen attrs class, naming any unknown key, or a value of the wrong type, instead of a
+    TypeError."""
+    fields = {f.name: f for f in attrs.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
     if unknown:
         raise ValueError(f"unknown {what} {unknown}")
+    for key, value in d.items():
+        _check_kind(fields[key], value, what)
     return cls(**d)
 
 

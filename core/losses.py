@@ -33,14 +33,20 @@ def aae_generator_losses(d_z_enc, d_x_rec, d_x_prior) -> dict[str, torch.Tensor]
     return {"enc": bce_real(d_z_enc), "adv": bce_real(d_x_rec), "gen": bce_real(d_x_prior)}
 
 
-def aae_discriminator_losses(d_z_prior, d_z_enc, d_x_real, d_x_rec, d_x_prior) -> dict[str, torch.Tensor]:
-    """The D side of Eq. (2)-(4): D_z tells z* ~ p(z) from E(x); D_x tells x from G(E(x)) and from G(z*)."""
+def latent_discriminator_loss(d_z_prior, d_z_enc) -> torch.Tensor:
+    """The D side of Eq. (2): D_z tells z* ~ p(z) from E(x)."""
+    return bce_real(d_z_prior) + bce_fake(d_z_enc)
+
+
+def image_discriminator_losses(d_x_real, d_x_rec, d_x_prior) -> dict[str, torch.Tensor]:
+    """The D side of Eq. (3)-(4): D_x tells x from G(E(x)) and from G(z*)."""
     real = bce_real(d_x_real)
-    return {
-        "d_enc": bce_real(d_z_prior) + bce_fake(d_z_enc),
-        "d_adv": real + bce_fake(d_x_rec),
-        "d_gen": real + bce_fake(d_x_prior),
-    }
+    return {"d_adv": real + bce_fake(d_x_rec), "d_gen": real + bce_fake(d_x_prior)}
+
+
+def aae_discriminator_losses(d_z_prior, d_z_enc, d_x_real, d_x_rec, d_x_prior) -> dict[str, torch.Tensor]:
+    """The D side of Eq. (2)-(4) at once."""
+    return {"d_enc": latent_discriminator_loss(d_z_prior, d_z_enc), **image_discriminator_losses(d_x_real, d_x_rec, d_x_prior)}
 
 
 def r1_penalty(logits_real: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

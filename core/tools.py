@@ -1,7 +1,8 @@
 """Encoding, retrieval, editing, generation and auditing over the public model API (the functions behind
 ``fsx encode``, ``retrieve``, ``edit``, ``generate`` and ``audit``).
 
-Images are named by a file path (PNG/JPEG) or ``synthfaces:SPLIT:INDEX`` (a SynthFaces sample).
+Images are named by a file path (any of ``fsx.data.images.IMAGE_SUFFIXES``) or ``synthfaces:SPLIT:INDEX`` (a
+SynthFaces sample).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from fsx.checkpoint import load_tensors, read_metadata, save_tensors
-from fsx.data.folder import read_image
+from fsx.data.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 EMBEDDINGS_FORMAT = "fsx-embeddings"
 
 
@@ -29,42 +29,56 @@ def _synthfaces(split: str, size: int):
 
 
 def load_images(specs: Sequence[str], size: int) -> torch.Tensor:
-    """(N, 3, size, size) in [0, 1]; a missing or unreadable file raises ValueError naming it."""
-    out = []
-    for spec in specs:
-        spec = str(spec)
-        if spec.startswith("synthfaces:"):
-            try:
-                _, split, index = spec.split(":")
-                data = _synthfaces(split, size)
-                out.append(data.images([int(index)])[0])
-            except (ValueError, IndexError) as exc:
-                raise ValueError(f"{spec}: not a SynthFaces sample (synthfaces:train|test:INDEX): {exc}") from None
-            continue
-        path = Path(spec)
-        if not path.is_file():
-            raise ValueError(f"{path}: no such image file")
-        out.append(read_image(path, size))
-    return torch.stack(out)
+    """(N, 3, size, size) in [0, 1]; a missing or unreadable file raises ImageReadError naming it."""
+    return torch.stack([_load_one(str(spec), size) for spec in specs])
+
+
+def _load_one(spec: str, size: int) -> torch.Tensor:
+    if spec.startswith("synthfaces:"):
+        try:
+            _, split, index = spec.split(":")
+            return _synthfaces(split, size).images([int(index)])[0]
+        except (ValueError, IndexError, KeyError) as exc:
+            raise ImageReadError(f"{spec}: not a SynthFaces sample (synthfaces:train|test:INDEX): {exc}") from None
+    return read_image(spec, size)
 
 
 def list_images(folder: str | Path) -> list[str]:
+    """Every image file under ``folder`` (recursively, by suffix; folders named like images are not files)."""
     folder = Path(folder)
-    files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(str(p) for p in folder.rglob("*") if is_image_file(p))
     if not files:
-        raise ValueError(f"{folder}: no PNG/JPEG images in this folder")
+        raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
     return files
 
 
 @torch.no_grad()
-def encode_files(model, specs: Sequence[str], batch: int = 64) -> dict[str, torch.Tensor]:
+def encode_files(model, specs: Sequence[str], batch: int = 64, strict: bool = False):
+    """Sub-vectors of image files -> (embeddings, the files encoded, the files skipped with their reasons).
+
+    An unreadable file is skipped and reported (``strict``: raise ImageReadError at the first one instead)."""
     parts: dict[str, list] = {}
+    kept, skipped = [], []
     for s in range(0, len(specs), batch):
-        enc = model.encode(load_images(specs[s : s + batch], model.image_size))
+        images, names = [], []
+        for spec in specs[s : s + batch]:
+            try:
+                images.append(_load_one(str(spec), model.image_size))
+                names.append(str(spec))
+            except ImageReadError as exc:
+                if strict:
+                    raise
+                skipped.append(str(exc))
+        if not images:
+            continue
+        enc = model.encode(torch.stack(images))
         enc["f"] = torch.cat([enc[n] for n in model.attributes], 1)
         for k, v in enc.items():
             parts.setdefault(k, []).append(v.cpu())
-    return {k: torch.cat(v) for k, v in parts.items()}
+        kept += names
+    if not kept:
+        raise ImageReadError(f"none of the {len(specs)} images could be read (first: {skipped[0]})")
+    return {k: torch.cat(v) for k, v in parts.items()}, kept, skipped
 
 
 def save_embeddings(path, embeddings: dict, files: Sequence[str], model) -> None:

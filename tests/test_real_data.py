@@ -108,3 +108,34 @@ def test_lfw_verification_table_on_a_fixture(tmp_path):
     acc = lfw_verification(model, tmp_path)
     assert set(acc) == {"pose", "identity", "expression", "style", "not_identity"}
     assert all(0.0 <= v <= 1.0 for v in acc.values())
+
+
+def _affectnet_csv(path, rows):
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow("subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal".split(","))
+        for rel, cat in rows:
+            w.writerow([rel, 0, 0, 40, 40, ";".join(["1.0"] * 136), cat, 0.1, -0.2])
+
+
+@pytest.mark.parametrize("folder", ["Manually_Annotated_Images", "Automatically_Annotated_Images"])
+def test_affectnet_in_the_downloads_layout(tmp_path, folder):
+    """The CSV's paths (``689/...jpg``) are relative to Manually_Annotated_Images/, as the download has them."""
+    names = ["689/737db2483489148d783ef278f43f486c0a97e140fc4b6b61b84363ca.jpg", "12/a.jpg", "12/b.png"]
+    for i, rel in enumerate(names):
+        _jpg(tmp_path / folder / rel, (200, 40 * i, 0), size=(40, 40))
+    _affectnet_csv(tmp_path / "training.csv", [(n, 1) for n in names])
+    _affectnet_csv(tmp_path / "validation.csv", [(names[0], 3)])
+    src = parse_sources(f"affectnet={tmp_path}", image_size=16)[0]
+    assert len(src) == 3 and f"images under {tmp_path / folder}" in repr(src)
+    x, y = src.get_batch([0, 1, 2])
+    assert len(x) == 3 and not src.skipped and y["category"].tolist() == [1, 1, 1]
+    assert abs(x[1, 1].mean().item() - 40 / 255) < 0.03  # the second file's pixels
+    assert len(affectnet(tmp_path, split="val")) == 1
+
+
+def test_affectnet_without_its_images_names_the_folders_tried(tmp_path):
+    _affectnet_csv(tmp_path / "training.csv", [("689/x.jpg", 1)])
+    with pytest.raises(FileNotFoundError, match="Manually_Annotated_Images") as err:
+        affectnet(tmp_path)
+    assert "689/x.jpg" in str(err.value) and "training.csv" in str(err.value)

@@ -16,29 +16,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+
+from fsx.data.images import ImageReadError, read_image
 
 INT_FIELDS = ("person", "clip", "category")
 FLOAT_FIELDS = ("valence", "arousal")
 POSE_COLUMNS = ("yaw", "pitch", "roll")
-
-
-def read_image(path: str | Path, size: int, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-    """(3, size, size) float in [0, 1], cropped to ``box`` (x, y, w, h) first when given; raises ValueError
-    naming the file when it cannot be read."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if box is not None:
-                x, y, w, h = box
-                im = im.crop((x, y, x + w, y + h))
-            im = im.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable image ({exc})") from None
-    return torch.from_numpy(arr).permute(2, 0, 1).float() / 255
 
 
 class FolderSource:
@@ -60,7 +44,7 @@ class FolderSource:
             try:
                 images.append((read_image(self.root / row["file"], image_size) * 255).round().to(torch.uint8))
                 kept.append(row)
-            except ValueError as exc:
+            except ImageReadError as exc:
                 self.skipped.append(str(exc))
         if not kept:
             raise ValueError(f"data source {self.name!r}: none of the {len(rows)} images in {table} could be read")

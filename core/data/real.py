@@ -18,17 +18,20 @@ from pathlib import Path
 
 import torch
 
-from fsx.data.folder import read_image
+from fsx.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
 
 
 class ImageListSource:
     """Files with labels (and optional face boxes), read on demand."""
 
-    def __init__(self, name: str, files: list[Path], labels: dict, image_size: int, boxes: list | None = None):
+    def __init__(self, name: str, files: list[Path], labels: dict, image_size: int, boxes: list | None = None,
+                 note: str = ""):
         if not files:
             raise ValueError(f"data source {name!r}: no images found")
         self.name, self.files, self.labels, self.image_size, self.boxes = name, files, labels, image_size, boxes
-        self.skipped: list[str] = []
+        self.note = note  # where the images were found, for the start-up report
+        self.skipped: list[str] = []  # each unreadable file once, with its reason, in the order met
+        self._bad: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -39,18 +42,23 @@ class ImageListSource:
     def get_batch(self, indices) -> tuple[torch.Tensor, dict]:
         images, kept = [], []
         for i in [int(i) for i in indices]:
+            if i in self._bad:  # known unreadable: not read (nor counted) again
+                continue
             try:
                 images.append(self._read(i))
                 kept.append(i)
-            except ValueError as exc:  # read_image names the file
+            except ImageReadError as exc:  # it names the file
+                self._bad.add(i)
                 self.skipped.append(str(exc))
         if not images:
-            raise ValueError(f"data source {self.name!r}: no readable image in this batch ({self.skipped[-1]})")
+            last = self.skipped[-1] if self.skipped else "none"
+            raise ValueError(f"data source {self.name!r}: no readable image in this batch (last unreadable: {last})")
         idx = torch.tensor(kept)
         return torch.stack(images), {k: v[idx] for k, v in self.labels.items()}
 
     def __repr__(self) -> str:
-        return f"{self.name}: {len(self)} images labelled with {sorted(self.labels)} ({len(self.skipped)} skipped)"
+        where = f"; {self.note}" if self.note else ""
+        return f"{self.name}: {len(self)} images labelled with {sorted(self.labels)}{where}"
 
 
 def _need(path: Path, what: str) -> Path:
@@ -70,24 +78,46 @@ def celeba(root, image_size: int = 64, split: str = "train", name: str = "celeba
     return ImageListSource(name, files, {"person": torch.tensor([int(ids[n]) for n in names])}, image_size)
 
 
+# Where the AffectNet download keeps the images that ``subDirectory_filePath`` is relative to (the archives
+# unpack to either of the first two; some copies keep the archive's own top folder).
+AFFECTNET_IMAGE_FOLDERS = ("Manually_Annotated_Images", "Automatically_Annotated_Images",
+                           "Manually_Annotated/Manually_Annotated_Images", "")
+
+
+def _affectnet_image_root(root: Path, table: Path, relative: list[str], probe: int = 20) -> Path:
+    """The folder under ``root`` that holds the images the CSV lists (judged by its first ``probe`` rows)."""
+    sample = relative[:probe]
+    for folder in AFFECTNET_IMAGE_FOLDERS:
+        base = root / folder if folder else root
+        if base.is_dir() and any((base / p).is_file() for p in sample):
+            return base
+    tried = ", ".join(str(root / f) if f else str(root) for f in AFFECTNET_IMAGE_FOLDERS)
+    raise FileNotFoundError(f"{table}: none of its first {len(sample)} images (e.g. {sample[0]!r}) is under any "
+                            f"of {tried}")
+
+
 def affectnet(root, image_size: int = 64, split: str = "train", name: str = "affectnet") -> ImageListSource:
     """AffectNet expressions: ``category`` 0-7, ``valence`` and ``arousal`` in [-1, 1]; categories 8-10 (none,
-    uncertain, no-face) are left out. Faces are cropped to the CSV's face box."""
+    uncertain, no-face) are left out. Faces are cropped to the CSV's face box. The images are looked for under
+    ``Manually_Annotated_Images/`` (the download's layout), ``Automatically_Annotated_Images/`` or the root."""
     root = Path(root)
     table = _need(root / ("training.csv" if split == "train" else "validation.csv"), "AffectNet annotations")
-    files, boxes, cat, val, aro = [], [], [], [], []
+    relative, boxes, cat, val, aro = [], [], [], [], []
     with open(table, newline="") as fh:
         for row in csv.DictReader(fh):
             c = int(row["expression"])
             if c > 7:
                 continue
-            files.append(root / row["subDirectory_filePath"])
+            relative.append(row["subDirectory_filePath"])
             boxes.append(tuple(int(float(row[k])) for k in ("face_x", "face_y", "face_width", "face_height")))
             cat.append(c)
             val.append(float(row["valence"]))
             aro.append(float(row["arousal"]))
+    if not relative:
+        raise ValueError(f"{table}: no rows with an expression category 0-7")
+    base = _affectnet_image_root(root, table, relative)
     labels = {"category": torch.tensor(cat), "valence": torch.tensor(val), "arousal": torch.tensor(aro)}
-    return ImageListSource(name, files, labels, image_size, boxes)
+    return ImageListSource(name, [base / p for p in relative], labels, image_size, boxes, note=f"images under {base}")
 
 
 def vggface2(root, image_size: int = 64, split: str = "train", name: str = "vggface2") -> ImageListSource:
@@ -107,7 +137,7 @@ def vggface2(root, image_size: int = 64, split: str = "train", name: str = "vggf
 def voxceleb(root, image_size: int = 64, name: str = "voxceleb") -> ImageListSource:
     """VoxCeleb face frames: ``person`` from the identity folder, ``clip`` from identity/video/clip (style)."""
     root = Path(root)
-    files = sorted(p for p in root.glob("*/*/*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = sorted(p for p in root.glob("*/*/*/*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     people, clips = {}, {}
     person, clip = [], []
     for f in files:

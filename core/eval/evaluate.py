@@ -137,34 +137,68 @@ def _rank_bins(x: torch.Tensor, bins: int = 20) -> torch.Tensor:
     return (ranks * bins // len(x)).long()
 
 
+LFW_CROP = 0.6  # the centre 150 x 150 px of LFW's 250 x 250 originals, where the face is
+
+
+def lfw_face(path, size: int, crop: float = LFW_CROP) -> tuple[torch.Tensor, tuple[int, int]]:
+    """An LFW image's centre crop of ``crop`` x its shorter side, at ``size`` px, and the file's (width, height)."""
+    from PIL import Image
+
+    from fsx.data.images import read_image
+
+    with Image.open(path) as im:
+        w, h = im.size
+    side = round(min(w, h) * crop)
+    return read_image(path, size, ((w - side) // 2, (h - side) // 2, side, side)), (w, h)
+
+
 @torch.no_grad()
-def lfw_verification(model, root: str | Path, crop: int = 150, batch: int = 128) -> dict:
+def lfw_verification(model, root: str | Path, crop: float = LFW_CROP, batch: int = 128) -> dict:
     """Table 2 on real data: LFW's 10-fold pairs protocol (pairs.txt folds, thresholds chosen on 9 folds) with
-    every sub-vector and with everything but identity. Images are centre-cropped to ``crop`` px of the
-    250 x 250 originals, then resized to the model's size."""
-    from fsx.data.folder import read_image
+    every sub-vector and with everything but identity.
+
+    Each image is centre-cropped to ``crop`` of its side (LFW's originals are 250 x 250, so 150 px; copies at
+    another size are cropped alike, and the sizes met are reported), then resized to the model's size. Pairs
+    with an unreadable image are left out and counted. Returns ``accuracy`` per sub-vector, ``pairs`` used,
+    ``skipped`` (file and reason) and ``sizes`` (image sizes met, with counts)."""
+    from fsx.data.images import ImageReadError
     from fsx.data.real import lfw_pairs
     from fsx.eval.metrics import verification_fold_accuracy
 
     pairs = lfw_pairs(root)
     files = sorted({p for a, b, _, _ in pairs for p in (a, b)})
-    index = {f: i for i, f in enumerate(files)}
     size = model.image_size
     feats: dict[str, list] = {}
+    readable, skipped, sizes = [], {}, {}
     for s in range(0, len(files), batch):
-        off = (250 - crop) // 2  # LFW images are 250 x 250 with the face in the middle
-        imgs = [read_image(f, size, (off, off, crop, crop)) for f in files[s : s + batch]]
+        imgs = []
+        for f in files[s : s + batch]:
+            try:
+                image, (w, h) = lfw_face(f, size, crop)
+                imgs.append(image)
+            except (OSError, ImageReadError) as exc:
+                skipped[f] = str(exc) if isinstance(exc, ImageReadError) else f"{f}: not a readable image ({exc})"
+                continue
+            readable.append(f)
+            sizes[f"{w}x{h}"] = sizes.get(f"{w}x{h}", 0) + 1
+        if not imgs:
+            continue
         _, f_all = model.encode_features(torch.stack(imgs))
         parts = model.layout.split(f_all)
         for k, v in _subvectors(parts, list(model.attributes)).items():
             feats.setdefault(k, []).append(v.cpu())
+    kept = [p for p in pairs if p[0] not in skipped and p[1] not in skipped]
+    if not kept:
+        raise ValueError(f"{root}: no LFW pair has two readable images ({len(skipped)} unreadable)")
     feats = {k: torch.cat(v) for k, v in feats.items()}
-    i = torch.tensor([index[a] for a, _, _, _ in pairs])
-    j = torch.tensor([index[b] for _, b, _, _ in pairs])
-    same = torch.tensor([s for _, _, s, _ in pairs])
-    fold = torch.tensor([k for _, _, _, k in pairs])
+    index = {f: i for i, f in enumerate(readable)}
+    i = torch.tensor([index[a] for a, _, _, _ in kept])
+    j = torch.tensor([index[b] for _, b, _, _ in kept])
+    same = torch.tensor([s for _, _, s, _ in kept])
+    fold = torch.tensor([k for _, _, _, k in kept])
     names = [n for n in model.attributes] + (["not_identity"] if "identity" in model.attributes else [])
-    return {n: verification_fold_accuracy(cosine_scores(feats[n], i, j), same, fold) for n in names}
+    return {"accuracy": {n: verification_fold_accuracy(cosine_scores(feats[n], i, j), same, fold) for n in names},
+            "pairs": len(kept), "pairs_listed": len(pairs), "skipped": sorted(skipped.values()), "sizes": sizes}
 
 
 def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int = 100, train_samples: int = 4000,
@@ -208,6 +242,8 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
     if lfw is not None:
         progress("LFW verification ...")
         metrics["lfw"] = lfw_verification(model, lfw)
+        if metrics["lfw"]["skipped"]:
+            progress(f"LFW: {len(metrics['lfw']['skipped'])} unreadable image(s) skipped, e.g. {metrics['lfw']['skipped'][0]}")
     progress("figures ...")
     metrics["figures"] = figures.all_figures(model, test, te_idx, emb_te, lab_te,
                                              dict(metrics, _expression_predicted=predictions.get("expression")), out, seed=seed)

@@ -152,8 +152,12 @@ def report(m: dict, names: list[str]) -> str:
     for n in cf["transfer"]:
         lines.append(f"| {n} | {cf['transfer'][n]:.2f} | {cf['everything_except'][n]:.2f} |")
     if m.get("lfw"):
+        lfw = m["lfw"]
+        sizes = ", ".join(f"{k} ({v})" for k, v in lfw["sizes"].items())
         lines += ["", "## LFW verification (Table 2 protocol: pairs.txt, 10 folds)", "",
-                  "| sub-vector | accuracy |", "|---|---|"] + [f"| {k} | {100 * v:.1f}% |" for k, v in m["lfw"].items()]
+                  f"{lfw['pairs']} of {lfw['pairs_listed']} pairs ({len(lfw['skipped'])} unreadable images left "
+                  f"out); images of {sizes} px, each centre-cropped to 0.6 of its side.", "",
+                  "| sub-vector | accuracy |", "|---|---|"] + [f"| {k} | {100 * v:.1f}% |" for k, v in lfw["accuracy"].items()]
     d = m["disentanglement"]
     lines += ["", "## Disentanglement scores of f against the ground-truth factors", "",
               f"MIG {d['mig']:.3f}; DCI disentanglement {d['dci']['disentanglement']:.3f}, completeness "

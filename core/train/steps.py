@@ -81,22 +81,29 @@ class Steps:
             D_z.train(was_training)
 
     def _discriminator_update(self, xn, z, x_rec, x_prior, z_prior, step: int) -> dict:
+        """One step of D_z and/or D_x: each only on the steps its schedule (``d_z_every``, ``d_x_every``) gives it,
+        and only its own forward passes are run (on a step that updates neither, nothing is)."""
         aae, cfg = self.m.aae, self.cfg
+        update_z, update_x = step % cfg.d_z_every == 0, step % cfg.d_x_every == 0
+        if not (update_z or update_x):
+            return {}
+        d: dict = {}
+        obj = torch.zeros((), device=xn.device)
         set_requires_grad([aae.D_z, aae.D_x], True)
-        r1 = cfg.latent_r1 > 0 and step % cfg.d_z_every == 0
-        z_prior = z_prior.detach().requires_grad_(r1)
-        with self.autocast():
-            logits_prior, logits_enc = self._latent_logits(z_prior, z.detach())
-            d = L.aae_discriminator_losses(
-                logits_prior, logits_enc, aae.D_x(xn), aae.D_x(x_rec.detach()), aae.D_x(x_prior.detach())
-            )
-        if r1:
-            d["r1_z"] = L.r1_penalty(logits_prior, z_prior)
-        obj = 0.0
-        if step % cfg.d_x_every == 0:
+        if update_z:
+            r1 = cfg.latent_r1 > 0
+            z_prior = z_prior.detach().requires_grad_(r1)
+            with self.autocast():
+                logits_prior, logits_enc = self._latent_logits(z_prior, z.detach())
+                d["d_enc"] = L.latent_discriminator_loss(logits_prior, logits_enc)
+            obj = obj + d["d_enc"]
+            if r1:
+                d["r1_z"] = L.r1_penalty(logits_prior, z_prior)
+                obj = obj + cfg.latent_r1 / 2 * d["r1_z"]
+        if update_x:
+            with self.autocast():
+                d.update(L.image_discriminator_losses(aae.D_x(xn), aae.D_x(x_rec.detach()), aae.D_x(x_prior.detach())))
             obj = obj + cfg.lambda_ae * d["d_adv"] + d["d_gen"]
-        if step % cfg.d_z_every == 0:
-            obj = obj + d["d_enc"] + (cfg.latent_r1 / 2 * d["r1_z"] if r1 else 0.0)
         self.opt["d"].zero_grad(set_to_none=True)
         obj.backward()
         self.sync([aae.D_z, aae.D_x])

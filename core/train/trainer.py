@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -28,9 +29,10 @@ from fsx.data.sources import parse_sources
 from fsx.attributes.base import SamplerSpec
 from fsx.model import FaceModel
 from fsx.train.config import TrainConfig
+from fsx.train.run_folder import STATE_FORMAT, check_run_folder, config_differences, write_config
 from fsx.train.steps import Steps, set_requires_grad
 
-STATE_FORMAT = "fsx-train-state"
+SKIPPED_SHOWN = 3  # unreadable images named on the console per source; all of them go to OUT/skipped.txt
 
 
 class NonFiniteLossError(RuntimeError):
@@ -49,12 +51,28 @@ def _dist_info() -> tuple[int, int, int]:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False, init: str | Path | None = None,
-                 registry=None, inject_nan: str | None = None, progress: bool = True):
+    def __init__(self, config: TrainConfig | None, out: str | Path, resume: bool = False,
+                 init: str | Path | None = None, registry=None, inject_nan: str | None = None, progress: bool = True,
+                 force: bool = False, report=None):
         from fsx.plugins import get_registry
 
-        self.cfg, self.out = config, Path(out)
+        self.out = Path(out)
         self.rank, self.world, local_rank = _dist_info()
+        self.report = report or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.checkpoint_path = self.out / "checkpoint.safetensors"
+        saved = check_run_folder(self.out, resume, force, self.rank == 0)
+        if resume:
+            run_config = TrainConfig.from_dict(saved)
+            if config is None:
+                config = run_config
+            differ = config_differences(run_config, config)
+            if differ:
+                raise CheckpointError(
+                    f"--resume: the run in {self.out} was configured differently ({'; '.join(differ)}); resume it "
+                    f"with its own settings (give no options, or the same ones) or start a new run in another --out")
+        elif config is None:
+            raise ValueError("train: a configuration is needed to start a new run")
+        self.cfg = config
         if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
             self.device = torch.device("cuda", local_rank)
             torch.cuda.set_device(self.device)
@@ -107,6 +125,7 @@ class Trainer:
             warm = getattr(getattr(source, "parent", None), "warm_cache", None)
             if warm is not None:
                 warm()
+        self.skips_reported = {s.name: 0 for s in self.sources}
         self.samplers: dict[str, BatchSampler] = {}
         self.per_rank_batch = max(2, config.batch_size // self.world)
         autocast = None
@@ -119,7 +138,6 @@ class Trainer:
         self.inject_nan = self._parse_inject(inject_nan)
         self.progress = progress and self.rank == 0
         self.stop_requested = False
-        self.checkpoint_path = self.out / "checkpoint.safetensors"
         self.last_checkpoint: Path | None = None
         self.writer = None
         if self.rank == 0:
@@ -128,8 +146,39 @@ class Trainer:
         if resume:
             self._load_state()
         if self.rank == 0:
-            (self.out / "config.json").write_text(config.to_json() + "\n")
+            for source in self.sources:
+                self.report(f"data: {source!r}")
+            self._report_skipped(resume)
+            write_config(self.out, config, self.source_summary())
             self._open_metrics(resume)
+
+    # --- inputs that were skipped -------------------------------------------------------------------
+    def source_summary(self) -> dict:
+        """Per source: its size, the labels it offers and how many of its images could not be read (so far)."""
+        return {s.name: {"images": len(s), "labels": sorted(s.labels), "skipped": len(getattr(s, "skipped", ()))}
+                for s in self.sources}
+
+    def _report_skipped(self, resume: bool = True) -> None:
+        """Name unreadable images not reported yet: the first few per source on the console, all in skipped.txt.
+
+        Folder sources read every image at start, real sources as their batches come; both are reported here."""
+        if self.rank != 0:
+            return
+        path = self.out / "skipped.txt"
+        if not resume and path.exists():
+            path.unlink()
+        for source in self.sources:
+            skipped = getattr(source, "skipped", [])
+            new = skipped[self.skips_reported[source.name]:]
+            if not new:
+                continue
+            with open(path, "a") as fh:
+                fh.writelines(f"{source.name}\t{line}\n" for line in new)
+            shown = max(0, SKIPPED_SHOWN - self.skips_reported[source.name])
+            self.skips_reported[source.name] = len(skipped)
+            self.report(f"data: {source.name}: {len(skipped)} unreadable image(s) skipped so far; all are listed in {path}")
+            for line in new[:shown]:
+                self.report(f"  skipped: {line}")
 
     # --- scheduling ---------------------------------------------------------------------------------
     def _specs_for(self, source) -> list[SamplerSpec]:
@@ -171,7 +220,12 @@ class Trainer:
     def _sync(self, modules) -> None:
         if self.world == 1:
             return
+        # A module none of whose parameters got a gradient took no part in this step (e.g. D_x on a step of
+        # d_x_every it skips, the same on every rank): it is left out, so that Adam skips it as on one process.
+        modules = [m for m in modules if any(p.grad is not None for p in m.parameters())]
         params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        if not params:
+            return
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -230,7 +284,7 @@ class Trainer:
 
             bar = tqdm(total=total, initial=self.step, desc=stage, unit="step", dynamic_ncols=True, leave=True,
                        disable=None, mininterval=1.0)
-        sums, count, t0, seen, used = {}, 0, time.perf_counter(), 0, []
+        sums, counts, t0, seen, used = {}, {}, time.perf_counter(), 0, []
         while self.step < total:
             source, images, labels = self._next_batch()
             if source not in used:
@@ -246,13 +300,13 @@ class Trainer:
             self.step += 1
             self.global_step += 1
             seen += images.shape[0] * self.world
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
+            for k, v in values.items():  # a term may be computed on some steps only (d_x_every, d_z_every)
+                sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
             if self.step % self.cfg.log_every == 0 or self.step == total:
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
-                self._log(stage, {k: s / count for k, s in sums.items()}, rate, bar, used)
-                sums, count, t0, seen, used = {}, 0, time.perf_counter(), 0, []
+                self._report_skipped()
+                self._log(stage, {k: s / counts[k] for k, s in sums.items()}, rate, bar, used)
+                sums, counts, t0, seen, used = {}, {}, time.perf_counter(), 0, []
             if bar is not None:
                 bar.update(1)
             if self.rank == 0 and (self.step % self.cfg.sample_every == 0):
@@ -313,7 +367,8 @@ class Trainer:
         if self.rank != 0:
             return
         record = {"stage": stage, "step": self.step, "global_step": self.global_step, "img_per_s": round(rate, 2),
-                  "sources": sources}
+                  "sources": sources,
+                  "skipped": {s.name: len(s.skipped) for s in self.sources if getattr(s, "skipped", None)}}
         record.update({f"loss/{k}": round(v, 6) for k, v in sorted(means.items())})
         record.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
         with open(self.out / "metrics.jsonl", "a") as fh:
@@ -354,7 +409,7 @@ class Trainer:
     def _info(self) -> dict:
         return {"data": self.cfg.data, "preset": self.cfg.preset, "seed": self.cfg.seed,
                 "steps": {s: self.cfg.steps[s] for s in self.completed},
-                "attribute_options": self.cfg.attribute_options}
+                "attribute_options": self.cfg.attribute_options, "sources": self.source_summary()}
 
     def _rng_state(self) -> dict:
         state = {"torch": torch.get_rng_state(), "gen": self.gen.get_state()}
@@ -388,6 +443,7 @@ class Trainer:
                     "world_size": self.world, "samplers": sorted(self.samplers)}
             save_tensors(self.checkpoint_path, tensors, meta)
             self.last_checkpoint = self.checkpoint_path
+            write_config(self.out, self.cfg, self.source_summary())
         if self.world > 1:
             dist.barrier()
 
@@ -396,7 +452,7 @@ class Trainer:
         if not path.exists():
             raise CheckpointError(f"--resume: {path} does not exist (nothing to resume in {self.out})")
         meta = read_metadata(path, expected_format=STATE_FORMAT)
-        if ModelConfig.from_dict(meta["model_config"]) != self.model.config:
+        if ModelConfig.from_dict(meta["model_config"]) != self.model.config:  # e.g. another --init
             raise CheckpointError(f"{path}: the run's model differs from the one configured now; resume with the same options")
         tensors = load_tensors(path)
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
@@ -433,13 +489,17 @@ class Trainer:
         if self.rank == 0:
             path = self.out / "model.safetensors"
             fsx.save_model(self.model, path, **self._info())
+            write_config(self.out, self.cfg, self.source_summary())
         if self.world > 1:
             dist.barrier()
         return path
 
 
-def train(config: TrainConfig, out: str | Path, **kwargs) -> Path | None:
-    """Run training as configured; returns the path of the final model (rank 0) and None on other ranks."""
+def train(config: TrainConfig | None, out: str | Path, **kwargs) -> Path | None:
+    """Run training as configured; returns the path of the final model (rank 0) and None on other ranks.
+
+    ``resume=True`` continues the run in ``out`` (``config`` None: as it was configured; otherwise ``config`` must
+    equal the run's, bookkeeping such as ``log_every`` aside); ``force=True`` replaces a run that is there."""
     trainer = Trainer(config, out, **kwargs)
     try:
         return trainer.fit()

@@ -1,0 +1,90 @@
+"""The run folder: what ``fsx train --out DIR`` writes, and the rules that keep two runs from mixing in it.
+
+A new run refuses a folder that holds one (``resume`` continues it, ``force`` replaces it: its files are removed
+first, so nothing of the old run is left beside the new one); a resumed run must be configured as the run was.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import attrs
+
+from fsx.checkpoint import CheckpointError, atomic_write_bytes, read_metadata
+from fsx.train.config import STAGES, TrainConfig
+
+STATE_FORMAT = "fsx-train-state"
+# What a run writes; --force removes exactly these (anything else a user keeps there stays).
+RUN_FILES = ("config.json", "metrics.jsonl", "skipped.txt", "checkpoint.safetensors", "model.safetensors",
+             *(f"{stage}.safetensors" for stage in STAGES))
+RUN_FOLDERS = ("samples", "tensorboard")
+# Settings that change how a run is watched, not what it computes: a resumed run may change them.
+BOOKKEEPING = ("log_every", "sample_every", "ckpt_every", "threads", "device")
+
+
+class RunFolderError(ValueError):
+    """``--out`` cannot hold this run (it is a file, lies under one, or holds another run)."""
+
+
+def _check_is_folder(out: Path) -> None:
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"lies under {p}, which is a file"
+                raise RunFolderError(f"--out {out}: {what}, not a folder")
+            return
+
+
+def check_run_folder(out: Path, resume: bool, force: bool, rank0: bool = True) -> dict | None:
+    """Check ``out`` before anything is computed; returns the run's configuration (a dict) when resuming."""
+    _check_is_folder(out)
+    if resume:
+        ckpt = out / "checkpoint.safetensors"
+        if not ckpt.exists():
+            raise CheckpointError(f"--resume: {ckpt} does not exist (nothing to resume in {out})")
+        meta = read_metadata(ckpt, expected_format=STATE_FORMAT)
+        if not isinstance(meta.get("config"), dict):
+            raise CheckpointError(f"{ckpt}: its metadata has no training configuration")
+        return meta["config"]
+    found = [n for n in RUN_FILES if (out / n).exists()]
+    if found and rank0:  # other ranks wait for rank 0, which decides (and removes, with force)
+        if not force:
+            raise RunFolderError(
+                f"--out {out} already holds a run ({', '.join(found)}); continue it with --resume, replace it with "
+                f"--force, or choose another --out")
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        for name in RUN_FOLDERS:
+            shutil.rmtree(out / name, ignore_errors=True)
+    return None
+
+
+def _plain(value):
+    return json.loads(json.dumps(value))
+
+
+def config_differences(run: TrainConfig, now: TrainConfig) -> list[str]:
+    """``field: run value -> value now`` for every setting (bookkeeping aside) in which ``now`` differs."""
+    a, b = _plain(attrs.asdict(run)), _plain(attrs.asdict(now))
+    return [f"{k}: {json.dumps(a[k])} (run) vs {json.dumps(b[k])} (now)"
+            for k in a if k not in BOOKKEEPING and a[k] != b.get(k)]
+
+
+def write_config(out: Path, config: TrainConfig, sources: dict) -> None:
+    """``config.json``: the resolved configuration and, under ``sources``, each data source's size, labels and
+    count of unreadable images (``load_run_config`` reads the configuration back)."""
+    record = dict(attrs.asdict(config), sources=sources)
+    atomic_write_bytes(out / "config.json", (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+
+
+def load_run_config(folder: str | Path) -> TrainConfig:
+    """The TrainConfig of a run folder's ``config.json``."""
+    path = Path(folder) / "config.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable run configuration ({exc})") from None
+    record.pop("sources", None)
+    return TrainConfig.from_dict(record)

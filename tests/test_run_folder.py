@@ -1,0 +1,167 @@
+"""Nothing lost, nothing silent: a run folder is never overwritten or mixed, a resumed run is the run it was,
+skipped inputs are counted where a user looks, a full disk keeps the last checkpoint, and every user error is
+one line."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from PIL import Image
+
+import fsx
+from conftest import run_fsx
+from fsx.checkpoint import CheckpointError
+from fsx.train import RunFolderError, load_run_config, make_config, train
+
+
+def metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def one_line_error(proc, *words, code=1):
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1, proc.stderr
+    for w in words:
+        assert w in error[0], (w, error[0])
+    return error[0]
+
+
+def test_mad_schedule_trains_with_steps_that_update_no_discriminator(tmp_path):
+    """d_x_every=4, d_z_every=2: step 2 of 4 updates neither discriminator, which once crashed the run."""
+    p = run_fsx("train", "--preset", "mad", "--image-size", "32", "--width", "0.0625", "--batch-size", "8",
+                "--steps", "9", "--set", "latent_disc_hidden=32", "--set", "phi_hidden=32", "--set", "synth_persons=8",
+                "--set", "log_every=1", "--out", tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = [r for r in metrics(tmp_path) if r["stage"] == "aae"]
+    assert len(rows) == 9
+    assert [r["step"] for r in rows if "loss/d_adv" in r] == [1, 5, 9]  # D_x on every 4th step
+    assert [r["step"] for r in rows if "loss/d_enc" in r] == [1, 3, 5, 7, 9]  # D_z on every 2nd
+    assert all("loss/rec" in r for r in rows)  # E and G train on every step
+    assert fsx.load(tmp_path / "model.safetensors").metadata["preset"] == "mad"
+
+
+def test_a_new_run_never_overwrites_an_old_one(tmp_path):
+    cfg = make_config("tiny")
+    train(cfg, tmp_path, progress=False)
+    before = {n: (tmp_path / n).read_bytes() for n in ("model.safetensors", "metrics.jsonl", "refit.safetensors")}
+    p = run_fsx("train", "--preset", "tiny", "--stage", "aae", "--out", tmp_path)
+    one_line_error(p, "already holds a run", "--resume", "--force")
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        train(cfg, tmp_path, progress=False)
+    # --force replaces the run: nothing of the old one is left beside the new one
+    (tmp_path / "notes.txt").write_text("mine")
+    train(make_config("tiny", stage="aae"), tmp_path, progress=False, force=True)
+    assert not (tmp_path / "refit.safetensors").exists() and not (tmp_path / "joint.safetensors").exists()
+    assert {r["stage"] for r in metrics(tmp_path)} == {"aae"}
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # not a file of the run: kept
+
+
+def test_out_that_is_or_lies_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    one_line_error(run_fsx("train", "--preset", "tiny", "--out", tmp_path / "file"), "is a file", code=2)  # click's
+    one_line_error(run_fsx("train", "--preset", "tiny", "--out", tmp_path / "file" / "run"), "lies under")
+
+
+def test_resume_continues_the_run_as_configured_or_names_what_differs(tmp_path):
+    train(make_config("tiny", seed=5, steps={"aae": 3}, stage="aae"), tmp_path, progress=False)
+    for change, field in ((dict(seed=6), "seed"), (dict(batch_size=8), "batch_size"),
+                          (dict(data="ids=synthfaces:person"), "data")):
+        cfg = make_config("tiny", steps={"aae": 3}, stage="aae", **{"seed": 5, **change})
+        with pytest.raises(CheckpointError, match=rf"configured differently \({field}: ") as err:
+            train(cfg, tmp_path, resume=True, progress=False)
+        assert "not in list" not in str(err.value)
+    p = run_fsx("train", "--preset", "tiny", "--out", tmp_path, "--resume", "--seed", "7")
+    one_line_error(p, "configured differently", "seed: 5 (run) vs 7 (now)")
+    # no options: the run's own configuration (bookkeeping such as --log-every may change)
+    p = run_fsx("train", "--out", tmp_path, "--resume", "--log-every", "2")
+    assert p.returncode == 0, p.stderr
+    assert load_run_config(tmp_path).seed == 5 and load_run_config(tmp_path).log_every == 2
+    assert fsx.load(tmp_path / "model.safetensors").metadata["seed"] == 5
+
+
+def _labelled_folder(root, n=12, bad=("broken_a.png", "broken_b.jpg")):
+    from fsx.data import SynthFaces
+
+    data = SynthFaces("train", image_size=32, persons=3, clips_per_person=2, frames_per_clip=2, cache=False)
+    root.mkdir(parents=True)
+    labels = data.labels_of(list(range(n)))
+    fields = ("person", "clip", "valence", "arousal", "category")
+    with open(root / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", *fields, "yaw", "pitch", "roll"])
+        for i, img in enumerate(data.images(list(range(n)))):
+            Image.fromarray((img.permute(1, 2, 0) * 255).byte().numpy()).save(root / f"{i}.png")
+            w.writerow([f"{i}.png", *(labels[f][i].item() for f in fields), *labels["pose"][i].tolist()])
+        for name in bad:
+            (root / name).write_text("not an image")
+            w.writerow([name, 0, 0, 0.0, 0.0, 0, 0.0, 0.0, 0.0])
+
+
+def test_skipped_images_are_counted_on_the_console_in_metrics_config_and_info(tmp_path):
+    _labelled_folder(tmp_path / "mine")
+    celeba = tmp_path / "celeba"  # read lazily, batch by batch: its bad file is reported when met
+    (celeba / "img_align_celeba").mkdir(parents=True)
+    for i in range(1, 9):
+        Image.new("RGB", (40, 48), (20 * i, 90, 40)).save(celeba / "img_align_celeba" / f"{i:06d}.jpg")
+    (celeba / "img_align_celeba" / "000004.jpg").write_bytes(b"broken")
+    (celeba / "identity_CelebA.txt").write_text("".join(f"{i:06d}.jpg {i % 3}\n" for i in range(1, 9)))
+    (celeba / "list_eval_partition.txt").write_text("".join(f"{i:06d}.jpg 0\n" for i in range(1, 9)))
+    run = tmp_path / "run"
+    p = run_fsx("train", "--preset", "tiny", "--stage", "aae", "--steps", "6", "--batch-size", "8",
+                "--data", f"mine={tmp_path / 'mine'},celeba={celeba}", "--out", run)
+    assert p.returncode == 0, p.stderr
+    assert "mine: 2 unreadable image(s) skipped" in p.stderr
+    assert "broken_a.png" in p.stderr and "broken_b.jpg" in p.stderr and "000004.jpg" in p.stderr
+    listed = (run / "skipped.txt").read_text().splitlines()
+    assert len(listed) == 3 and sum(line.startswith("celeba\t") for line in listed) == 1
+    assert metrics(run)[-1]["skipped"] == {"mine": 2, "celeba": 1}
+    assert json.loads((run / "config.json").read_text())["sources"]["mine"] == {
+        "images": 12, "labels": ["arousal", "category", "clip", "person", "pose", "valence"], "skipped": 2}
+    info = run_fsx("info", run / "model.safetensors", check=True).stdout
+    assert '"skipped": 2' in info and '"skipped": 1' in info
+
+
+def test_full_disk_keeps_the_previous_checkpoint_and_names_the_file(tmp_path):
+    """The disk fills after the first checkpoint: a real EFBIG from the kernel (RLIMIT_FSIZE), not a mock."""
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        from fsx.cli import main
+        from fsx.train import trainer
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing us
+        first = trainer.Trainer.save_state
+
+        def save_then_fill_the_disk(self):
+            first(self)
+            size = self.checkpoint_path.stat().st_size
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+
+        trainer.Trainer.save_state = save_then_fill_the_disk
+        main(["train", "--preset", "tiny", "--stage", "aae", "--steps", "6", "--ckpt-every", "2",
+              "--out", {str(tmp_path)!r}])
+    """)
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    line = one_line_error(p, "could not write", str(tmp_path / "checkpoint.safetensors"), "previous file is unchanged")
+    assert "File too large" in line
+    meta = fsx.read_metadata(tmp_path / "checkpoint.safetensors", expected_format=None)
+    assert meta["step"] == 2  # the checkpoint of step 2 is intact
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_ctrl_c_while_starting_exits_130(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "fsx", "train", "--out", str(tmp_path / "run")],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    line = proc.stderr.readline()  # printed before SynthFaces renders its 25,600 demo faces
+    assert "preparing data" in line
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, rest
+    assert "interrupted while starting" in rest and "Traceback" not in rest
