@@ -57,6 +57,49 @@ class SamplerSpec:
         return bool(self.group_by)
 
 
+LABEL_KINDS = ("category", "scalar", "vector", "group")
+
+
+@attrs.frozen
+class Label:
+    """A label field an attribute trains on: its name, its kind and its unit.
+
+    - ``category``: integer classes 0, 1, ... (a missing value is -1);
+    - ``scalar``: one float (missing: NaN);
+    - ``vector``: floats read from several named columns of a ``labels.csv``, joined in the order of
+      ``columns`` (pose joins yaw, pitch, roll; missing: NaN);
+    - ``group``: an id shared by the samples of one group (a person, a clip); ids that are not integers are
+      mapped to integers in sorted order, so the same file always gives the same ids (missing: -1).
+
+    A plugin may name a label by a plain string: a ``scalar``."""
+
+    name: str = attrs.field(validator=_valid_name)
+    kind: str = attrs.field(default="scalar", validator=attrs.validators.in_(LABEL_KINDS))
+    columns: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    unit: str = ""
+
+    @columns.validator
+    def _check_columns(self, attribute: attrs.Attribute, value: tuple) -> None:
+        if self.kind == "vector" and not value:
+            raise ValueError(f"label {self.name!r}: a vector label names its columns")
+        if self.kind != "vector" and value:
+            raise ValueError(f"label {self.name!r}: only a vector label has columns")
+
+    @property
+    def is_integer(self) -> bool:
+        return self.kind in ("category", "group")
+
+    def present(self, values: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: which samples carry this label (the rest hold the missing value of its kind)."""
+        if self.is_integer:
+            return values >= 0
+        return ~torch.isnan(values.reshape(len(values), -1)).any(dim=1)
+
+
+def _labels(value) -> tuple[Label, ...]:
+    return tuple(v if isinstance(v, Label) else Label(v) for v in value)
+
+
 PROBE_KINDS = ("regression", "verification", "classification")
 
 
@@ -85,7 +128,7 @@ class Attribute:
 
     name: str = attrs.field(validator=_valid_name)
     dim: int = attrs.field()
-    labels: tuple[str, ...] = attrs.field(converter=tuple)
+    labels: tuple[Label, ...] = attrs.field(converter=_labels)  # Label objects, or names (scalars)
     loss: AttributeLoss = attrs.field()
     sampler: SamplerSpec = attrs.field(factory=SamplerSpec)
     probe: Probe | None = None
@@ -110,7 +153,7 @@ class Attribute:
     def _check_sampler(self, attribute: attrs.Attribute, value: SamplerSpec) -> None:
         if not isinstance(value, SamplerSpec):
             raise ValueError(f"attribute {self.name!r}: sampler must be a SamplerSpec, got {value!r}")
-        missing = [f for f in value.group_by if f not in self.labels]
+        missing = [f for f in value.group_by if f not in self.label_names]
         if missing:
             raise ValueError(f"attribute {self.name!r}: sampler groups by {missing}, which are not among its labels")
 
@@ -133,6 +176,19 @@ class Attribute:
             loss = attrs.evolve(loss, **options)
         return attrs.evolve(self, loss=loss, weight=weight)
 
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
     def has_labels(self, labels: Mapping[str, Any]) -> bool:
         """Whether a batch carries every label field this attribute needs."""
-        return all(field in labels for field in self.labels)
+        return all(field in labels for field in self.label_names)
+
+    def labelled_rows(self, labels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(N,) bool: the samples of a batch that carry every label this attribute needs (a source may label a
+        field only partly: empty cells of a labels.csv)."""
+        rows = None
+        for label in self.labels:
+            present = label.present(labels[label.name])
+            rows = present if rows is None else rows & present
+        return rows

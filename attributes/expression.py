@@ -7,7 +7,7 @@ from typing import Mapping
 import attrs
 import torch
 
-from fsx.attributes.base import Attribute, Probe
+from fsx.attributes.base import Attribute, Label, Probe
 from fsx.attributes.contrastive import contrastive_loss
 from fsx.attributes.triplet import pick_random, triplet_loss
 
@@ -94,7 +94,8 @@ def expression(margin: float = 0.2, lambda_l: float = 0.25, weight: float = 1.0,
         name="expression",
         aliases=("expr",),
         dim=32,
-        labels=("valence", "arousal", "category"),
+        labels=(Label("valence", unit="[-1, 1]"), Label("arousal", unit="[-1, 1]"),
+                Label("category", "category", unit="AffectNet class 0-7")),
         loss=ExpressionTriplet(margin=margin, lambda_l=lambda_l, objective=objective),
         probe=Probe("classification", "category", class_names=AFFECTNET_CATEGORIES),
         weight=weight,

@@ -7,7 +7,7 @@ from typing import Mapping
 import attrs
 import torch
 
-from fsx.attributes.base import Attribute, Probe, SamplerSpec
+from fsx.attributes.base import Attribute, Label, Probe, SamplerSpec
 from fsx.attributes.contrastive import contrastive_loss
 from fsx.attributes.triplet import MINING, pick_negative, pick_random, triplet_loss
 
@@ -44,7 +44,7 @@ def identity(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 
         name="identity",
         aliases=("id",),
         dim=32,
-        labels=("person",),
+        labels=(Label("person", "group"),),
         loss=IdentityTriplet(margin=margin, mining=mining, objective=objective, temperature=temperature),
         sampler=SamplerSpec(group_by=("person",), counts=(persons_per_batch,)),
         probe=Probe("verification", "person", across="clip"),

@@ -8,7 +8,7 @@ from typing import Mapping
 import attrs
 import torch
 
-from fsx.attributes.base import Attribute, Probe
+from fsx.attributes.base import Attribute, Label, Probe
 
 
 @attrs.frozen
@@ -37,7 +37,7 @@ def pose(scale: float = math.pi / 180.0, weight: float = 1.0) -> Attribute:
     return Attribute(
         name="pose",
         dim=3,
-        labels=("pose",),
+        labels=(Label("pose", "vector", columns=("yaw", "pitch", "roll"), unit="degrees"),),
         loss=PoseL1(scale=scale),
         probe=Probe("regression", "pose", component_names=("yaw", "pitch", "roll")),
         weight=weight,

@@ -7,7 +7,7 @@ from typing import Mapping
 import attrs
 import torch
 
-from fsx.attributes.base import Attribute, Probe, SamplerSpec
+from fsx.attributes.base import Attribute, Label, Probe, SamplerSpec
 from fsx.attributes.contrastive import contrastive_loss
 from fsx.attributes.triplet import MINING, pick_negative, pick_random, triplet_loss
 
@@ -47,7 +47,7 @@ def style(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 5, 
     return Attribute(
         name="style",
         dim=32,
-        labels=("person", "clip"),
+        labels=(Label("person", "group"), Label("clip", "group")),
         loss=ClipTriplet(margin=margin, mining=mining, objective=objective, temperature=temperature),
         sampler=SamplerSpec(group_by=("person", "clip"), counts=(persons_per_batch, clips_per_person)),
         probe=Probe("verification", "clip", within="person"),

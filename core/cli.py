@@ -53,7 +53,7 @@ def plugins(as_json: bool) -> None:
             "name": a.name,
             "aliases": list(a.aliases),
             "dim": a.dim,
-            "labels": list(a.labels),
+            "labels": list(a.label_names),
             "sampler": " x ".join(f"{c} {g}" for g, c in zip(a.sampler.group_by, a.sampler.counts)) or "random",
             "package": f"{a.package} {a.version}".strip(),
         }

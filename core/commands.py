@@ -167,14 +167,32 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
 
 
 @main.command()
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="PNG file to write (a grid).")
+@click.option("--export", "export", type=click.Path(file_okay=False), default=None,
+              help="Folder to write as a labelled data set instead: PNG files and labels.csv.")
 @click.option("--size", type=click.Choice(["32", "64", "128", "256"]), default="64", show_default=True)
-@click.option("--n", "n", type=click.IntRange(1, 4096), default=64, show_default=True, help="Number of faces.")
+@click.option("-n", "--n", "n", type=click.IntRange(1), default=64, show_default=True, help="Number of faces.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+              help="With --export: the persons to draw from (train and test persons are disjoint).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--vary", type=click.Choice(["pose", "identity", "expression", "style"]), default=None,
               help="Rows of one face where only this factor changes.")
-def synth(out, size, n, seed, vary):
-    """Write a grid of SynthFaces (the embedded data set) to a PNG."""
+def synth(out, export, size, n, split, seed, vary):
+    """Write a grid of SynthFaces (the embedded data set) to a PNG, or export them as a labelled folder
+    (--export DIR: every rendered factor a column of DIR/labels.csv)."""
+    if (out is None) == (export is None):
+        raise click.UsageError("give one of --out PNG (a grid) or --export DIR (a labelled folder)")
+    if export is not None:
+        from fsx.data.export import export_folder
+
+        try:
+            table = export_folder(export, n, size=int(size), split=split, seed=seed)
+        except (FileExistsError, OSError) as exc:
+            raise click.ClickException(str(exc))
+        click.echo(f"wrote {n} faces at {size} px and {table}")
+        return
+    if n > 4096:
+        raise click.UsageError("a grid holds at most 4096 faces (-n); use --export for more")
     from fsx.data.preview import synth_grid
 
     images = synth_grid(n=n, size=int(size), seed=seed, vary=vary)

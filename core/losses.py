@@ -95,11 +95,30 @@ def cycle_l1(f_star: torch.Tensor, f_cycled: torch.Tensor) -> torch.Tensor:
     return (f_star - f_cycled).abs().mean()
 
 
+def _attribute_loss(a, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator) -> torch.Tensor | None:
+    """weight * F_k on the rows that carry the attribute's labels (all of them for a fully labelled batch);
+    None where fewer than two rows do."""
+    rows = a.labelled_rows(labels)
+    if not bool(rows.all()):
+        if int(rows.sum()) < 2:
+            return None
+        rows = rows.to(features.device)
+        features = features[rows]
+        labels = {k: v[rows.to(v.device)] for k, v in labels.items()}
+    return a.weight * a.loss(features, labels, generator)
+
+
 def task_losses(f: torch.Tensor, labels: Mapping[str, torch.Tensor], attributes, layout: Layout,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Eq. (7) for every attribute the batch has labels for: {name: weight * F_k(f_k, y_k)}."""
     parts = layout.split(f)
-    return {a.name: a.weight * a.loss(parts[a.name], labels, generator) for a in attributes if a.has_labels(labels)}
+    out = {}
+    for a in attributes:
+        if a.has_labels(labels):
+            loss = _attribute_loss(a, parts[a.name], labels, generator)
+            if loss is not None:
+                out[a.name] = loss
+    return out
 
 
 def augmentation_losses(f_cycled: torch.Tensor, perms: torch.Tensor, names: Sequence[str], labels, attributes,
@@ -116,5 +135,7 @@ def augmentation_losses(f_cycled: torch.Tensor, perms: torch.Tensor, names: Sequ
             continue
         f_k = layout.split(f_cycled[i * B : (i + 1) * B])[name]
         shuffled = {key: value[perms[i].to(value.device)] for key, value in labels.items()}
-        out[name] = a.weight * a.loss(f_k, shuffled, generator)
+        loss = _attribute_loss(a, f_k, shuffled, generator)
+        if loss is not None:
+            out[name] = loss
     return out

@@ -25,12 +25,17 @@ class PluginError(RuntimeError):
 class UnknownAttributeError(KeyError):
     """An attribute name or alias that no installed plugin provides."""
 
-    def __init__(self, name: str, known: Sequence[str]):
-        self.name, self.known = name, tuple(known)
+    def __init__(self, name: str, known: Sequence[str], problems: Sequence = ()):
+        self.name, self.known, self.problems = name, tuple(known), tuple(problems)
         super().__init__(name)
 
     def __str__(self) -> str:
-        return f"unknown attribute {self.name!r}; known: {', '.join(self.known)}"
+        same = [p for p in self.problems if p.plugin == self.name.strip().lower()]
+        if same:  # the plugin that would provide it is installed but broken: say so, not "unknown"
+            p = same[0]
+            return f"attribute {self.name!r} is not available: plugin {p.plugin!r} (package {p.package}) failed: {p.message}"
+        failed = f"; plugins that failed to load: {'; '.join(map(str, self.problems))}" if self.problems else ""
+        return f"unknown attribute {self.name!r}; known: {', '.join(self.known)}{failed}"
 
 
 @attrs.frozen
@@ -73,7 +78,7 @@ class AttributeRegistry:
     def get(self, name: str):
         key = name.strip().lower()
         if key not in self.aliases:
-            raise UnknownAttributeError(name, self.known_names())
+            raise UnknownAttributeError(name, self.known_names(), self.problems)
         return self.attributes[self.aliases[key]]
 
     def known_names(self) -> list[str]:

@@ -125,3 +125,31 @@ def test_no_pickle_on_the_load_path():
         text = py.read_text()
         banned = ("import " + "pickle", "torch." + "load(")  # spelled apart so this test does not match itself
         assert not any(b in text for b in banned), py
+
+
+def test_unknown_backbone_is_a_checkpoint_error(saved, tmp_path):
+    model, _ = saved
+    path = tmp_path / "b.safetensors"
+    fsx.save_model(model, path)
+    meta = fsx.read_metadata(path)
+    meta["config"]["generator"] = "stylegan9000"
+    save_tensors(path, model.state_dict(), meta)
+    with pytest.raises(fsx.CheckpointError, match="cannot build its model: unknown backbone 'stylegan9000'"):
+        fsx.load(path)
+
+
+def test_metadata_that_is_not_an_object(tmp_path):
+    path = tmp_path / "list.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"fsx": "[1, 2]"})
+    with pytest.raises(fsx.CheckpointError, match="metadata is a JSON list, not an object"):
+        fsx.load(path)
+
+
+def test_a_value_of_the_wrong_type_names_its_field(tmp_path):
+    cfg = tiny_config().to_dict()
+    cfg["image_size"] = "64"
+    path = tmp_path / "t.safetensors"
+    save_tensors(path, {"w": torch.zeros(1)}, {"format": "fsx-model", "config": cfg, "attributes": [], "info": {}})
+    with pytest.raises(fsx.CheckpointError, match="'image_size' must be an integer"):
+        fsx.load(path)
+

@@ -70,3 +70,31 @@ def test_readme_plugin_example_is_the_tested_package():
     readme = (REPO / "README.md").read_text()
     for f in ("pyproject.toml", "fsx_age/__init__.py"):
         assert (REPO / "tests" / "plugin_example" / f).read_text().strip() in readme, f
+
+
+def test_info_on_incomplete_metadata_and_outputs_into_new_folders(tmp_path):
+    """fsx info on metadata that lacks config, attributes or image_size is one line; generate --out into a folder
+    that does not exist yet creates it; --set with a value of the wrong type names the field."""
+    import torch
+
+    from conftest import tiny_config
+    from fsx.checkpoint import save_tensors
+
+    cfg = tiny_config().to_dict()
+    cases = {"noconfig": {"format": "fsx-model", "attributes": []},
+             "noattributes": {"format": "fsx-model", "config": cfg},
+             "nosize": {"format": "fsx-model", "config": {k: v for k, v in cfg.items() if k != "image_size"},
+                        "attributes": []}}
+    for name, meta in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        save_tensors(path, {"w": torch.zeros(1)}, meta)
+        p = run_fsx("info", path)
+        assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+        assert p.stderr.count("\n") == 1 and "metadata is incomplete" in p.stderr and str(path) in p.stderr
+    ckpt = tmp_path / "m.safetensors"
+    fsx.save_model(fsx.FaceModel(tiny_config()), ckpt)
+    out = tmp_path / "new" / "folder" / "gen.png"
+    p = run_fsx("generate", ckpt, "-n", "2", "--out", out)
+    assert p.returncode == 0 and out.is_file(), p.stderr
+    p = run_fsx("train", "--preset", "tiny", "--out", tmp_path / "r", "--set", "batch_size=abc")
+    assert p.returncode == 2 and "'batch_size' must be an integer, got 'abc'" in p.stderr

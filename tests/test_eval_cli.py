@@ -126,5 +126,6 @@ def test_folder_source_skips_and_counts_corrupt_images(faces, tmp_path):
     x, y = src.get_batch([0, 5])
     assert x.shape == (2, 3, 32, 32) and y["person"].tolist() == [0, 2]
     proc = run_fsx("train", "--preset", "tiny", "--stage", "disentangle", "--steps", "2", "--data", f"mine={root}",
+                   "--attributes", "pose,id",
                    "--out", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr[-3000:]

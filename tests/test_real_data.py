@@ -105,9 +105,11 @@ def test_lfw_verification_table_on_a_fixture(tmp_path):
              "Cid\t1\t2", "Ann\t3\t4", "Cid\t3\tAnn\t2", "Bob\t4\tAnn\t4"]
     (tmp_path / "pairs.txt").write_text("\n".join(lines) + "\n")
     model = fsx.FaceModel(tiny_config()).eval()
-    acc = lfw_verification(model, tmp_path)
+    result = lfw_verification(model, tmp_path)
+    acc = result["accuracy"]
     assert set(acc) == {"pose", "identity", "expression", "style", "not_identity"}
     assert all(0.0 <= v <= 1.0 for v in acc.values())
+    assert result["pairs"] == result["pairs_listed"] == 8 and not result["skipped"] and result["sizes"] == {"250x250": 11}  # the files the pairs name
 
 
 def _affectnet_csv(path, rows):

@@ -96,7 +96,7 @@ def test_nproc_2_gloo_writes_one_set_of_files(tmp_path):
 
 
 def test_label_partial_sources_apply_only_their_losses(tmp_path):
-    proc = run_fsx("train", "--preset", "tiny", "--stage", "disentangle", "--steps", "4",
+    proc = run_fsx("train", "--preset", "tiny", "--stage", "disentangle", "--steps", "4", "--attributes", "id,expr",
                    "--data", "ids=synthfaces:person,expr=synthfaces:valence+arousal+category", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = metrics(tmp_path)

@@ -3,12 +3,15 @@
 Layout::
 
     my_faces/
-        labels.csv          # header: file[,person][,clip][,yaw,pitch,roll][,valence,arousal,category]
+        labels.csv          # header: file,<any label columns>
         img/0001.jpg ...    # paths in ``file`` are relative to the folder
 
-Any subset of label columns may be present (a source labels only what it has, Sec. 3.9). Images are read
-with Pillow, resized to the training size and kept in memory as uint8; an unreadable image is skipped and
-counted, not fatal.
+Every column besides ``file`` is a label, typed by what the installed attributes declare (``fsx.data.labels``):
+``person`` and ``clip`` are group ids (any strings), ``yaw``, ``pitch``, ``roll`` (degrees) form ``pose``,
+``valence`` and ``arousal`` are floats in [-1, 1], ``category`` an AffectNet class 0-7, and a plugin's own
+labels (``glasses``, ``age``, ...) are read as it declares them. An empty cell leaves that row unlabelled for
+that field only (Sec. 3.9). Images are read with Pillow, resized to the training size and kept in memory as
+uint8; an unreadable image is skipped and counted, not fatal.
 """
 
 from __future__ import annotations
@@ -19,16 +22,13 @@ from pathlib import Path
 import torch
 
 from fsx.data.images import ImageReadError, read_image
-
-INT_FIELDS = ("person", "clip", "category")
-FLOAT_FIELDS = ("valence", "arousal")
-POSE_COLUMNS = ("yaw", "pitch", "roll")
+from fsx.data.labels import declared_labels, parse_label_table
 
 
 class FolderSource:
     name = "folder"
 
-    def __init__(self, root: str | Path, image_size: int = 64, name: str | None = None):
+    def __init__(self, root: str | Path, image_size: int = 64, name: str | None = None, declared: dict | None = None):
         self.root = Path(root)
         self.name = name or self.root.name
         table = self.root / "labels.csv"
@@ -38,30 +38,20 @@ class FolderSource:
             rows = list(csv.DictReader(fh))
         if not rows or "file" not in rows[0]:
             raise ValueError(f"{table}: needs a header with a 'file' column and at least one row")
-        columns = set(rows[0])
+        labels, self.notes = parse_label_table(table, rows, declared if declared is not None else declared_labels())
         images, kept, self.skipped = [], [], []
         for i, row in enumerate(rows):
             try:
                 images.append((read_image(self.root / row["file"], image_size) * 255).round().to(torch.uint8))
-                kept.append(row)
+                kept.append(i)
             except ImageReadError as exc:
                 self.skipped.append(str(exc))
         if not kept:
             raise ValueError(f"data source {self.name!r}: none of the {len(rows)} images in {table} could be read")
         self.images_u8 = torch.stack(images)
-        self.labels: dict[str, torch.Tensor] = {}
-        try:
-            for f in INT_FIELDS:
-                if f in columns:
-                    self.labels[f] = torch.tensor([int(r[f]) for r in kept])
-            for f in FLOAT_FIELDS:
-                if f in columns:
-                    self.labels[f] = torch.tensor([float(r[f]) for r in kept])
-            if all(c in columns for c in POSE_COLUMNS):
-                self.labels["pose"] = torch.tensor([[float(r[c]) for c in POSE_COLUMNS] for r in kept])
-        except ValueError as exc:
-            raise ValueError(f"{table}: a label value is not a number: {exc}") from None
-        self.files = [r["file"] for r in kept]
+        idx = torch.tensor(kept)
+        self.labels: dict[str, torch.Tensor] = {k: v[idx] for k, v in labels.items()}
+        self.files = [rows[i]["file"] for i in kept]
 
     def __len__(self) -> int:
         return len(self.files)
@@ -71,5 +61,5 @@ class FolderSource:
         return self.images_u8[idx].float() / 255, {k: v[idx] for k, v in self.labels.items()}
 
     def __repr__(self) -> str:
-        return f"{self.name}: {len(self)} images from {self.root} labelled with {sorted(self.labels)}" + (
-            f" ({len(self.skipped)} unreadable, skipped)" if self.skipped else "")
+        notes = "".join(f"; {n}" for n in self.notes)
+        return f"{self.name}: {len(self)} images from {self.root} labelled with {sorted(self.labels)}{notes}"

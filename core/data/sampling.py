@@ -42,14 +42,15 @@ class BatchSampler:
 
     @staticmethod
     def _index_tree(labels, keys):
-        """Nested {value: {value: ... tensor of indices}} over the grouping keys."""
+        """Nested {value: {value: ... tensor of indices}} over the grouping keys (rows without a group id left
+        out)."""
         idx = torch.arange(len(labels[keys[0]]))
 
         def build(sel, depth):
             if depth == len(keys):
                 return sel
             values = labels[keys[depth]][sel]
-            return {int(v): build(sel[values == v], depth + 1) for v in values.unique()}
+            return {int(v): build(sel[values == v], depth + 1) for v in values.unique() if v >= 0}  # -1: unlabelled
 
         return build(idx, 0)
 

@@ -50,3 +50,23 @@ def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = 400,
     if len(set(names)) != len(names):
         raise ValueError(f"--data: source names repeat: {names}")
     return sources
+
+
+class UnlabelledAttributeError(ValueError):
+    """An attribute to be trained that no data source labels."""
+
+
+def labelling_sources(attributes, sources) -> dict[str, list[str]]:
+    """attribute name -> the sources that label it (carry all its label fields, for at least one sample).
+
+    Raises UnlabelledAttributeError for an attribute no source labels: training it would be a silent no-op."""
+    out = {}
+    for a in attributes:
+        out[a.name] = [s.name for s in sources if a.has_labels(s.labels) and bool(a.labelled_rows(s.labels).any())]
+        if not out[a.name]:
+            needs = ", ".join(f"{lab.name} ({lab.kind}{', ' + lab.unit if lab.unit else ''})" for lab in a.labels)
+            offers = "; ".join(f"{s.name} offers {', '.join(sorted(s.labels)) or 'no labels'}" for s in sources)
+            raise UnlabelledAttributeError(
+                f"attribute {a.name!r} needs the label(s) {needs}, which no data source labels ({offers}); add a "
+                f"source that has them, or leave {a.name!r} out of --attributes")
+    return out

@@ -18,6 +18,8 @@ from fsx.data.face_params import (
     CATEGORIES,
     CATEGORY_VA,
     GROUPS,
+    IDENTITY_FIELDS,
+    STYLE_FIELDS,
     mix,
     sample_identity,
     sample_pose,
@@ -27,7 +29,13 @@ from fsx.data.render import render
 
 SPLITS = {"train": 0, "test": 1}
 TEST_PERSON_OFFSET = 1_000_000  # test person ids never collide with train ids
-LABEL_FIELDS = ("pose", "person", "clip", "valence", "arousal", "category")
+# Every rendered factor is a label as well, so a plugin attribute can train on it: the identity parameters (one
+# value per person: face shape, skin and hair colour, ...) and the style parameters (one per clip: background,
+# light, colour temperature, glasses, hat, noise, blur); glasses and hat are 0/1 classes, the rest floats in the
+# renderer's units (face_params.py).
+FACTOR_LABELS = IDENTITY_FIELDS + tuple(f for f in STYLE_FIELDS if f != "noise_seed")
+CLASS_FACTORS = ("glasses", "hat")
+LABEL_FIELDS = ("pose", "person", "clip", "valence", "arousal", "category") + FACTOR_LABELS
 SEGMENT = 4  # frames per expression segment
 
 
@@ -106,6 +114,11 @@ class SynthFaces:
             "category": self.params["expression"][:, 2].long(),
             "frame": torch.arange(F).repeat(n_clips),
         }
+        for group, fields in (("identity", IDENTITY_FIELDS), ("style", STYLE_FIELDS)):
+            for j, field in enumerate(fields):
+                if field in FACTOR_LABELS:
+                    column = self.params[group][:, j].clone()
+                    self.labels[field] = column.round().long() if field in CLASS_FACTORS else column
         self._cache = torch.zeros(len(self), 3, image_size, image_size, dtype=torch.uint8) if cache else None
         self._cached = torch.zeros(len(self), dtype=torch.bool) if cache else None
 
@@ -175,7 +188,8 @@ class LabelledView:
     def __init__(self, parent: SynthFaces, fields: tuple[str, ...], name: str):
         unknown = [f for f in fields if f not in parent.labels]
         if unknown:
-            raise ValueError(f"source {name!r}: unknown label field(s) {unknown}; SynthFaces has {list(LABEL_FIELDS)}")
+            raise ValueError(f"source {name!r}: unknown label field(s) {unknown}; SynthFaces has "
+                             f"{', '.join(LABEL_FIELDS)}")
         self.parent, self.fields, self.name = parent, fields, name
         self.labels = {f: parent.labels[f] for f in fields}
 

@@ -72,10 +72,11 @@ def config_differences(run: TrainConfig, now: TrainConfig) -> list[str]:
             for k in a if k not in BOOKKEEPING and a[k] != b.get(k)]
 
 
-def write_config(out: Path, config: TrainConfig, sources: dict) -> None:
-    """``config.json``: the resolved configuration and, under ``sources``, each data source's size, labels and
-    count of unreadable images (``load_run_config`` reads the configuration back)."""
-    record = dict(attrs.asdict(config), sources=sources)
+def write_config(out: Path, config: TrainConfig, sources: dict, labels: dict) -> None:
+    """``config.json``: the resolved configuration; under ``sources`` each data source's size, labels and count of
+    unreadable images; under ``labels`` each attribute's labelling sources and the labelled samples it trained on
+    (``load_run_config`` reads the configuration back)."""
+    record = dict(attrs.asdict(config), sources=sources, labels=labels)
     atomic_write_bytes(out / "config.json", (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
 
@@ -87,4 +88,5 @@ def load_run_config(folder: str | Path) -> TrainConfig:
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a readable run configuration ({exc})") from None
     record.pop("sources", None)
+    record.pop("labels", None)
     return TrainConfig.from_dict(record)

@@ -25,7 +25,7 @@ import fsx
 from fsx.checkpoint import CheckpointError, load_tensors, read_metadata, save_tensors
 from fsx.config import ModelConfig
 from fsx.data.sampling import BatchSampler
-from fsx.data.sources import parse_sources
+from fsx.data.sources import labelling_sources, parse_sources
 from fsx.attributes.base import SamplerSpec
 from fsx.model import FaceModel
 from fsx.train.config import TrainConfig
@@ -121,11 +121,15 @@ class Trainer:
         }
         self.sources = parse_sources(config.data, self.model.image_size, seed=config.seed, persons=config.synth_persons,
                                      clips=config.synth_clips, frames=config.synth_frames)
+        self.labelled_by = labelling_sources(self.attributes, self.sources)  # before any rendering: fail fast
         for source in self.sources:  # render SynthFaces once, in a fixed order, so pixels never depend on batching
             warm = getattr(getattr(source, "parent", None), "warm_cache", None)
             if warm is not None:
                 warm()
         self.skips_reported = {s.name: 0 for s in self.sources}
+        # labelled samples each attribute saw, per source: summed over ranks at each log step and checkpoint
+        self.label_counts = torch.zeros(len(self.attributes), len(self.sources), dtype=torch.float64)
+        self._pending_counts = torch.zeros_like(self.label_counts)
         self.samplers: dict[str, BatchSampler] = {}
         self.per_rank_batch = max(2, config.batch_size // self.world)
         autocast = None
@@ -148,11 +152,35 @@ class Trainer:
         if self.rank == 0:
             for source in self.sources:
                 self.report(f"data: {source!r}")
+            for a in self.attributes:
+                self.report(f"attribute {a.name}: labelled by {', '.join(self.labelled_by[a.name])}")
             self._report_skipped(resume)
-            write_config(self.out, config, self.source_summary())
+            write_config(self.out, config, self.source_summary(), self.label_summary())
             self._open_metrics(resume)
 
     # --- inputs that were skipped -------------------------------------------------------------------
+    def label_summary(self) -> dict:
+        """Per attribute: the sources that label it and how many labelled samples of each it has trained on."""
+        names = [s.name for s in self.sources]
+        return {a.name: {"labelled_by": self.labelled_by[a.name],
+                         "samples": {n: int(c) for n, c in zip(names, self.label_counts[i].tolist()) if c}}
+                for i, a in enumerate(self.attributes)}
+
+    def _count_labels(self, source: str, labels: dict) -> None:
+        j = [s.name for s in self.sources].index(source)
+        for i, a in enumerate(self.attributes):
+            if a.has_labels(labels):
+                self._pending_counts[i, j] += float(a.labelled_rows(labels).sum())
+
+    def _merge_label_counts(self) -> None:
+        """Add every rank's counts since the last merge to the totals (all ranks call this at the same steps)."""
+        pending = self._pending_counts
+        if self.world > 1:
+            pending = pending.to(self.device)
+            dist.all_reduce(pending)
+        self.label_counts += pending.cpu()
+        self._pending_counts.zero_()
+
     def source_summary(self) -> dict:
         """Per source: its size, the labels it offers and how many of its images could not be read (so far)."""
         return {s.name: {"images": len(s), "labels": sorted(s.labels), "skipped": len(getattr(s, "skipped", ()))}
@@ -185,7 +213,7 @@ class Trainer:
         """The distinct grouped samplers of the attributes this source labels (random batches if none)."""
         specs = []
         for a in self.attributes:
-            if a.sampler.is_grouped and all(f in source.labels for f in a.labels) and a.sampler not in specs:
+            if a.sampler.is_grouped and a.has_labels(source.labels) and a.sampler not in specs:
                 specs.append(a.sampler)
         return specs or [SamplerSpec()]
 
@@ -287,6 +315,7 @@ class Trainer:
         sums, counts, t0, seen, used = {}, {}, time.perf_counter(), 0, []
         while self.step < total:
             source, images, labels = self._next_batch()
+            self._count_labels(source, labels)
             if source not in used:
                 used.append(source)
             images, labels = self._mirror(images, labels)
@@ -304,6 +333,7 @@ class Trainer:
                 sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
             if self.step % self.cfg.log_every == 0 or self.step == total:
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
+                self._merge_label_counts()
                 self._report_skipped()
                 self._log(stage, {k: s / counts[k] for k, s in sums.items()}, rate, bar, used)
                 sums, counts, t0, seen, used = {}, {}, time.perf_counter(), 0, []
@@ -409,7 +439,8 @@ class Trainer:
     def _info(self) -> dict:
         return {"data": self.cfg.data, "preset": self.cfg.preset, "seed": self.cfg.seed,
                 "steps": {s: self.cfg.steps[s] for s in self.completed},
-                "attribute_options": self.cfg.attribute_options, "sources": self.source_summary()}
+                "attribute_options": self.cfg.attribute_options, "sources": self.source_summary(),
+                "labels": self.label_summary()}
 
     def _rng_state(self) -> dict:
         state = {"torch": torch.get_rng_state(), "gen": self.gen.get_state()}
@@ -421,6 +452,7 @@ class Trainer:
 
     def save_state(self) -> None:
         """Model, optimisers, step and every rank's RNG streams, atomically, to checkpoint.safetensors."""
+        self._merge_label_counts()
         states = [self._rng_state()]
         if self.world > 1:
             states = [None] * self.world
@@ -440,10 +472,11 @@ class Trainer:
             meta = {"format": STATE_FORMAT, "fsx_version": fsx.__version__, "config": attrs.asdict(self.cfg),
                     "model_config": self.model.config.to_dict(), "stage": self.stage, "step": self.step,
                     "global_step": self.global_step, "completed": self.completed, "optim_groups": groups,
-                    "world_size": self.world, "samplers": sorted(self.samplers)}
+                    "world_size": self.world, "samplers": sorted(self.samplers),
+                    "label_counts": self.label_counts.tolist()}
             save_tensors(self.checkpoint_path, tensors, meta)
             self.last_checkpoint = self.checkpoint_path
-            write_config(self.out, self.cfg, self.source_summary())
+            write_config(self.out, self.cfg, self.source_summary(), self.label_summary())
         if self.world > 1:
             dist.barrier()
 
@@ -466,6 +499,8 @@ class Trainer:
             opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"][name]})
         self.stage, self.step = meta["stage"], meta["step"]
         self.global_step, self.completed = meta["global_step"], list(meta["completed"])
+        if "label_counts" in meta:
+            self.label_counts = torch.tensor(meta["label_counts"], dtype=torch.float64)
         rank = self.rank if self.rank < meta["world_size"] else 0
         prefix = f"rng/{rank}/"
         rng = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -489,7 +524,7 @@ class Trainer:
         if self.rank == 0:
             path = self.out / "model.safetensors"
             fsx.save_model(self.model, path, **self._info())
-            write_config(self.out, self.cfg, self.source_summary())
+            write_config(self.out, self.cfg, self.source_summary(), self.label_summary())
         if self.world > 1:
             dist.barrier()
         return path
