@@ -112,6 +112,7 @@ class Probe:
     field (style: two clips of the same person); ``across`` keeps only pairs that differ in it (identity:
     two different clips, so a shared background cannot give the answer away).
     classification: predict the class ``label`` with a small MLP, report AUC per class.
+    ``unit``: what a regression's error is measured in (the label's unit: degrees for pose).
     """
 
     kind: str = attrs.field(validator=attrs.validators.in_(PROBE_KINDS))
@@ -120,6 +121,7 @@ class Probe:
     across: str | None = None
     class_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     component_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    unit: str = ""
 
 
 @attrs.frozen

@@ -39,7 +39,7 @@ def pose(scale: float = math.pi / 180.0, weight: float = 1.0) -> Attribute:
         dim=3,
         labels=(Label("pose", "vector", columns=("yaw", "pitch", "roll"), unit="degrees"),),
         loss=PoseL1(scale=scale),
-        probe=Probe("regression", "pose", component_names=("yaw", "pitch", "roll")),
+        probe=Probe("regression", "pose", component_names=("yaw", "pitch", "roll"), unit="degrees"),
         weight=weight,
         mirror=mirror_pose,
         description="head pose (yaw, pitch, roll), L1 regression (Eq. 11)",

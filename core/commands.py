@@ -211,7 +211,10 @@ def _load_model(path):
 
 @main.command(name="eval")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--data", default="synthfaces", show_default=True)
+@click.option("--data", default="synthfaces", show_default=True,
+              help="The source measured on: synthfaces (its unseen test persons) or any source fsx train reads "
+                   "(NAME=FOLDER, celeba=DIR, ...), split by its split column, else by persons.")
+@click.option("--probe-data", default=None, help="Fit the probes on this source instead of a split of --data.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder (default: CKPT's folder/eval).")
 @click.option("--inception", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Inception-v3 weights (safetensors) for FID.")
@@ -222,7 +225,7 @@ def _load_model(path):
 @click.option("--lfw", type=click.Path(file_okay=False, exists=True), default=None,
               help="LFW folder (lfw/<name>/*.jpg and pairs.txt): add Table 2's verification on real faces.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def eval_(checkpoint, data, out, inception, fid_samples, test_persons, train_samples, test_samples, lfw, seed):
+def eval_(checkpoint, data, probe_data, out, inception, fid_samples, test_persons, train_samples, test_samples, lfw, seed):
     """Evaluate a model: metrics.json and report.md with figures (Sec. 5 of the paper)."""
     from pathlib import Path
 
@@ -233,8 +236,8 @@ def eval_(checkpoint, data, out, inception, fid_samples, test_persons, train_sam
     try:
         m = evaluate(model, out, data=data, test_persons=test_persons, train_samples=train_samples,
                      test_samples=test_samples, inception=inception, fid_samples=fid_samples, seed=seed,
-                     lfw=lfw, progress=lambda s: click.echo(s, err=True))
-    except ValueError as exc:
+                     lfw=lfw, probe_data=probe_data, progress=lambda s: click.echo(s, err=True))
+    except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc))
     if m["fid"]["value"] is None:
         click.echo(f"note: FID skipped: {m['fid']['reason']}", err=True)
@@ -379,21 +382,23 @@ def generate(checkpoint, n, out, seed):
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--data", default="synthfaces", show_default=True)
-@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True)
-@click.option("--attribute", default="expression", show_default=True)
+@click.option("--data", default="synthfaces", show_default=True,
+              help="synthfaces, or any source fsx train reads (its test rows, as fsx eval splits it).")
+@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True,
+              help="SynthFaces only: the persons to audit.")
+@click.option("--attribute", default="expression", show_default=True,
+              help="Any attribute with a classification or regression probe.")
 @click.option("-n", "n", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 def audit(checkpoint, data, split, attribute, n, out):
     """Sec. 5.5: the samples whose label the embedding disagrees with most (audit.png and audit.csv)."""
     from fsx.tools import audit as run, write_audit
 
-    if data != "synthfaces":
-        raise click.ClickException(f"--data {data!r}: only synthfaces is supported by audit for now")
     model = _load_model(checkpoint)
+    name = _attribute_name(attribute, "--attribute")
     try:
-        rows = run(model, split=split, attribute=attribute, n=n)
-    except (ValueError, KeyError) as exc:
+        result = run(model, data=data, split=split, attribute=name, n=n)
+        write_audit(result, model, out)
+    except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc))
-    write_audit(rows, model, out)
-    click.echo(f"wrote {out}/audit.png and {out}/audit.csv ({len(rows)} samples)")
+    click.echo(f"wrote {out}/audit.png and {out}/audit.csv ({len(result.rows)} samples)")

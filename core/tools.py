@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 from typing import Sequence
 
+import attrs
 import torch
 import torch.nn.functional as F
 
@@ -103,49 +104,83 @@ def retrieve(query: dict, gallery: dict, files: Sequence[str], by: str, k: int =
     return [(files[i], float(s)) for s, i in zip(top.values, top.indices)]
 
 
+@attrs.frozen
+class AuditResult:
+    rows: list  # one dict per sample: index, true, predicted, score (p_true, or the absolute error)
+    images: torch.Tensor  # the audited samples, in the order of rows
+    kind: str  # classification or regression
+
+
 @torch.no_grad()
-def audit(model, split: str = "test", attribute: str = "expression", n: int = 16, train_samples: int = 4000,
-          test_samples: int = 2000, seed: int = 0) -> list[dict]:
-    """Sec. 5.5: the samples whose label the embedding disagrees with most. A classifier probe is fitted on the
-    attribute's sub-vector of training images; the test samples with the lowest probability of their own
-    label come first."""
-    from fsx.data.synthfaces import SynthFaces
-    from fsx.eval.evaluate import encode_all
-    from fsx.eval.probes import fit_classifier
+def audit(model, data: str = "synthfaces", split: str = "test", attribute: str = "expression", n: int = 16,
+          train_samples: int = 4000, test_samples: int = 2000, seed: int = 0) -> AuditResult:
+    """Sec. 5.5: the samples whose label the embedding disagrees with most. The attribute's probe is fitted on
+    its sub-vector of probe-fitting samples; of the held-out samples, those with the lowest probability of their
+    own class (classification) or the largest error (regression) come first."""
+    from fsx.eval.data import EvalSet, split_source
+    from fsx.eval.evaluate import _present, encode_all
+    from fsx.eval.probes import fit_classifier, ridge_fit_predict
     from fsx.plugins import get_registry
 
     a = get_registry().get(attribute)
-    if a.probe is None or a.probe.kind != "classification":
-        raise ValueError(f"audit needs a classified attribute; {a.name!r} is probed by {a.probe and a.probe.kind}")
-    size = model.image_size
-    train, test = SynthFaces("train", image_size=size, cache=False), SynthFaces(split, image_size=size, cache=False)
+    if a.name not in model.attributes:
+        raise ValueError(f"--attribute {a.name!r}: the model has no such sub-vector (it has {', '.join(model.attributes)})")
+    if a.probe is None or a.probe.kind not in ("classification", "regression"):
+        raise ValueError(f"audit needs an attribute probed by classification or regression; {a.name!r} is probed "
+                         f"by {a.probe.kind if a.probe else 'nothing'}")
+    size, label = model.image_size, a.probe.label
     g = torch.Generator().manual_seed(seed)
-    tr = torch.randperm(len(train), generator=g)[:train_samples]
-    te = torch.randperm(len(test), generator=g)[:test_samples]
-    xt, xs = encode_all(model, train, tr)[a.name], encode_all(model, test, te)[a.name]
-    yt, ys = train.labels[a.probe.label][tr].long(), test.labels[a.probe.label][te].long()
-    classes = len(a.probe.class_names) or int(yt.max()) + 1
-    _, predict = fit_classifier(xt, yt, classes, seed=seed)
-    prob = predict(xs)
-    p_true = prob.gather(1, ys[:, None]).squeeze(1)
-    order = p_true.argsort()[:n]
-    names = list(a.probe.class_names) or [str(c) for c in range(classes)]
-    return [{"index": int(te[i]), "split": split, "true": names[int(ys[i])], "predicted": names[int(prob[i].argmax())],
-             "p_true": float(p_true[i])} for i in order]
+    if data == "synthfaces":
+        from fsx.data.synthfaces import SynthFaces
+
+        from fsx.data.sources import join_vector_labels
+
+        fit_src, test_src = SynthFaces("train", image_size=size, cache=False), SynthFaces(split, image_size=size, cache=False)
+        join_vector_labels(fit_src.labels), join_vector_labels(test_src.labels)
+        fit = EvalSet.read(fit_src, torch.randperm(len(fit_src), generator=g)[:train_samples].sort().values.tolist())
+        test = EvalSet.read(test_src, torch.randperm(len(test_src), generator=g)[:test_samples].sort().values.tolist())
+    else:
+        s = split_source(data, size, None, train_samples, test_samples, seed)
+        fit, test = s.fit, s.test
+    for where, part in (("probe-fitting", fit), ("test", test)):
+        if label not in part.labels:
+            raise ValueError(f"audit of {a.name!r}: the {where} data has no {label!r} label")
+    tr = torch.nonzero(_present(a, label, fit.labels[label])).squeeze(1)
+    te = torch.nonzero(_present(a, label, test.labels[label])).squeeze(1)
+    xt, xs = encode_all(model, fit, tr)[a.name], encode_all(model, test, te)[a.name]
+    yt, ys = fit.labels[label][tr], test.labels[label][te]
+    if a.probe.kind == "classification":
+        classes = len(a.probe.class_names) or int(max(yt.max(), ys.max())) + 1
+        _, predict = fit_classifier(xt, yt.long(), classes, seed=seed)
+        prob = predict(xs)
+        score = prob.gather(1, ys.long()[:, None]).squeeze(1)
+        order = score.argsort()[:n]
+        names = list(a.probe.class_names) or [str(c) for c in range(classes)]
+        rows = [{"index": int(test.origin[te[i]]), "true": names[int(ys[i])], "predicted": names[int(prob[i].argmax())],
+                 "score": round(float(score[i]), 4)} for i in order]
+    else:
+        yt2, ys2 = yt.float().view(len(yt), -1), ys.float().view(len(ys), -1)
+        pred = ridge_fit_predict(xt, yt2, xs)
+        score = (pred - ys2).abs().mean(1)
+        order = score.argsort(descending=True)[:n]
+        fmt = lambda v: "/".join(f"{x:.1f}" for x in v.tolist())  # noqa: E731
+        rows = [{"index": int(test.origin[te[i]]), "true": fmt(ys2[i]), "predicted": fmt(pred[i]), "score": round(float(score[i]), 4)}
+                for i in order]
+    return AuditResult(rows, test.images(te[order]), a.probe.kind)
 
 
-def write_audit(rows: list[dict], model, out: str | Path) -> None:
-    """audit.csv and audit.png (inputs over reconstructions, captioned with both labels)."""
+def write_audit(result: AuditResult, model, out: str | Path) -> None:
+    """audit.csv and audit.png (inputs over reconstructions, captioned with the label and what the probe saw)."""
     from fsx.eval.figures import labelled_panel
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "audit.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["index", "split", "true", "predicted", "p_true"])
+        w = csv.DictWriter(fh, fieldnames=["index", "true", "predicted", "score"])
         w.writeheader()
-        w.writerows(rows)
-    x = load_images([f"synthfaces:{r['split']}:{r['index']}" for r in rows], model.image_size)
+        w.writerows(result.rows)
     with torch.no_grad():
-        rec = model.reconstruct(x).cpu()
-    caps = [f"label {r['true']}\nseen {r['predicted']}" for r in rows]
-    labelled_panel(x, rec, caps, [r["true"] == r["predicted"] for r in rows], out / "audit.png")
+        rec = model.reconstruct(result.images.to(model.device)).cpu()
+    caps = [f"label {r['true']}\nseen {r['predicted']}" for r in result.rows]
+    ok = [r["true"] == r["predicted"] for r in result.rows] if result.kind == "classification" else [False] * len(result.rows)
+    labelled_panel(result.images, rec, caps, ok, out / "audit.png")

@@ -1,6 +1,8 @@
 """The CLI as a real subprocess."""
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 
@@ -40,9 +42,9 @@ def test_info_on_a_bad_file_is_one_clear_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def age_site(tmp_path_factory):
+def glasses_site(tmp_path_factory):
     """The README's plugin example, installed by pip for real into its own target folder."""
-    target = tmp_path_factory.mktemp("age_site")
+    target = tmp_path_factory.mktemp("glasses_site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target),
          str(REPO / "tests" / "plugin_example")],
@@ -51,24 +53,58 @@ def age_site(tmp_path_factory):
     return target
 
 
-def test_pip_installed_plugin_appears_in_plugins_and_layout(age_site, tmp_path):
-    env = {"PYTHONPATH": str(age_site)}
-    rows = json.loads(run_fsx("plugins", "--json", env_extra=env, check=True).stdout)["attributes"]
-    age = [r for r in rows if r["name"] == "age"]
-    assert age and age[0]["dim"] == 8 and age[0]["package"] == "fsx-age 0.1.0"
-    run_fsx("train", "--preset", "tiny", "--attributes", "pose,id,expr,style,age", "--steps", "0",
-            "--out", tmp_path / "run", env_extra=env, check=True)
-    info = run_fsx("info", tmp_path / "run" / "model.safetensors", env_extra=env, check=True).stdout
-    assert "age          dim 8    from fsx-age 0.1.0" in info
+def readme_walkthrough() -> list[str]:
+    """The shell commands of the README's plugin walkthrough, in order."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Writing an attribute plugin"):]
+    section = section[: section.index("\n## ", 5)]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_readme_plugin_walkthrough_runs_as_written(glasses_site, tmp_path):
+    """Each command of the README's walkthrough, run in a fresh folder. Only sizes change: ``--preset tiny`` for
+    training, fewer samples for evaluation and export; ``pip install ./fsx-glasses`` installs the same package
+    (tests/plugin_example) into a folder of its own rather than into this environment."""
+    env = {"PYTHONPATH": str(glasses_site)}
+    commands = readme_walkthrough()
+    assert commands[0] == "pip install ./fsx-glasses" and len(commands) == 9, commands
+    out = {}
+    for line in commands[1:]:
+        args = shlex.split(line)
+        assert args[0] == "fsx", line
+        if args[1] == "train":
+            args += ["--preset", "tiny"]
+        if args[1] == "eval":
+            args += ["--test-persons", "4", "--train-samples", "200", "--test-samples", "120"]
+        if args[1] == "synth":
+            args[args.index("-n") + 1] = "192"
+        p = run_fsx(*args[1:], env_extra=env, cwd=tmp_path)
+        assert p.returncode == 0, (line, p.stderr[-2000:])
+        out[line] = p
+    plugins = out["fsx plugins"].stdout
+    assert re.search(r"glasses\s+-\s+4\s+glasses\s+random\s+fsx-glasses 0.1.0", plugins), plugins
+    run = tmp_path / "runs" / "glasses"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/task_glasses" in r for r in rows) and any("loss/aug_glasses" in r for r in rows)
+    assert fsx.read_metadata(run / "model.safetensors")["info"]["labels"]["glasses"]["labelled_by"] == ["synthfaces"]
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert set(metrics["table"]["glasses"]["results"]) == {"pose", "identity", "expression", "style", "glasses",
+                                                           "not_glasses"}
+    assert "| glasses | AUC |" in (run / "eval" / "report.md").read_text()
+    assert (run / "audit" / "audit.png").is_file() and (tmp_path / "glasses-edit.png").is_file()
+    mine = tmp_path / "runs" / "mine"
+    assert json.loads((mine / "config.json").read_text())["labels"]["glasses"]["labelled_by"] == ["mine"]
+    assert "glasses" in json.loads((mine / "eval" / "metrics.json").read_text())["table"]
     # Without the plugin installed the checkpoint refuses to load, naming the missing attribute.
-    proc = subprocess.run([sys.executable, "-c", f"import fsx; fsx.load({str(tmp_path / 'run' / 'model.safetensors')!r})"],
+    proc = subprocess.run([sys.executable, "-c", f"import fsx; fsx.load({str(run / 'model.safetensors')!r})"],
                           capture_output=True, text=True)
-    assert proc.returncode != 0 and "attribute 'age' (package fsx-age 0.1.0) is not installed" in proc.stderr
+    assert proc.returncode != 0 and "attribute 'glasses' (package fsx-glasses 0.1.0) is not installed" in proc.stderr
 
 
 def test_readme_plugin_example_is_the_tested_package():
     readme = (REPO / "README.md").read_text()
-    for f in ("pyproject.toml", "fsx_age/__init__.py"):
+    for f in ("pyproject.toml", "fsx_glasses/__init__.py"):
         assert (REPO / "tests" / "plugin_example" / f).read_text().strip() in readme, f
 
 

@@ -99,8 +99,8 @@ def test_audit_writes_panel_and_csv(tiny, tmp_path):
     proc = run_fsx("audit", tiny, "--out", tmp_path, "-n", "4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "audit.csv")))
-    assert len(rows) == 4 and set(rows[0]) == {"index", "split", "true", "predicted", "p_true"}
-    p = [float(r["p_true"]) for r in rows]
+    assert len(rows) == 4 and set(rows[0]) == {"index", "true", "predicted", "score"}
+    p = [float(r["score"]) for r in rows]  # the probability of the true class
     assert p == sorted(p)  # most disagreeing first
     assert (tmp_path / "audit.png").exists()
 

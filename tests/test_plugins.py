@@ -4,9 +4,29 @@ import pytest
 
 import fsx
 from fsx.plugins import UnknownAttributeError, load_registry
-from conftest import REPO, write_dist
+from conftest import run_fsx, write_dist
 
-AGE = (REPO / "tests" / "plugin_example" / "fsx_age" / "__init__.py").read_text()
+# A plugin that SynthFaces cannot label (it renders no age): its label must come from the user's own data.
+AGE = """
+import attrs
+
+from fsx.attributes import Attribute, Label, Probe
+from fsx.plugins import hookimpl
+
+
+@attrs.frozen
+class AgeL1:
+    scale: float = 0.01
+
+    def __call__(self, features, labels, generator=None):
+        return (features[:, 0] - labels["age"].to(features) * self.scale).abs().mean()
+
+
+@hookimpl
+def fsx_register_attributes():
+    return [Attribute(name="age", dim=8, labels=(Label("age", unit="years"),), loss=AgeL1(),
+                      probe=Probe("regression", "age", unit="years"))]
+"""
 
 
 def test_builtins_register_through_the_hook():
@@ -90,3 +110,15 @@ def test_unknown_attribute_lists_known():
     reg = load_registry(entry_points=False)
     with pytest.raises(UnknownAttributeError, match=r"unknown attribute 'gaze'; known: pose, identity \(id\)"):
         reg.resolve("pose,gaze")
+
+
+def test_a_requested_attribute_whose_plugin_failed_says_so(plugin_site):
+    write_dist(plugin_site, "fsx-gaze", "2.0", {"fsx_gaze_t": "raise ImportError('needs opencv')\n"}, {"gaze": "fsx_gaze_t"})
+    reg = load_registry()
+    with pytest.raises(UnknownAttributeError) as err:
+        reg.resolve("pose,gaze")
+    assert str(err.value) == ("attribute 'gaze' is not available: plugin 'gaze' (package fsx-gaze 2.0) failed: "
+                              "failed to load: ImportError: needs opencv")
+    p = run_fsx("train", "--preset", "tiny", "--attributes", "pose,gaze", "--out", plugin_site / "run",
+                env_extra={"PYTHONPATH": str(plugin_site)})
+    assert p.returncode == 2 and "plugin 'gaze' (package fsx-gaze 2.0) failed" in p.stderr

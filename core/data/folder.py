@@ -3,14 +3,15 @@
 Layout::
 
     my_faces/
-        labels.csv          # header: file,<any label columns>
+        labels.csv          # header: file[,split],<any label columns>
         img/0001.jpg ...    # paths in ``file`` are relative to the folder
 
 Every column besides ``file`` is a label, typed by what the installed attributes declare (``fsx.data.labels``):
 ``person`` and ``clip`` are group ids (any strings), ``yaw``, ``pitch``, ``roll`` (degrees) form ``pose``,
 ``valence`` and ``arousal`` are floats in [-1, 1], ``category`` an AffectNet class 0-7, and a plugin's own
 labels (``glasses``, ``age``, ...) are read as it declares them. An empty cell leaves that row unlabelled for
-that field only (Sec. 3.9). Images are read with Pillow, resized to the training size and kept in memory as
+that field only (Sec. 3.9). An optional ``split`` column (train / val / test) tells ``fsx eval`` which rows fit
+its probes and which it measures on. Images are read with Pillow, resized to the training size and kept in memory as
 uint8; an unreadable image is skipped and counted, not fatal.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from fsx.data.images import ImageReadError, read_image
-from fsx.data.labels import declared_labels, parse_label_table
+from fsx.data.labels import SPLITS, declared_labels, parse_label_table
 
 
 class FolderSource:
@@ -52,6 +53,13 @@ class FolderSource:
         idx = torch.tensor(kept)
         self.labels: dict[str, torch.Tensor] = {k: v[idx] for k, v in labels.items()}
         self.files = [rows[i]["file"] for i in kept]
+        self.split = None  # train / val / test per image, from an optional ``split`` column (used by fsx eval)
+        if "split" in rows[0]:
+            tags = [(rows[i].get("split") or "").strip().lower() for i in range(len(rows))]
+            bad = next((i for i, t in enumerate(tags) if t not in SPLITS), None)
+            if bad is not None:
+                raise ValueError(f"{table}, row {bad + 2}, column 'split': {tags[bad]!r} is not one of {', '.join(SPLITS)}")
+            self.split = [tags[i] for i in kept]
 
     def __len__(self) -> int:
         return len(self.files)

@@ -16,7 +16,8 @@ import torch
 
 from fsx.attributes.base import Label
 
-RESERVED = ("file",)  # columns that are not labels
+RESERVED = ("file", "split")  # columns that are not labels: the image, and train/val/test for fsx eval
+SPLITS = ("train", "val", "test")
 
 
 def declared_labels(attributes: Iterable | None = None) -> dict[str, Label]:

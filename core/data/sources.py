@@ -12,9 +12,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from fsx.data.folder import FolderSource
 from fsx.data.real import LOADERS
 from fsx.data.synthfaces import LABEL_FIELDS, SynthFaces
+
+
+def join_vector_labels(labels: dict, declared: dict | None = None) -> dict:
+    """Add every declared vector label whose columns the source has as single fields (a plugin's ``light`` from
+    SynthFaces' light_x and light_y); returns ``labels``."""
+    from fsx.data.labels import declared_labels
+
+    for label in (declared if declared is not None else declared_labels()).values():
+        if label.kind == "vector" and label.name not in labels and all(c in labels for c in label.columns):
+            labels[label.name] = torch.stack([labels[c].float() for c in label.columns], 1)
+    return labels
 
 
 def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = 400, clips: int = 4, frames: int = 16,
@@ -27,6 +40,7 @@ def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = 400,
         if synth is None:
             synth = SynthFaces(split, image_size=image_size, persons=persons, clips_per_person=clips,
                                frames_per_clip=frames, seed=seed)
+            join_vector_labels(synth.labels)
         return synth
 
     sources = []
@@ -36,7 +50,9 @@ def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = 400,
             name, target = item, item
         kind, _, fields = target.partition(":")
         if kind == "synthfaces":
-            labels = tuple(f for f in fields.split("+") if f) if fields else LABEL_FIELDS
+            data = synthfaces()
+            labels = tuple(f for f in fields.split("+") if f) if fields else (
+                LABEL_FIELDS + tuple(k for k in data.labels if k not in LABEL_FIELDS and k != "frame"))
             sources.append(synthfaces().source(labels, name=name))
         elif name in LOADERS and Path(target).is_dir():
             sources.append(LOADERS[name](target, image_size=image_size, name=name))

@@ -134,9 +134,10 @@ class SynthFaces:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return {k: v[idx] for k, v in self.params.items()}
 
-    def labels_of(self, indices, fields: Iterable[str] = LABEL_FIELDS) -> dict:
+    def labels_of(self, indices, fields: Iterable[str] | None = None) -> dict:
+        """The labels of ``indices``: ``fields`` (default: every label, vectors that plugins join included)."""
         idx = torch.as_tensor(indices, dtype=torch.long)
-        return {k: self.labels[k][idx] for k in fields}
+        return {k: self.labels[k][idx] for k in (self.labels if fields is None else fields)}
 
     def images(self, indices) -> torch.Tensor:
         """Images (B, 3, S, S) in [0, 1]; rendered once and kept as uint8 when caching."""
@@ -164,7 +165,7 @@ class SynthFaces:
             elif len(todo):
                 self.images(todo)
 
-    def get_batch(self, indices, fields: Iterable[str] = LABEL_FIELDS) -> tuple[torch.Tensor, dict]:
+    def get_batch(self, indices, fields: Iterable[str] | None = None) -> tuple[torch.Tensor, dict]:
         return self.images(indices), self.labels_of(indices, fields)
 
     def counterfactual(self, a, b, attributes: str | Sequence[str], everything_except: bool = False) -> torch.Tensor:

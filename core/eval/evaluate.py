@@ -59,42 +59,67 @@ def _subvectors(emb: dict, names: list[str]) -> dict[str, torch.Tensor]:
     return subs
 
 
-def probe_table(attributes, emb_train, lab_train, emb_test, lab_test, names, seed: int = 0) -> dict:
-    """{attribute: {sub-vector: result}} where result holds the probe's headline number and its details."""
-    table, predictions = {}, {}
+def _present(a, label: str, values: torch.Tensor) -> torch.Tensor:
+    """Which rows carry ``label`` (a partly labelled source leaves the others empty)."""
+    for lab in a.labels:
+        if lab.name == label:
+            return lab.present(values)
+    return torch.ones(len(values), dtype=torch.bool)
+
+
+def probe_table(attributes, emb_train, lab_train, emb_test, lab_test, names, seed: int = 0) -> tuple[dict, dict, dict]:
+    """{attribute: {sub-vector: result}} where result holds the probe's headline number and its details; the
+    probes' predictions from the own sub-vector; and {attribute: why it was not measured}."""
+    table, predictions, not_measured = {}, {}, {}
     train_subs, test_subs = _subvectors(emb_train, names), _subvectors(emb_test, names)
     for a in attributes:
         p = a.probe
-        if p is None or p.label not in lab_test:
+        if p is None:
+            not_measured[a.name] = "its plugin declares no probe"
+            continue
+        missing = [where for where, lab in (("test", lab_test), ("probe-fitting", lab_train)) if p.label not in lab]
+        if p.kind == "verification":
+            missing = [m for m in missing if m == "test"]  # verification fits nothing
+        if missing:
+            not_measured[a.name] = f"the {' and '.join(missing)} data has no {p.label!r} label"
+            continue
+        keep_te = _present(a, p.label, lab_test[p.label])
+        keep_tr = _present(a, p.label, lab_train[p.label]) if p.label in lab_train else None
+        if int(keep_te.sum()) < 10 or (p.kind != "verification" and int(keep_tr.sum()) < 10):
+            not_measured[a.name] = f"fewer than 10 samples carry its {p.label!r} label"
             continue
         row = {}
         for sub in [*names, f"not_{a.name}"]:
-            xt, xs = train_subs[sub], test_subs[sub]
+            xs = test_subs[sub][keep_te]
+            y_test = lab_test[p.label][keep_te]
+            if p.kind != "verification":
+                xt, y_train = train_subs[sub][keep_tr], lab_train[p.label][keep_tr]
             if p.kind == "regression":
-                y_train, y_test = lab_train[p.label].float(), lab_test[p.label].float()
-                y_train = y_train.view(len(y_train), -1)
-                y_test = y_test.view(len(y_test), -1)
+                y_train, y_test = y_train.float().view(len(y_train), -1), y_test.float().view(len(y_test), -1)
                 pred = ridge_fit_predict(xt, y_train, xs)
                 mae = (pred - y_test).abs().mean(0)
                 base = (y_train.mean(0) - y_test).abs().mean(0)
-                comps = list(p.component_names) or [f"{p.label}{i}" for i in range(len(mae))]
+                comps = list(p.component_names) or ([p.label] if len(mae) == 1 else [f"{p.label}{i}" for i in range(len(mae))])
                 row[sub] = {"value": float(mae.mean()), "per_component": dict(zip(comps, mae.tolist())),
                             "chance": float(base.mean()), "chance_per_component": dict(zip(comps, base.tolist()))}
+                if sub == a.name:
+                    predictions[a.name] = pred
             elif p.kind == "verification":
-                within = lab_test[p.within] if p.within else None
-                across = lab_test[p.across] if p.across and p.across in lab_test else None
-                i, j, same = sample_pairs(lab_test[p.label], 6000, within=within, across=across, seed=seed)
+                within = lab_test[p.within][keep_te] if p.within else None
+                across = lab_test[p.across][keep_te] if p.across and p.across in lab_test else None
+                i, j, same = sample_pairs(y_test, 6000, within=within, across=across, seed=seed)
                 acc = verification_accuracy(cosine_scores(xs, i, j), same)
                 row[sub] = {"value": acc, "pairs": int(len(i)), "chance": 0.5}
             elif p.kind == "classification":
-                classes = len(p.class_names) or int(lab_train[p.label].max()) + 1
-                res = classification_auc(xt, lab_train[p.label].long(), xs, lab_test[p.label].long(), classes, seed=seed)
+                classes = len(p.class_names) or int(max(y_train.max(), y_test.max())) + 1
+                res = classification_auc(xt, y_train.long(), xs, y_test.long(), classes, seed=seed)
                 names_c = list(p.class_names) or [str(c) for c in range(classes)]
                 row[sub] = {"value": res["average"], "per_class": dict(zip(names_c, res["per_class"])), "chance": 0.5}
                 if sub == a.name:
                     predictions[a.name] = res["predicted"]
-        table[a.name] = {"kind": p.kind, "label": p.label, "results": row}
-    return table, predictions
+        table[a.name] = {"kind": p.kind, "label": p.label, "unit": p.unit, "samples": int(keep_te.sum()),
+                         "results": row}
+    return table, predictions, not_measured
 
 
 @torch.no_grad()
@@ -203,40 +228,62 @@ def lfw_verification(model, root: str | Path, crop: float = LFW_CROP, batch: int
 
 def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int = 100, train_samples: int = 4000,
              test_samples: int = 3200, inception: str | None = None, fid_samples: int = 10000, seed: int = 0,
-             lfw: str | None = None, progress=print) -> dict:
-    """Run the whole evaluation; returns the metrics (also written to OUT/metrics.json with OUT/report.md)."""
-    if data != "synthfaces":
-        raise ValueError(f"fsx eval: data source {data!r} is not supported yet; use synthfaces")
+             lfw: str | None = None, probe_data: str | None = None, progress=print) -> dict:
+    """Run the whole evaluation; returns the metrics (also written to OUT/metrics.json with OUT/report.md).
+
+    ``data``: "synthfaces" (probes fitted on training persons, measured on ``test_persons`` unseen ones, with the
+    measures only exact ground truth allows: counterfactual edits, MIG, DCI) or any source ``fsx train`` reads,
+    split as ``fsx.eval.data`` describes (``probe_data``: fit the probes on another source)."""
+    from fsx.data.sources import join_vector_labels
+    from fsx.eval.data import split_source
+    from fsx.plugins import get_registry
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     model.eval()
     size = model.image_size
-    train = SynthFaces("train", image_size=size, seed=seed, cache=False)
-    test = SynthFaces("test", image_size=size, persons=test_persons, seed=seed, cache=False)
     g = torch.Generator().manual_seed(seed)
-    tr_idx = torch.randperm(len(train), generator=g)[:train_samples].sort().values
-    te_idx = torch.randperm(len(test), generator=g)[:test_samples].sort().values
-    from fsx.plugins import get_registry
-
+    synthetic = data == "synthfaces" and probe_data is None
+    if synthetic:
+        train = SynthFaces("train", image_size=size, seed=seed, cache=False)
+        test = SynthFaces("test", image_size=size, persons=test_persons, seed=seed, cache=False)
+        join_vector_labels(train.labels), join_vector_labels(test.labels)
+        tr_idx = torch.randperm(len(train), generator=g)[:train_samples].sort().values
+        te_idx = torch.randperm(len(test), generator=g)[:test_samples].sort().values
+        how = (f"SynthFaces: probes fitted on {len(tr_idx)} images of training persons, measured on {len(te_idx)} "
+               f"images of {test_persons} persons unseen in training")
+    else:
+        progress(f"reading {data} ...")
+        split = split_source(data, size, probe_data, train_samples, test_samples, seed)
+        train, test, how = split.fit, split.test, split.how
+        tr_idx, te_idx = torch.arange(len(train)), torch.arange(len(test))
+        if test.skipped:
+            progress(f"{len(test.skipped)} unreadable image(s) skipped, e.g. {test.skipped[0]}")
     registry = get_registry()
     attributes = [registry.get(n) for n in model.attributes]
     names = list(model.attributes)
 
-    progress("encoding train and test samples ...")
+    progress("encoding the probe-fitting and test samples ...")
     emb_tr, emb_te = encode_all(model, train, tr_idx), encode_all(model, test, te_idx)
     lab_tr, lab_te = train.labels_of(tr_idx), test.labels_of(te_idx)
-    metrics: dict = {"model": model.metadata, "image_size": size, "test_persons": test_persons,
-                     "train_samples": len(tr_idx), "test_samples": len(te_idx)}
+    metrics: dict = {"model": model.metadata, "image_size": size, "data": data, "split": how,
+                     "test_persons": test_persons if synthetic else None,
+                     "train_samples": len(tr_idx), "test_samples": len(te_idx),
+                     "skipped": [] if synthetic else sorted(set(train.skipped) | set(test.skipped))}
     progress("reconstruction RMSE ...")
     metrics["rmse"] = reconstruction_rmse(model, test, te_idx)
     metrics["latent"] = latent_vs_prior(emb_te["z"])
     progress("probes: every attribute on every sub-vector ...")
-    metrics["table"], predictions = probe_table(attributes, emb_tr, lab_tr, emb_te, lab_te, names, seed=seed)
-    progress("counterfactual edit error ...")
-    metrics["counterfactual"] = counterfactual_errors(model, test, seed=seed)
-    progress("MIG and DCI ...")
-    metrics["disentanglement"] = disentanglement_scores(emb_te, test, te_idx)
+    metrics["table"], predictions, metrics["not_measured"] = probe_table(attributes, emb_tr, lab_tr, emb_te, lab_te,
+                                                                        names, seed=seed)
+    for name, why in metrics["not_measured"].items():
+        progress(f"{name}: not measured ({why})")
+    if synthetic:
+        progress("counterfactual edit error ...")
+        metrics["counterfactual"] = counterfactual_errors(model, test, seed=seed)
+        progress("MIG and DCI ...")
+        metrics["disentanglement"] = disentanglement_scores(emb_te, test, te_idx)
     progress("FID ...")
     metrics["fid"] = fid_or_reason(model, train, inception, fid_samples, seed)
     if lfw is not None:

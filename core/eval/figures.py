@@ -112,9 +112,9 @@ def report(m: dict, names: list[str]) -> str:
     lines = [
         "# fsx evaluation report", "",
         f"Model trained on {info.get('data', '?')} with preset {info.get('preset', '?')} "
-        f"(steps {info.get('steps', {})}); image size {m['image_size']} px. Test: SynthFaces persons unseen in "
-        f"training ({m['test_persons']} persons, {m['test_samples']} images); probes fitted on {m['train_samples']} "
-        f"training images. Wall time {m.get('wall_time_s', '?')} s.", "",
+        f"(steps {info.get('steps', {})}); image size {m['image_size']} px. Evaluated on {m.get('data', 'synthfaces')}: "
+        f"{m.get('split', '')}. Wall time {m.get('wall_time_s', '?')} s.", "",
+        *([f"{len(m['skipped'])} unreadable image(s) were left out, e.g. {m['skipped'][0]}", ""] if m.get("skipped") else []),
         "## Reconstruction (Table 1)", "",
         "| path | RMSE (0-255) |", "|---|---|",
         f"| autoencoder G(E(x)) | {m['rmse']['aae']:.2f} |",
@@ -123,18 +123,23 @@ def report(m: dict, names: list[str]) -> str:
         *_latent_lines(m.get("latent")),
         "## Each attribute read from each sub-vector (Tables 2 and 3, generalised)", "",
         "Rows: the attribute probed; columns: the sub-vector it is read from; `not_k` is everything but the "
-        "attribute's own sub-vector. Own sub-vector should win; the rest is leakage. Regression: MAE (degrees, lower "
-        "is better); verification: 10-fold accuracy (chance 50%); classification: mean one-vs-rest AUC (chance 0.5).", "",
+        "attribute's own sub-vector. Own sub-vector should win; the rest is leakage. Regression: MAE in the label's "
+        "unit (lower is better; chance: predicting the mean); verification: 10-fold accuracy (chance 50%); "
+        "classification: mean one-vs-rest AUC (chance 0.5).", "",
         "| attribute | metric | " + " | ".join(names) + " | not_k | chance |",
         "|---|---|" + "---|" * (len(names) + 2),
     ]
     for attr, row in m["table"].items():
         res, kind = row["results"], row["kind"]
         metric = {"regression": "MAE", "verification": "accuracy", "classification": "AUC"}[kind]
+        if kind == "regression" and row.get("unit"):
+            metric = f"MAE ({row['unit']})"
         cells = [_fmt(kind, res.get(n, {}).get("value")) for n in names]
         chance = res.get(attr, {}).get("chance")
         lines.append(f"| {attr} | {metric} | " + " | ".join(cells) +
                      f" | {_fmt(kind, res.get(f'not_{attr}', {}).get('value'))} | {_fmt(kind, chance)} |")
+    for attr, why in (m.get("not_measured") or {}).items():
+        lines.append(f"| {attr} | not measured: {why} |" + " |" * (len(names) + 2))
     for attr, row in m["table"].items():
         own = row["results"].get(attr, {})
         if "per_component" in own:
@@ -144,12 +149,12 @@ def report(m: dict, names: list[str]) -> str:
         if "per_class" in own:
             lines += ["", f"{attr} AUC per class from its own sub-vector: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in own["per_class"].items())]
-    cf = m["counterfactual"]
-    lines += ["", "## Counterfactual edit error (SynthFaces ground truth)", "",
+    cf = m.get("counterfactual")
+    lines += [] if cf is None else ["", "## Counterfactual edit error (SynthFaces ground truth)", "",
               f"RMSE (0-255) of the edited image against the exactly rendered counterfactual; the plain "
               f"reconstruction RMSE of the same targets is {cf['reconstruction']:.2f}.", "",
               "| attribute | transfer k | everything except k |", "|---|---|---|"]
-    for n in cf["transfer"]:
+    for n in (cf or {}).get("transfer", {}):
         lines.append(f"| {n} | {cf['transfer'][n]:.2f} | {cf['everything_except'][n]:.2f} |")
     if m.get("lfw"):
         lfw = m["lfw"]
@@ -158,11 +163,13 @@ def report(m: dict, names: list[str]) -> str:
                   f"{lfw['pairs']} of {lfw['pairs_listed']} pairs ({len(lfw['skipped'])} unreadable images left "
                   f"out); images of {sizes} px, each centre-cropped to 0.6 of its side.", "",
                   "| sub-vector | accuracy |", "|---|---|"] + [f"| {k} | {100 * v:.1f}% |" for k, v in lfw["accuracy"].items()]
-    d = m["disentanglement"]
-    lines += ["", "## Disentanglement scores of f against the ground-truth factors", "",
-              f"MIG {d['mig']:.3f}; DCI disentanglement {d['dci']['disentanglement']:.3f}, completeness "
-              f"{d['dci']['completeness']:.3f}, informativeness {d['dci']['informativeness']:.3f} "
-              f"(factors: {', '.join(d['factors'])}).", "", "## Figures", ""]
+    d = m.get("disentanglement")
+    if d is not None:
+        lines += ["", "## Disentanglement scores of f against the ground-truth factors", "",
+                  f"MIG {d['mig']:.3f}; DCI disentanglement {d['dci']['disentanglement']:.3f}, completeness "
+                  f"{d['dci']['completeness']:.3f}, informativeness {d['dci']['informativeness']:.3f} "
+                  f"(factors: {', '.join(d['factors'])})."]
+    lines += ["", "## Figures", ""]
     captions = {"reconstructions": "Inputs, autoencoder and embedding reconstructions (Fig. 3)",
                 "samples": "Random samples G(z*), z* ~ N(0, I)",
                 "retrieval": "Top-7 retrieval per attribute for two queries, one row per attribute, last row the whole f (Fig. 4)",
