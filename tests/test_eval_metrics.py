@@ -119,3 +119,38 @@ def test_latent_vs_prior_is_near_zero_for_prior_samples_and_sees_an_offset():
     assert near["prior_rms_norm"] == pytest.approx(math.sqrt(8)) and near["mean_std"] == pytest.approx(1, abs=0.02)
     off = latent_vs_prior(0.5 * z + 3.0)  # mean 3, std 0.5: ||mu||^2 = 72, trace term 8 * (0.5 - 1)^2 = 2
     assert off["frechet_to_prior"] == pytest.approx(74.0, rel=0.01) and off["mean_abs_mean"] == pytest.approx(3, abs=0.02)
+
+
+def test_mig_keeps_binary_factors_as_two_classes_and_ignores_sample_order():
+    """Binary factors (glasses, hat) once went into 20 equal-count bins split by sample order: entropy 3.00 nats
+    instead of 0.61, and a mutual information that measured the order of the rows."""
+    from fsx.eval.evaluate import _rank_bins
+
+    g = torch.Generator().manual_seed(0)
+    glasses = (torch.rand(2000, generator=g) < 0.3).float()
+    binned = _rank_bins(glasses[:, None])
+    assert binned.unique().tolist() == [0, 1]
+    p = glasses.double().mean().item()
+    entropy = -(p * math.log(p) + (1 - p) * math.log(1 - p))
+    counts = binned[:, 0].bincount().double() / len(binned)
+    assert abs(float(-(counts * counts.log()).sum()) - entropy) < 1e-9
+    codes = torch.cat([glasses[:, None] + 0.01 * torch.randn(2000, 1, generator=g), torch.randn(2000, 3, generator=g)], 1)
+    perm = torch.randperm(2000, generator=g)
+    assert mig(codes, binned) == pytest.approx(mig(codes[perm], binned[perm]), abs=1e-9)
+    assert mig(codes, binned) > 0.9
+    continuous = torch.tensor([0.0] * 500 + [1.0] * 500 + list(torch.rand(1000, generator=g).tolist()))[:, None]
+    bins = _rank_bins(continuous)  # ties of a continuous factor share one bin
+    assert len(bins[:500].unique()) == 1 and len(bins[500:1000].unique()) == 1
+
+
+def test_dci_informativeness_is_held_out_and_completeness_weighted_by_importance():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(80, 40, generator=g)  # 40 codes, 80 samples: an in-sample fit explains noise
+    target = torch.randn(80, 1, generator=g)
+    assert dci(noise, target)["informativeness"] < 0.1
+    f0 = torch.randn(5000, 1, generator=g)
+    codes = torch.cat([f0, torch.randn(5000, 9, generator=g)], 1)
+    factors = torch.cat([f0, torch.randn(5000, 1, generator=g)], 1)  # f1: no code carries it (tiny, diffuse weights)
+    d = dci(codes, factors)
+    assert d["completeness"] > 0.8  # the unweighted mean over both factors was about 0.5
+    assert d["informativeness"] == pytest.approx(0.5, abs=0.05)  # f0 fully, f1 not at all

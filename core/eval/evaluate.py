@@ -157,9 +157,18 @@ def disentanglement_scores(emb: dict, data: SynthFaces, indices) -> dict:
 
 
 def _rank_bins(x: torch.Tensor, bins: int = 20) -> torch.Tensor:
-    """Continuous factors into equal-count bins (long), so MIG sees them as discrete factors."""
-    ranks = x.argsort(0).argsort(0)
-    return (ranks * bins // len(x)).long()
+    """Factors into discrete classes (long) for MIG: a factor with at most ``bins`` distinct values (glasses,
+    hat: 0/1) keeps one class per value; a continuous one gets equal-count bins whose edges are quantiles, so
+    equal values always share a bin (sample order never decides a bin)."""
+    cols = []
+    for col in x.T:
+        values = col.unique()
+        if len(values) <= bins:
+            cols.append(torch.searchsorted(values, col))
+        else:
+            edges = torch.quantile(col.double(), torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1])
+            cols.append(torch.bucketize(col.double(), edges, right=True))
+    return torch.stack(cols, 1).long()
 
 
 LFW_CROP = 0.6  # the centre 150 x 150 px of LFW's 250 x 250 originals, where the face is

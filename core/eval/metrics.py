@@ -113,24 +113,34 @@ def mig(codes: torch.Tensor, factors: torch.Tensor, bins: int = 20) -> float:
     return float(sum(gaps) / len(gaps)) if gaps else float("nan")
 
 
-def dci(codes: torch.Tensor, factors: torch.Tensor, ridge: float = 1e-2) -> dict[str, float]:
+def dci(codes: torch.Tensor, factors: torch.Tensor, ridge: float = 1e-2, held_out: float = 0.3,
+        seed: int = 0) -> dict[str, float]:
     """Disentanglement, completeness and informativeness (Eastwood & Williams 2018) with a linear (ridge)
     regressor per factor on standardised codes; importances are the absolute weights.
-    Informativeness is the mean R^2 of those regressors."""
+
+    The regressors are fitted on a seeded ``1 - held_out`` of the samples; informativeness is their mean R^2 on
+    the held-out rest (an in-sample R^2 rewards fitting noise). Disentanglement weights each code by its share of
+    the importance and completeness each factor by its share, as Eastwood & Williams and disentanglement_lib do."""
     x = codes.double()
     x = (x - x.mean(0)) / x.std(0).clamp(min=1e-12)
     y = factors.double()
     y = (y - y.mean(0)) / y.std(0).clamp(min=1e-12)
-    d = x.shape[1]
-    w = torch.linalg.solve(x.T @ x + ridge * len(x) * torch.eye(d, dtype=x.dtype), x.T @ y)  # (D, K)
-    r2 = 1 - ((x @ w - y).pow(2).mean(0) / y.var(0).clamp(min=1e-12))
+    n, d = x.shape
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    cut = max(1, min(n - 1, round(n * (1 - held_out))))
+    fit, test = order[:cut], order[cut:]
+    xf, yf = x[fit], y[fit]
+    w = torch.linalg.solve(xf.T @ xf + ridge * len(xf) * torch.eye(d, dtype=x.dtype), xf.T @ yf)  # (D, K)
+    yt = y[test]
+    r2 = 1 - ((x[test] @ w - yt).pow(2).mean(0) / yt.var(0, unbiased=False).clamp(min=1e-12))
     imp = w.abs() + 1e-12  # (D, K)
     k = imp.shape[1]
     p_code = imp / imp.sum(1, keepdim=True)  # per code over factors
     h_code = -(p_code * p_code.log()).sum(1) / math.log(k) if k > 1 else torch.zeros(d, dtype=x.dtype)
-    rho = imp.sum(1) / imp.sum()
+    rho = imp.sum(1) / imp.sum()  # each code's share of the importance
     disentanglement = float((rho * (1 - h_code)).sum())
     p_fac = imp / imp.sum(0, keepdim=True)  # per factor over codes
     h_fac = -(p_fac * p_fac.log()).sum(0) / math.log(d)
-    return {"disentanglement": disentanglement, "completeness": float((1 - h_fac).mean()),
+    share = imp.sum(0) / imp.sum()  # each factor's share of the importance
+    return {"disentanglement": disentanglement, "completeness": float(((1 - h_fac) * share).sum()),
             "informativeness": float(r2.clamp(min=0).mean())}
