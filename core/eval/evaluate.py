@@ -109,7 +109,8 @@ def probe_table(attributes, emb_train, lab_train, emb_test, lab_test, names, see
                 across = lab_test[p.across][keep_te] if p.across and p.across in lab_test else None
                 i, j, same = sample_pairs(y_test, 6000, within=within, across=across, seed=seed)
                 acc = verification_accuracy(cosine_scores(xs, i, j), same)
-                row[sub] = {"value": acc, "pairs": int(len(i)), "chance": 0.5}
+                row[sub] = {"value": acc, "pairs": int(len(i)), "stderr": math.sqrt(acc * (1 - acc) / max(len(i), 1)),
+                            "chance": 0.5}
             elif p.kind == "classification":
                 classes = len(p.class_names) or int(max(y_train.max(), y_test.max())) + 1
                 res = classification_auc(xt, y_train.long(), xs, y_test.long(), classes, seed=seed)

@@ -79,24 +79,46 @@ def classification_auc(x_train, y_train, x_test, y_test, classes: int, epochs: i
 def sample_pairs(group: torch.Tensor, n_pairs: int, within: torch.Tensor | None = None,
                  across: torch.Tensor | None = None, seed: int = 0):
     """Half same-``group`` pairs, half different; with ``within``, different pairs share ``within`` (style: two
-    clips of the same person); with ``across``, every pair differs in ``across``. Returns (i, j, same) index tensors, shuffled."""
+    clips of the same person); with ``across``, every pair differs in ``across`` (identity: two clips). Returns (i,
+    j, same) index tensors, shuffled: ``n_pairs`` of them unless the data holds fewer admissible pairs.
+
+    Each pair is drawn constructively (an anchor, then a partner among the samples that satisfy the constraints),
+    so rare positives (the same person in another clip) are found as often as they are asked for."""
     g = torch.Generator().manual_seed(seed)
-    n = len(group)
-    i = torch.randint(n, (n_pairs * 20,), generator=g)
-    j = torch.randint(n, (n_pairs * 20,), generator=g)
-    keep = i != j
-    if within is not None:
-        keep &= within[i] == within[j]
-    if across is not None:
-        keep &= across[i] != across[j]
-    i, j = i[keep], j[keep]
-    same = group[i] == group[j]
-    half = n_pairs // 2
-    pos, neg = torch.nonzero(same).flatten()[:half], torch.nonzero(~same).flatten()[:half]
-    k = min(len(pos), len(neg))
-    sel = torch.cat([pos[:k], neg[:k]])
-    sel = sel[torch.randperm(len(sel), generator=g)]
-    return i[sel], j[sel], same[sel]
+    n, half = len(group), n_pairs // 2
+    members = {int(v): torch.nonzero(group == v).flatten() for v in group.unique()}
+    kin = {int(v): torch.nonzero(within == v).flatten() for v in within.unique()} if within is not None else None
+
+    def partner(a: int, positive: bool) -> int | None:
+        pool = members[int(group[a])] if positive else (kin[int(within[a])] if kin is not None else None)
+        if pool is None:  # a negative without ``within``: most random samples qualify
+            for _ in range(50):
+                b = int(torch.randint(n, (1,), generator=g))
+                if group[b] != group[a] and (across is None or across[b] != across[a]):
+                    return b
+            return None
+        ok = pool != a
+        ok &= (group[pool] == group[a]) if positive else (group[pool] != group[a])
+        if across is not None:
+            ok &= across[pool] != across[a]
+        pool = pool[ok]
+        return int(pool[torch.randint(len(pool), (1,), generator=g)]) if len(pool) else None
+
+    pairs = {True: [], False: []}
+    for positive in (True, False):
+        for _ in range(half * 20):
+            if len(pairs[positive]) == half:
+                break
+            a = int(torch.randint(n, (1,), generator=g))
+            b = partner(a, positive)
+            if b is not None:
+                pairs[positive].append((a, b))
+    k = min(len(pairs[True]), len(pairs[False]))
+    chosen = pairs[True][:k] + pairs[False][:k]
+    order = torch.randperm(len(chosen), generator=g)
+    i = torch.tensor([chosen[t][0] for t in order.tolist()], dtype=torch.long)
+    j = torch.tensor([chosen[t][1] for t in order.tolist()], dtype=torch.long)
+    return i, j, group[i] == group[j]
 
 
 def cosine_scores(x: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
