@@ -158,7 +158,7 @@ class Trainer:
             write_config(self.out, config, self.source_summary(), self.label_summary())
             self._open_metrics(resume)
 
-    # --- inputs that were skipped -------------------------------------------------------------------
+    # --- what the data gave: labelled samples per attribute, unreadable inputs ----------------------
     def label_summary(self) -> dict:
         """Per attribute: the sources that label it and how many labelled samples of each it has trained on."""
         names = [s.name for s in self.sources]
