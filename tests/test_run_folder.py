@@ -159,7 +159,10 @@ def test_full_disk_keeps_the_previous_checkpoint_and_names_the_file(tmp_path):
 def test_ctrl_c_while_starting_exits_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fsx", "train", "--out", str(tmp_path / "run")],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    line = proc.stderr.readline()  # printed before SynthFaces renders its 25,600 demo faces
+    for _ in range(50):  # the start-up line comes before SynthFaces renders its 25,600 demo faces (warnings may precede it)
+        line = proc.stderr.readline()
+        if "preparing data" in line or not line:
+            break
     assert "preparing data" in line
     proc.send_signal(signal.SIGINT)
     rest = proc.stderr.read()
