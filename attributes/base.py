@@ -186,6 +186,12 @@ class Attribute:
         """Whether a batch carries every label field this attribute needs."""
         return all(field in labels for field in self.label_names)
 
+    def label_present(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: which samples carry label ``name`` (a probe's label that is not one of the attribute's own
+        training labels counts as present everywhere)."""
+        label = next((lab for lab in self.labels if lab.name == name), None)
+        return label.present(values) if label is not None else torch.ones(len(values), dtype=torch.bool)
+
     def labelled_rows(self, labels: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(N,) bool: the samples of a batch that carry every label this attribute needs (a source may label a
         field only partly: empty cells of a labels.csv)."""

@@ -118,7 +118,7 @@ def audit(model, data: str = "synthfaces", split: str = "test", attribute: str =
     its sub-vector of probe-fitting samples; of the held-out samples, those with the lowest probability of their
     own class (classification) or the largest error (regression) come first."""
     from fsx.eval.data import EvalSet, split_source
-    from fsx.eval.evaluate import _present, encode_all
+    from fsx.eval.evaluate import encode_all
     from fsx.eval.probes import fit_classifier, ridge_fit_predict
     from fsx.plugins import get_registry
 
@@ -145,8 +145,8 @@ def audit(model, data: str = "synthfaces", split: str = "test", attribute: str =
     for where, part in (("probe-fitting", fit), ("test", test)):
         if label not in part.labels:
             raise ValueError(f"audit of {a.name!r}: the {where} data has no {label!r} label")
-    tr = torch.nonzero(_present(a, label, fit.labels[label])).squeeze(1)
-    te = torch.nonzero(_present(a, label, test.labels[label])).squeeze(1)
+    tr = torch.nonzero(a.label_present(label, fit.labels[label])).squeeze(1)
+    te = torch.nonzero(a.label_present(label, test.labels[label])).squeeze(1)
     xt, xs = encode_all(model, fit, tr)[a.name], encode_all(model, test, te)[a.name]
     yt, ys = fit.labels[label][tr], test.labels[label][te]
     if a.probe.kind == "classification":

@@ -59,14 +59,6 @@ def _subvectors(emb: dict, names: list[str]) -> dict[str, torch.Tensor]:
     return subs
 
 
-def _present(a, label: str, values: torch.Tensor) -> torch.Tensor:
-    """Which rows carry ``label`` (a partly labelled source leaves the others empty)."""
-    for lab in a.labels:
-        if lab.name == label:
-            return lab.present(values)
-    return torch.ones(len(values), dtype=torch.bool)
-
-
 def probe_table(attributes, emb_train, lab_train, emb_test, lab_test, names, seed: int = 0) -> tuple[dict, dict, dict]:
     """{attribute: {sub-vector: result}} where result holds the probe's headline number and its details; the
     probes' predictions from the own sub-vector; and {attribute: why it was not measured}."""
@@ -83,8 +75,8 @@ def probe_table(attributes, emb_train, lab_train, emb_test, lab_test, names, see
         if missing:
             not_measured[a.name] = f"the {' and '.join(missing)} data has no {p.label!r} label"
             continue
-        keep_te = _present(a, p.label, lab_test[p.label])
-        keep_tr = _present(a, p.label, lab_train[p.label]) if p.label in lab_train else None
+        keep_te = a.label_present(p.label, lab_test[p.label])
+        keep_tr = a.label_present(p.label, lab_train[p.label]) if p.label in lab_train else None
         if int(keep_te.sum()) < 10 or (p.kind != "verification" and int(keep_tr.sum()) < 10):
             not_measured[a.name] = f"fewer than 10 samples carry its {p.label!r} label"
             continue

@@ -123,12 +123,12 @@ PRESETS: dict[str, dict] = {
     # (x1: mean AUC 0.66, x10: 0.90) and pose x20 (x10 left pitch at 3.9 deg). The R1 penalty on D_z
     # (latent_r1 10): with D_z seeing prior and codes in one batch it otherwise wins outright, and E's codes drift
     # off the prior (mean 3.0 per dimension after the aae stage; reconstruction and attributes worse). Style
-    # contrastive at x0.3: triplets gave 85.8% (run d14), contrastive x1 95.5% but took E from expression (0.907
-    # -> 0.863, run d16), x0.3 91.2% with expression 0.899 (run d17). A refit stage of 600 steps with L_rec^Phi
+    # contrastive at x0.3: triplets gave 85.8%, contrastive x1 95.5% but took E from expression (0.907
+    # -> 0.863), x0.3 91.2% with expression 0.899. A refit stage of 600 steps with L_rec^Phi
     # x300 (lambda_rec_phi_refit): after joint training Phi^-1 decoded nearly every embedding to one face
-    # (embedding RMSE 67.1 against 33.9 through the autoencoder, run d17); the refit took it to 36.1 in 2.5
+    # (embedding RMSE 67.1 against 33.9 through the autoencoder); the refit took it to 36.1 in 2.5
     # minutes, the attribute table within the seed spread (x100: 45.2; x1000: 35.2 with pose and identity a
-    # little worse; run d17 resumed into the refit stage).
+    # little worse; docs/experiments.md has the runs).
     "demo": dict(
         image_size=64, width=0.25, batch_size=40, latent_disc_hidden=1000, phi_hidden=1000,
         steps={"aae": 1000, "disentangle": 150, "joint": 1500, "refit": 600}, lr_aae=5e-4, betas_aae=(0.5, 0.999),

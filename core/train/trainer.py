@@ -127,6 +127,7 @@ class Trainer:
             if warm is not None:
                 warm()
         self.skips_reported = {s.name: 0 for s in self.sources}
+        self.source_index = {s.name: j for j, s in enumerate(self.sources)}
         # labelled samples each attribute saw, per source: summed over ranks at each log step and checkpoint
         self.label_counts = torch.zeros(len(self.attributes), len(self.sources), dtype=torch.float64)
         self._pending_counts = torch.zeros_like(self.label_counts)
@@ -167,7 +168,7 @@ class Trainer:
                 for i, a in enumerate(self.attributes)}
 
     def _count_labels(self, source: str, labels: dict) -> None:
-        j = [s.name for s in self.sources].index(source)
+        j = self.source_index[source]
         for i, a in enumerate(self.attributes):
             if a.has_labels(labels):
                 self._pending_counts[i, j] += float(a.labelled_rows(labels).sum())
@@ -512,7 +513,7 @@ class Trainer:
             if key.startswith("sampler/"):
                 skey = key[len("sampler/"):]
                 name, ki = skey.rsplit(":", 1)
-                si = [s.name for s in self.sources].index(name)
+                si = self.source_index[name]
                 spec = self._specs_for(self.sources[si])[int(ki)]
                 self.samplers[skey] = BatchSampler(self.sources[si].labels, spec, self.per_rank_batch,
                                                    seed=0, rank=self.rank)
