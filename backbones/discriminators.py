@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from fsx.backbones.registry import check_size, register_backbone, scaled
+from fsx.backbones.registry import check_size, scaled
 
 
 class DCGANDiscriminator(nn.Module):
@@ -46,11 +46,9 @@ class LatentDiscriminator(nn.Module):
         return self.net(z).squeeze(1)  # (N,)
 
 
-@register_backbone
 def dcgan_discriminator(image_size: int = 128, width: float = 1.0) -> nn.Module:
     return DCGANDiscriminator(image_size=image_size, width=width)
 
 
-@register_backbone
 def mlp_latent_discriminator(in_dim: int = 99, hidden: int = 1000, dropout: float = 0.2) -> nn.Module:
     return LatentDiscriminator(in_dim=in_dim, hidden=hidden, dropout=dropout)

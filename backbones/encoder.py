@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from fsx.backbones.registry import check_size, register_backbone, scaled
+from fsx.backbones.registry import check_size, scaled
 
 
-@register_backbone
 def resnet18_encoder(out_dim: int = 99, image_size: int = 128, width: float = 1.0, pretrained: bool = False) -> nn.Module:
     """timm's ResNet18 with its classifier sized to ``out_dim``; ``width`` scales every stage's channels.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from fsx.backbones.registry import check_size, register_backbone, scaled
+from fsx.backbones.registry import check_size, scaled
 
 
 class InvertedBasicBlock(nn.Module):
@@ -66,6 +66,5 @@ class InvertedResNet18(nn.Module):
         return self.head(x)  # (N, 3, S, S) in [-1, 1]
 
 
-@register_backbone
 def resnet18_generator(in_dim: int = 99, image_size: int = 128, width: float = 1.0) -> nn.Module:
     return InvertedResNet18(in_dim=in_dim, image_size=image_size, width=width)

@@ -1,39 +1,25 @@
-"""A named registry of networks, in the spirit of timm's ``register_model`` / ``create_model``."""
+"""Networks by name, in the spirit of timm's ``create_model``: the names live in the plugin registry, filled by the
+``fsx_register_backbones`` hook (fsx's own networks come through it too, from ``fsx.plugins.builtin``)."""
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch.nn as nn
 
-_BACKBONES: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_backbone(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Decorator: make ``fn`` available as ``create_backbone(fn.__name__, ...)``."""
-    if fn.__name__ in _BACKBONES:
-        raise ValueError(f"backbone {fn.__name__!r} is registered twice")
-    _BACKBONES[fn.__name__] = fn
-    return fn
-
-
 def list_backbones() -> list[str]:
-    """Built-in names plus those contributed by plugins through ``fsx_register_backbones``."""
+    """Every network name the registry holds: the built-ins and those of plugins (``fsx_register_backbones``)."""
     from fsx.plugins import get_registry
 
-    return sorted(set(_BACKBONES) | set(get_registry().backbones))
+    return sorted(get_registry().backbones)
 
 
 def create_backbone(name: str, **kwargs) -> nn.Module:
     """Build the network registered under ``name`` with the given keyword arguments."""
-    if name in _BACKBONES:
-        return _BACKBONES[name](**kwargs)
     from fsx.plugins import get_registry
 
-    plugin = get_registry().backbones.get(name)
-    if plugin is None:
+    entry = get_registry().backbones.get(name)
+    if entry is None:
         raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}")
-    return plugin[0](**kwargs)
+    return entry[0](**kwargs)
 
 
 def scaled(channels: int, width: float) -> int:

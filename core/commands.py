@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from fsx.backbones.registry import SUPPORTED_SIZES
 from fsx.cli import AttributeList, main
 from fsx.train.config import PRESETS, STAGES
 
@@ -80,7 +81,7 @@ def _relaunch_distributed(nproc: int) -> None:
 @click.option("--stage", type=click.Choice(["all", *STAGES]), default="all", show_default=True)
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="Steps of each selected stage (preset's otherwise).")
 @click.option("--batch-size", type=click.IntRange(min=2), default=None)
-@click.option("--image-size", type=click.Choice(["32", "64", "128", "256"]), default=None)
+@click.option("--image-size", type=click.Choice([str(s) for s in SUPPORTED_SIZES]), default=None)
 @click.option("--width", type=float, default=None, help="Channel width multiplier of E, G and D_x.")
 @click.option("--out", type=click.Path(file_okay=False), default="runs/fsx", show_default=True, help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.safetensors.")
@@ -170,7 +171,7 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="PNG file to write (a grid).")
 @click.option("--export", "export", type=click.Path(file_okay=False), default=None,
               help="Folder to write as a labelled data set instead: PNG files and labels.csv.")
-@click.option("--size", type=click.Choice(["32", "64", "128", "256"]), default="64", show_default=True)
+@click.option("--size", type=click.Choice([str(s) for s in SUPPORTED_SIZES]), default="64", show_default=True)
 @click.option("-n", "--n", "n", type=click.IntRange(1), default=64, show_default=True, help="Number of faces.")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
               help="With --export: the persons to draw from (train and test persons are disjoint).")

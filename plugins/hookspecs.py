@@ -6,7 +6,7 @@ specifications below. Third-party packages are found through the entry-point gro
     [project.entry-points.fsx]
     age = "fsx_age.plugin"
 
-The built-in attributes (``fsx.attributes.builtin``) are registered through exactly these hooks.
+fsx's own attributes and networks (``fsx.plugins.builtin``) are registered through exactly these hooks.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ def _entry_point_sources(pm: pluggy.PluginManager, problems: list) -> dict:
 def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> AttributeRegistry:
     """Build a fresh registry: the built-ins, then every ``fsx`` entry point, then ``plugins`` (objects or
     modules with hook implementations, handy in tests and notebooks)."""
-    from fsx.attributes import builtin
+    from fsx.plugins import builtin
 
     pm = pluggy.PluginManager("fsx")
     pm.add_hookspecs(hookspecs)
@@ -158,8 +158,8 @@ def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> 
         sources[id(plugin)] = _Source(name, getattr(plugin, "__module__", name) or name, "")
 
     # Hook implementations are called one at a time (in registration order) so a failure is attributed.
-    impls = sorted(pm.hook.fsx_register_attributes.get_hookimpls(), key=lambda i: list(sources).index(id(i.plugin)))
-    for impl in impls:
+    by_registration = lambda impl: list(sources).index(id(impl.plugin))  # noqa: E731
+    for impl in sorted(pm.hook.fsx_register_attributes.get_hookimpls(), key=by_registration):
         src = sources[id(impl.plugin)]
         where = f"{src.package} {src.version}".strip()
         try:
@@ -176,12 +176,14 @@ def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> 
         except Exception as exc:
             registry.problems.append(PluginProblem(src.plugin, where, f"{type(exc).__name__}: {exc}"))
 
-    for impl in pm.hook.fsx_register_backbones.get_hookimpls():
+    for impl in sorted(pm.hook.fsx_register_backbones.get_hookimpls(), key=by_registration):
         src = sources[id(impl.plugin)]
         try:
             for name, factory in (impl.function() or {}).items():
                 if not callable(factory):
                     raise PluginError(f"backbone {name!r} is not callable")
+                if name in registry.backbones:
+                    raise PluginError(f"backbone {name!r} is already taken by package {registry.backbones[name][1]}")
                 registry.backbones[name] = (factory, src.package)
         except Exception as exc:
             registry.problems.append(PluginProblem(src.plugin, f"{src.package} {src.version}".strip(), f"{type(exc).__name__}: {exc}"))

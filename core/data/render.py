@@ -23,6 +23,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from fsx.backbones.registry import SUPPORTED_SIZES
 from fsx.data.face_params import IDENTITY_FIELDS, STYLE_FIELDS
 
 ID = {f: i for i, f in enumerate(IDENTITY_FIELDS)}
@@ -280,8 +281,8 @@ def render(params: dict, size: int = 64, chunk: int | None = None, return_covera
     image: the same pixels again, slower; the tests compare all three). Faces are drawn ``chunk`` at a time
     (default: about half a million pixels, 128 faces at 64 px, which measured fastest: larger chunks leave the
     cache, smaller ones pay more per-op overhead)."""
-    if size not in (32, 64, 128, 256):
-        raise ValueError(f"SynthFaces renders 32, 64, 128 or 256 px, not {size}")
+    if size not in SUPPORTED_SIZES:
+        raise ValueError(f"SynthFaces renders {', '.join(map(str, SUPPORTED_SIZES))} px, not {size}")
     if backend not in ("auto", "compiled", "torch"):
         raise ValueError(f"render backend must be auto, compiled or torch, not {backend!r}")
     chunk = chunk or min(128, max(16, 2**19 // (size * size)))

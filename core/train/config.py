@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
+from fsx.backbones.registry import SUPPORTED_SIZES
 from fsx.config import from_fields
 
 # aae, disentangle and joint are the paper's Sec. 3.1, 3.2-3.7 and 3.8. refit (not in the paper) trains Phi and
@@ -41,7 +42,7 @@ class TrainConfig:
     stage: str = attrs.field(default="all", validator=v.in_(("all",) + STAGES))
     steps: dict = attrs.field(factory=lambda: {"aae": 1000, "disentangle": 500, "joint": 200}, converter=_steps)
     batch_size: int = attrs.field(default=64, validator=v.ge(2))
-    image_size: int = attrs.field(default=64, validator=v.in_((32, 64, 128, 256)))
+    image_size: int = attrs.field(default=64, validator=v.in_(SUPPORTED_SIZES))
     width: float = attrs.field(default=0.25, converter=float, validator=v.gt(0))
     latent_disc_hidden: int = 1000
     phi_hidden: int = 1000
