@@ -294,7 +294,8 @@ def encode(checkpoint, images, out, strict):
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--query", required=True, help="Query image (file or synthfaces:SPLIT:INDEX).")
 @click.option("--gallery", required=True, help="A folder of images or an embeddings file from fsx encode.")
-@click.option("--by", default="identity", show_default=True, help="Sub-vector to compare (an attribute or 'all').")
+@click.option("--by", default=None, help="Sub-vector to compare: an attribute, or 'all' for the whole f "
+              "[default: the model's first attribute that verifies persons, else all].")
 @click.option("-k", "k", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable gallery image instead of skipping it.")
 def retrieve(checkpoint, query, gallery, by, k, strict):
@@ -303,8 +304,12 @@ def retrieve(checkpoint, query, gallery, by, k, strict):
 
     from fsx.tools import encode_files, list_images, load_embeddings, retrieve as run
 
+    from fsx.tools import default_attribute
+
     model = _load_model(checkpoint)
-    if by != "all":
+    if by is None:
+        by = default_attribute(model, ("verification",), label="person") or "all"
+    elif by != "all":
         by = _attribute_name(by, "--by")
     try:
         if Path(gallery).is_dir():
@@ -387,8 +392,9 @@ def generate(checkpoint, n, out, seed):
               help="synthfaces, or any source fsx train reads (its test rows, as fsx eval splits it).")
 @click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True,
               help="SynthFaces only: the persons to audit.")
-@click.option("--attribute", default="expression", show_default=True,
-              help="Any attribute with a classification or regression probe.")
+@click.option("--attribute", default=None,
+              help="Any attribute with a classification or regression probe [default: the model's first with a "
+              "classification probe, else regression].")
 @click.option("-n", "n", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 def audit(checkpoint, data, split, attribute, n, out):
@@ -396,7 +402,7 @@ def audit(checkpoint, data, split, attribute, n, out):
     from fsx.tools import audit as run, write_audit
 
     model = _load_model(checkpoint)
-    name = _attribute_name(attribute, "--attribute")
+    name = _attribute_name(attribute, "--attribute") if attribute else None
     try:
         result = run(model, data=data, split=split, attribute=name, n=n)
         write_audit(result, model, out)

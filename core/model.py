@@ -75,6 +75,18 @@ class FaceModel(nn.Module):
         out["z"] = z
         return out
 
+    @torch.no_grad()
+    def encode_batches(self, batches: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``encode`` over an iterable of image batches, concatenated on the CPU, with the joined f under "f":
+        how every tool encodes a data set or a list of files without holding them all on the device. No batches:
+        an empty dict."""
+        out: dict[str, list] = {}
+        for images in batches:
+            z, f = self.encode_features(images)
+            for k, v in {**self.layout.split(f), "z": z, "f": f}.items():
+                out.setdefault(k, []).append(v.cpu())
+        return {k: torch.cat(v) for k, v in out.items()}
+
     def decode(self, features: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         """Sub-vectors (a dict as ``encode`` returns, ``"z"`` ignored) or a joined f (N, f_dim) -> images."""
         f = features if isinstance(features, torch.Tensor) else self.layout.join(features)

@@ -58,28 +58,26 @@ def encode_files(model, specs: Sequence[str], batch: int = 64, strict: bool = Fa
     """Sub-vectors of image files -> (embeddings, the files encoded, the files skipped with their reasons).
 
     An unreadable file is skipped and reported (``strict``: raise ImageReadError at the first one instead)."""
-    parts: dict[str, list] = {}
     kept, skipped = [], []
-    for s in range(0, len(specs), batch):
-        images, names = [], []
-        for spec in specs[s : s + batch]:
-            try:
-                images.append(_load_one(str(spec), model.image_size))
-                names.append(str(spec))
-            except ImageReadError as exc:
-                if strict:
-                    raise
-                skipped.append(str(exc))
-        if not images:
-            continue
-        enc = model.encode(torch.stack(images))
-        enc["f"] = torch.cat([enc[n] for n in model.attributes], 1)
-        for k, v in enc.items():
-            parts.setdefault(k, []).append(v.cpu())
-        kept += names
+
+    def batches():
+        for s in range(0, len(specs), batch):
+            images = []
+            for spec in specs[s : s + batch]:
+                try:
+                    images.append(_load_one(str(spec), model.image_size))
+                    kept.append(str(spec))
+                except ImageReadError as exc:
+                    if strict:
+                        raise
+                    skipped.append(str(exc))
+            if images:
+                yield torch.stack(images)
+
+    embeddings = model.encode_batches(batches())
     if not kept:
-        raise ImageReadError(f"none of the {len(specs)} images could be read (first: {skipped[0]})")
-    return {k: torch.cat(v) for k, v in parts.items()}, kept, skipped
+        raise ImageReadError(f"none of the {len(specs)} images could be read (first: {skipped[0] if skipped else '-'})")
+    return embeddings, kept, skipped
 
 
 def save_embeddings(path, embeddings: dict, files: Sequence[str], model) -> None:
@@ -104,6 +102,24 @@ def retrieve(query: dict, gallery: dict, files: Sequence[str], by: str, k: int =
     return [(files[i], float(s)) for s, i in zip(top.values, top.indices)]
 
 
+def model_attributes(model) -> list:
+    """The registry's Attribute objects for the model's sub-vectors, in layout order."""
+    from fsx.plugins import get_registry
+
+    return get_registry().resolve(list(model.attributes))
+
+
+def default_attribute(model, kinds: Sequence[str], label: str | None = None) -> str | None:
+    """The model's first attribute whose probe is of one of ``kinds`` (tried in that order) and, if given, reads
+    ``label``: how a tool picks its default attribute without naming one."""
+    attributes = model_attributes(model)
+    for kind in kinds:
+        for a in attributes:
+            if a.probe is not None and a.probe.kind == kind and label in (None, a.probe.label):
+                return a.name
+    return None
+
+
 @attrs.frozen
 class AuditResult:
     rows: list  # one dict per sample: index, true, predicted, score (p_true, or the absolute error)
@@ -112,16 +128,21 @@ class AuditResult:
 
 
 @torch.no_grad()
-def audit(model, data: str = "synthfaces", split: str = "test", attribute: str = "expression", n: int = 16,
+def audit(model, data: str = "synthfaces", split: str = "test", attribute: str | None = None, n: int = 16,
           train_samples: int = 4000, test_samples: int = 2000, seed: int = 0) -> AuditResult:
     """Sec. 5.5: the samples whose label the embedding disagrees with most. The attribute's probe is fitted on
     its sub-vector of probe-fitting samples; of the held-out samples, those with the lowest probability of their
-    own class (classification) or the largest error (regression) come first."""
+    own class (classification) or the largest error (regression) come first. ``attribute`` None: the model's first
+    attribute with a classification probe, else its first with a regression probe."""
     from fsx.eval.data import EvalSet, split_source
     from fsx.eval.evaluate import encode_all
     from fsx.eval.probes import fit_classifier, ridge_fit_predict
     from fsx.plugins import get_registry
 
+    attribute = attribute or default_attribute(model, ("classification", "regression"))
+    if attribute is None:
+        raise ValueError(f"audit: none of the model's attributes ({', '.join(model.attributes)}) has a "
+                         "classification or regression probe")
     a = get_registry().get(attribute)
     if a.name not in model.attributes:
         raise ValueError(f"--attribute {a.name!r}: the model has no such sub-vector (it has {', '.join(model.attributes)})")

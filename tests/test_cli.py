@@ -93,6 +93,7 @@ def test_readme_plugin_walkthrough_runs_as_written(glasses_site, tmp_path):
                                                            "not_glasses"}
     assert "| glasses | AUC |" in (run / "eval" / "report.md").read_text()
     assert (run / "audit" / "audit.png").is_file() and (tmp_path / "glasses-edit.png").is_file()
+    assert (run / "eval" / "explain-glasses.png").is_file()  # Fig. 6 for any classification attribute
     mine = tmp_path / "runs" / "mine"
     assert json.loads((mine / "config.json").read_text())["labels"]["glasses"]["labelled_by"] == ["mine"]
     assert "glasses" in json.loads((mine / "eval" / "metrics.json").read_text())["table"]

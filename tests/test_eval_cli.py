@@ -46,7 +46,7 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     report = (out / "report.md").read_text()
     assert "Codes E(x) against the prior N(0, I)" in report
     assert "| attribute | metric | pose | identity | expression | style | not_k | chance |" in report
-    for fig in ("reconstructions", "samples", "retrieval", "transfer", "explain"):
+    for fig in ("reconstructions", "samples", "retrieval", "transfer", "explain-expression"):
         assert (out / f"{fig}.png").exists() and f"({fig}.png)" in report
 
 

@@ -18,24 +18,16 @@ import torch
 from fsx.data.face_params import GROUPS
 from fsx.data.synthfaces import SynthFaces
 from fsx.eval import figures
+from fsx.plugins import get_registry
 from fsx.eval.metrics import dci, latent_vs_prior, mig, verification_accuracy
 from fsx.eval.probes import classification_auc, cosine_scores, ridge_fit_predict, sample_pairs
 
 CHANCE = {"regression": "MAE of predicting the training mean", "verification": "50%", "classification": "AUC 0.5"}
 
 
-@torch.no_grad()
 def encode_all(model, data, indices, batch: int = 256) -> dict[str, torch.Tensor]:
-    """{attribute: (N, dim), "z": (N, z_dim), "f": (N, f_dim)} for the given samples."""
-    out: dict[str, list] = {}
-    for s in range(0, len(indices), batch):
-        x, _ = data.get_batch(indices[s : s + batch])
-        z, f = model.encode_features(x)
-        parts = model.layout.split(f)
-        parts.update(z=z, f=f)
-        for k, v in parts.items():
-            out.setdefault(k, []).append(v.cpu())
-    return {k: torch.cat(v) for k, v in out.items()}
+    """{attribute: (N, dim), "z": (N, z_dim), "f": (N, f_dim)} for the given samples of a data source."""
+    return model.encode_batches(data.get_batch(indices[s : s + batch])[0] for s in range(0, len(indices), batch))
 
 
 @torch.no_grad()
@@ -195,35 +187,36 @@ def lfw_verification(model, root: str | Path, crop: float = LFW_CROP, batch: int
     pairs = lfw_pairs(root)
     files = sorted({p for a, b, _, _ in pairs for p in (a, b)})
     size = model.image_size
-    feats: dict[str, list] = {}
     readable, skipped, sizes = [], {}, {}
-    for s in range(0, len(files), batch):
-        imgs = []
-        for f in files[s : s + batch]:
-            try:
-                image, (w, h) = lfw_face(f, size, crop)
-                imgs.append(image)
-            except (OSError, ImageReadError) as exc:
-                skipped[f] = str(exc) if isinstance(exc, ImageReadError) else f"{f}: not a readable image ({exc})"
-                continue
-            readable.append(f)
-            sizes[f"{w}x{h}"] = sizes.get(f"{w}x{h}", 0) + 1
-        if not imgs:
-            continue
-        _, f_all = model.encode_features(torch.stack(imgs))
-        parts = model.layout.split(f_all)
-        for k, v in _subvectors(parts, list(model.attributes)).items():
-            feats.setdefault(k, []).append(v.cpu())
+
+    def batches():
+        for s in range(0, len(files), batch):
+            imgs = []
+            for f in files[s : s + batch]:
+                try:
+                    image, (w, h) = lfw_face(f, size, crop)
+                    imgs.append(image)
+                except (OSError, ImageReadError) as exc:
+                    skipped[f] = str(exc) if isinstance(exc, ImageReadError) else f"{f}: not a readable image ({exc})"
+                    continue
+                readable.append(f)
+                sizes[f"{w}x{h}"] = sizes.get(f"{w}x{h}", 0) + 1
+            if imgs:
+                yield torch.stack(imgs)
+
+    embeddings = model.encode_batches(batches())
     kept = [p for p in pairs if p[0] not in skipped and p[1] not in skipped]
     if not kept:
         raise ValueError(f"{root}: no LFW pair has two readable images ({len(skipped)} unreadable)")
-    feats = {k: torch.cat(v) for k, v in feats.items()}
+    feats = _subvectors(embeddings, list(model.attributes))
     index = {f: i for i, f in enumerate(readable)}
     i = torch.tensor([index[a] for a, _, _, _ in kept])
     j = torch.tensor([index[b] for _, b, _, _ in kept])
     same = torch.tensor([s for _, _, s, _ in kept])
     fold = torch.tensor([k for _, _, _, k in kept])
-    names = [n for n in model.attributes] + (["not_identity"] if "identity" in model.attributes else [])
+    # LFW pairs are same/different person: "everything but k" is reported for the attributes that verify persons
+    names = list(model.attributes) + [f"not_{a.name}" for a in get_registry().resolve(list(model.attributes))
+                                      if a.probe is not None and a.probe.kind == "verification" and a.probe.label == "person"]
     return {"accuracy": {n: verification_fold_accuracy(cosine_scores(feats[n], i, j), same, fold) for n in names},
             "pairs": len(kept), "pairs_listed": len(pairs), "skipped": sorted(skipped.values()), "sizes": sizes}
 
@@ -238,8 +231,6 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
     split as ``fsx.eval.data`` describes (``probe_data``: fit the probes on another source)."""
     from fsx.data.sources import join_vector_labels
     from fsx.eval.data import split_source
-    from fsx.plugins import get_registry
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -262,8 +253,7 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
         tr_idx, te_idx = torch.arange(len(train)), torch.arange(len(test))
         if test.skipped:
             progress(f"{len(test.skipped)} unreadable image(s) skipped, e.g. {test.skipped[0]}")
-    registry = get_registry()
-    attributes = [registry.get(n) for n in model.attributes]
+    attributes = get_registry().resolve(list(model.attributes))
     names = list(model.attributes)
 
     progress("encoding the probe-fitting and test samples ...")
@@ -294,8 +284,9 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
         if metrics["lfw"]["skipped"]:
             progress(f"LFW: {len(metrics['lfw']['skipped'])} unreadable image(s) skipped, e.g. {metrics['lfw']['skipped'][0]}")
     progress("figures ...")
-    metrics["figures"] = figures.all_figures(model, test, te_idx, emb_te, lab_te,
-                                             dict(metrics, _expression_predicted=predictions.get("expression")), out, seed=seed)
+    explained = {a.name: (a.probe, predictions[a.name]) for a in attributes
+                 if a.probe is not None and a.probe.kind == "classification" and a.name in predictions}
+    metrics["figures"] = figures.all_figures(model, test, te_idx, emb_te, lab_te, explained, out, seed=seed)
     metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
     (out / "report.md").write_text(figures.report(metrics, names))

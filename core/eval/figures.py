@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid, save_image
 
-from fsx.data.face_params import CATEGORIES
 
 
 @torch.no_grad()
@@ -65,7 +64,9 @@ def labelled_panel(top: torch.Tensor, bottom: torch.Tensor, captions: list[str],
     canvas.save(path)
 
 
-def all_figures(model, data, indices, emb, labels, metrics, out: Path, seed: int = 0) -> dict:
+def all_figures(model, data, indices, emb, labels, explained: dict, out: Path, seed: int = 0) -> dict:
+    """Figures 3-6 as PNGs in ``out``; ``explained`` maps each classification attribute to (its probe, the probe's
+    predictions on the test samples), for a Fig. 6 panel per attribute."""
     out = Path(out)
     g = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(indices), generator=g)
@@ -82,14 +83,16 @@ def all_figures(model, data, indices, emb, labels, metrics, out: Path, seed: int
     save_image(transfer_panel(model, data, indices, int(pick[2]), pick[3:9]), out / "transfer.png", nrow=7, padding=2,
                pad_value=1.0)
     files["transfer"] = "transfer.png"
-    pred = metrics.get("_expression_predicted")
-    if pred is not None and "category" in labels:
-        cols = pick[:8]
-        true, guess = labels["category"][cols], pred[cols]
-        caps = [f"true {CATEGORIES[int(t)]}\npred {CATEGORIES[int(p)]}" for t, p in zip(true, guess)]
+    cols = pick[:8]
+    for name, (probe, pred) in explained.items():
+        if probe.label not in labels:
+            continue
+        true, guess = labels[probe.label][cols].long(), pred[cols].long()
+        classes = list(probe.class_names) or [str(c) for c in range(int(max(true.max(), guess.max())) + 1)]
+        caps = [f"true {classes[int(t)]}\npred {classes[int(p)]}" for t, p in zip(true, guess)]
         xs = data.images(indices[cols]).to(model.device)
-        labelled_panel(xs.cpu(), model.reconstruct(xs).cpu(), caps, (true == guess).tolist(), out / "explain.png")
-        files["explain"] = "explain.png"
+        labelled_panel(xs.cpu(), model.reconstruct(xs).cpu(), caps, (true == guess).tolist(), out / f"explain-{name}.png")
+        files[f"explain-{name}"] = f"explain-{name}.png"
     return files
 
 
@@ -174,7 +177,9 @@ def report(m: dict, names: list[str]) -> str:
                 "samples": "Random samples G(z*), z* ~ N(0, I)",
                 "retrieval": "Top-7 retrieval per attribute for two queries, one row per attribute, last row the whole f (Fig. 4)",
                 "transfer": "Transfer k (first rows) and everything except k (last rows); source in the first column (Fig. 5)",
-                "explain": "Inputs and reconstructions with true and predicted expression (Fig. 6)"}
+                }
     for key, file in m.get("figures", {}).items():
-        lines += [f"**{captions.get(key, key)}**", "", f"![{key}]({file})", ""]
+        caption = captions.get(key) or (f"Inputs and reconstructions with true and predicted {key[len('explain-'):]} "
+                                        "(Fig. 6)" if key.startswith("explain-") else key)
+        lines += [f"**{caption}**", "", f"![{key}]({file})", ""]
     return "\n".join(lines) + "\n"
