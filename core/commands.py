@@ -1,4 +1,4 @@
-"""Commands of the ``fsx`` CLI beyond the basic ones (kept apart so cli.py stays one screen)."""
+"""The commands of the ``fsx`` CLI, each a thin wrapper over a public function; ``fsx.cli`` assembles them."""
 
 from __future__ import annotations
 
@@ -9,9 +9,34 @@ from pathlib import Path
 
 import click
 
+import fsx
 from fsx.backbones.registry import SUPPORTED_SIZES
-from fsx.cli import AttributeList, main
 from fsx.train.config import PRESETS, STAGES
+
+
+class AttributeList(click.ParamType):
+    """``pose,id,expr`` -> resolved Attribute objects; an unknown name exits with code 2 listing the known."""
+
+    name = "attributes"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        from fsx.plugins import UnknownAttributeError, get_registry
+
+        try:
+            return get_registry().resolve(value)
+        except UnknownAttributeError as exc:
+            self.fail(str(exc), param, ctx)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _report_plugin_problems() -> None:
+    from fsx.plugins import get_registry
+
+    for problem in get_registry().problems:
+        click.echo(f"warning: {problem}", err=True)
 
 
 def _json_or_text(raw: str):
@@ -72,7 +97,7 @@ def _relaunch_distributed(nproc: int) -> None:
     raise SystemExit(subprocess.call(cmd))
 
 
-@main.command()
+@click.command()
 @click.option("--attributes", "attributes", type=AttributeList(), default="pose,id,expr,style", show_default=True,
               help="Comma-separated attribute names or aliases; their order is the sub-vector layout.")
 @click.option("--data", default="synthfaces", show_default=True,
@@ -167,7 +192,7 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
         click.echo(f"wrote {path} (layout {layout})")
 
 
-@main.command()
+@click.command()
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="PNG file to write (a grid).")
 @click.option("--export", "export", type=click.Path(file_okay=False), default=None,
               help="Folder to write as a labelled data set instead: PNG files and labels.csv.")
@@ -210,7 +235,7 @@ def _load_model(path):
         raise click.ClickException(str(exc))
 
 
-@main.command(name="eval")
+@click.command(name="eval")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--data", default="synthfaces", show_default=True,
               help="The source measured on: synthfaces (its unseen test persons) or any source fsx train reads "
@@ -227,7 +252,7 @@ def _load_model(path):
               help="LFW folder (lfw/<name>/*.jpg and pairs.txt): add Table 2's verification on real faces.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def eval_(checkpoint, data, probe_data, out, inception, fid_samples, test_persons, train_samples, test_samples, lfw, seed):
-    """Evaluate a model: metrics.json and report.md with figures (Sec. 5 of the paper)."""
+    """Evaluate a model: metrics.json and report.md with figures, as Section 5 of the paper does."""
     from pathlib import Path
 
     from fsx.eval import evaluate
@@ -266,7 +291,7 @@ def _output_file(path: str) -> str:
     return path
 
 
-@main.command()
+@click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Embeddings file (.safetensors).")
@@ -290,7 +315,7 @@ def encode(checkpoint, images, out, strict):
                + ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in emb.items()))
 
 
-@main.command()
+@click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--query", required=True, help="Query image (file or synthfaces:SPLIT:INDEX).")
 @click.option("--gallery", required=True, help="A folder of images or an embeddings file from fsx encode.")
@@ -299,7 +324,7 @@ def encode(checkpoint, images, out, strict):
 @click.option("-k", "k", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable gallery image instead of skipping it.")
 def retrieve(checkpoint, query, gallery, by, k, strict):
-    """Print the K gallery images most similar to the query in one sub-vector (Fig. 4)."""
+    """Print the K gallery images most similar to the query in one sub-vector, as Figure 4 shows."""
     from pathlib import Path
 
     from fsx.tools import encode_files, list_images, load_embeddings, retrieve as run
@@ -327,7 +352,7 @@ def retrieve(checkpoint, query, gallery, by, k, strict):
         click.echo(f"{rank}\t{score:.4f}\t{f}")
 
 
-@main.command()
+@click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--source", required=True, help="Image whose attributes are taken.")
 @click.option("--target", required=True, help="Image that receives them.")
@@ -335,7 +360,7 @@ def retrieve(checkpoint, query, gallery, by, k, strict):
 @click.option("--except", "everything_except", is_flag=True, help="Transfer everything except these attributes.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 def edit(checkpoint, source, target, attributes, everything_except, out):
-    """Transfer attributes from SOURCE to TARGET (Fig. 5); the PNG shows source, target and result."""
+    """Transfer attributes from SOURCE to TARGET, as in Figure 5; the PNG shows source, target and result."""
     import torch
 
     from fsx.tools import load_images
@@ -370,7 +395,7 @@ def _attribute_name(name: str, flag: str) -> str:
         raise click.BadParameter(str(exc).strip("'\""), param_hint=flag)
 
 
-@main.command()
+@click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("-n", "n", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
@@ -386,7 +411,7 @@ def generate(checkpoint, n, out, seed):
     click.echo(f"wrote {out}: {n} samples")
 
 
-@main.command()
+@click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--data", default="synthfaces", show_default=True,
               help="synthfaces, or any source fsx train reads (its test rows, as fsx eval splits it).")
@@ -398,7 +423,7 @@ def generate(checkpoint, n, out, seed):
 @click.option("-n", "n", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 def audit(checkpoint, data, split, attribute, n, out):
-    """Sec. 5.5: the samples whose label the embedding disagrees with most (audit.png and audit.csv)."""
+    """List the samples whose label the embedding disagrees with most, as Section 5.5 does (audit.png, audit.csv)."""
     from fsx.tools import audit as run, write_audit
 
     model = _load_model(checkpoint)
@@ -409,3 +434,73 @@ def audit(checkpoint, data, split, attribute, n, out):
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc))
     click.echo(f"wrote {out}/audit.png and {out}/audit.csv ({len(result.rows)} samples)")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def plugins(as_json: bool) -> None:
+    """List the installed attributes: name, aliases, dim, labels, package."""
+    from fsx.plugins import get_registry
+
+    reg = get_registry()
+    rows = [
+        {
+            "name": a.name,
+            "aliases": list(a.aliases),
+            "dim": a.dim,
+            "labels": list(a.label_names),
+            "sampler": " x ".join(f"{c} {g}" for g, c in zip(a.sampler.group_by, a.sampler.counts)) or "random",
+            "package": f"{a.package} {a.version}".strip(),
+        }
+        for a in reg.attributes.values()
+    ]
+    if as_json:
+        click.echo(json.dumps({"attributes": rows, "problems": [str(p) for p in reg.problems]}, indent=2))
+        return
+    header = ("NAME", "ALIASES", "DIM", "LABELS", "BATCHES", "PACKAGE")
+    table = [header] + [
+        (r["name"], ",".join(r["aliases"]) or "-", str(r["dim"]), ",".join(r["labels"]), r["sampler"], r["package"])
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    _report_plugin_problems()
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+def info(checkpoint: str) -> None:
+    """Show what a checkpoint's metadata says (without loading its weights)."""
+    try:
+        meta = fsx.read_metadata(checkpoint)
+        lines = _describe(meta)
+    except fsx.CheckpointError as exc:
+        raise click.ClickException(str(exc))
+    except (KeyError, TypeError, AttributeError) as exc:
+        missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise click.ClickException(f"{checkpoint}: its metadata is incomplete or malformed ({missing!r} is missing "
+                                   f"or of the wrong type)")
+    click.echo(f"file:        {checkpoint}")
+    for line in lines:
+        click.echo(line)
+
+
+def _describe(meta: dict) -> list[str]:
+    """The lines of ``fsx info`` for a checkpoint's metadata (KeyError/TypeError where a field is missing)."""
+    cfg = meta["config"]
+    lines = [
+        f"fsx version: {meta.get('fsx_version')}",
+        f"image size:  {cfg['image_size']}",
+        f"latent dim:  {cfg.get('latent_dim') or sum(a['dim'] for a in meta['attributes'])}",
+        f"width:       {cfg.get('width')}",
+        "backbones:   " + ", ".join(f"{k}={cfg.get(k)}" for k in (
+            "encoder", "generator", "image_discriminator", "latent_discriminator")),
+        "attributes:",
+    ]
+    for a in meta["attributes"]:
+        lines.append(f"  {a['name']:<12} dim {a['dim']:<4} from {a.get('package', '')} {a.get('version', '')}".rstrip())
+    info = meta.get("info") or {}
+    for key, value in sorted(info.items()):
+        lines.append(f"{key + ':':<13}{json.dumps(value) if not isinstance(value, str) else value}")
+    return lines

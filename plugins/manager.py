@@ -81,6 +81,11 @@ class AttributeRegistry:
             raise UnknownAttributeError(name, self.known_names(), self.problems)
         return self.attributes[self.aliases[key]]
 
+    def canonical(self, name: str) -> str:
+        """The attribute name behind a name or alias; an unknown name comes back unchanged (for a caller that
+        reports it later, with the context it has)."""
+        return self.aliases.get(name.strip().lower(), name)
+
     def known_names(self) -> list[str]:
         out = []
         for name, attr in self.attributes.items():

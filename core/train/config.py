@@ -168,7 +168,9 @@ def make_config(preset: str = "demo", **overrides) -> TrainConfig:
     user_options = overrides.pop("attribute_options", None) or {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     preset_options = values.pop("attribute_options", None) or {}
-    canonical = _canonical_names()
+    from fsx.plugins import get_registry
+
+    canonical = get_registry().canonical
     trained = {canonical(a) for a in values.get("attributes", TrainConfig.__attrs_attrs__.attributes.default)}
     merged: dict = {}
     for name, opts in preset_options.items():
@@ -178,19 +180,3 @@ def make_config(preset: str = "demo", **overrides) -> TrainConfig:
         merged.setdefault(canonical(name), {}).update(opts)
     values["attribute_options"] = merged
     return TrainConfig.from_dict(values)
-
-
-def _canonical_names():
-    """name or alias -> the attribute's name (unknown names unchanged, for the trainer to report)."""
-    from fsx.plugins import get_registry
-    from fsx.plugins.manager import UnknownAttributeError
-
-    registry = get_registry()
-
-    def canonical(name: str) -> str:
-        try:
-            return registry.get(name).name
-        except UnknownAttributeError:
-            return name
-
-    return canonical

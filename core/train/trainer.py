@@ -87,15 +87,11 @@ class Trainer:
 
         registry = registry or get_registry()
         self.attributes = [registry.get(n) for n in config.attributes]
-        known = {key for a in self.attributes for key in (a.name, *a.aliases)}
-        stray = sorted(set(config.attribute_options) - known)
+        options = {registry.canonical(k): v for k, v in config.attribute_options.items()}
+        stray = sorted(set(options) - {a.name for a in self.attributes})
         if stray:
             raise ValueError(f"--option for {stray}, which are not among the trained attributes {list(config.attributes)}")
-        for a in list(self.attributes):
-            opts = config.attribute_options.get(a.name) or next(
-                (config.attribute_options[k] for k in a.aliases if k in config.attribute_options), None)
-            if opts:
-                self.attributes[self.attributes.index(a)] = a.configure(**opts)
+        self.attributes = [a.configure(**options[a.name]) if options.get(a.name) else a for a in self.attributes]
         if init is not None:
             self.model = fsx.load(init, registry=registry)
             if list(self.model.attributes) != [a.name for a in self.attributes]:
