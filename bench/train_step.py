@@ -18,7 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import fsx
 from fsx.plugins import get_registry
 from fsx.train import make_config
-from fsx.train.steps import Steps, set_requires_grad
+from fsx.train.stages import STAGE_TABLE, build_optimizers, enter_stage
+from fsx.train.steps import Steps
 
 
 def gemm_peak(n: int = 2048, repeats: int = 5) -> float:
@@ -54,12 +55,7 @@ def bench(size: int, width: float, batch: int, repeats: int, cycle_samples: int 
     attrs_ = reg.resolve("pose,id,expr,style")
     cfg = make_config("demo", image_size=size, width=width, batch_size=batch, cycle_samples=cycle_samples)
     model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, image_size=size, width=width))
-    aae = model.aae
-    opt = {
-        "eg": torch.optim.Adam(list(aae.E.parameters()) + list(aae.G.parameters()), 1e-4, (0.0, 0.999)),
-        "d": torch.optim.Adam(list(aae.D_z.parameters()) + list(aae.D_x.parameters()), 1e-4, (0.0, 0.999)),
-        "phi": torch.optim.Adam(model.disentangler.parameters(), 1e-4),
-    }
+    opt = build_optimizers(model, cfg)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else None
     steps = Steps(model, attrs_, cfg, opt, torch.Generator().manual_seed(0), sync=lambda mods: None, autocast=autocast)
     x, y = fake_batch(batch, size)
@@ -68,14 +64,7 @@ def bench(size: int, width: float, batch: int, repeats: int, cycle_samples: int 
         x = x.contiguous(memory_format=torch.channels_last)
     out = {}
     for stage in ("aae", "disentangle", "joint"):
-        model.train()
-        if stage == "disentangle":
-            model.aae.eval()
-            set_requires_grad([model.aae], False)
-            set_requires_grad([model.disentangler], True)
-        else:
-            set_requires_grad([aae.E, aae.G, model.disentangler], True)
-            set_requires_grad([aae.D_z, aae.D_x], False)
+        enter_stage(model, STAGE_TABLE[stage])
         fn = getattr(steps, stage)
         fn(x, y, 0)  # warm-up
         with FlopCounterMode(display=False) as counter:

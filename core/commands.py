@@ -125,9 +125,8 @@ def _relaunch_distributed(nproc: int) -> None:
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=None)
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="CPU threads (0: torch's default).")
 @click.option("--force", is_flag=True, help="Replace the run already in OUT (its files are removed first).")
-@click.option("--inject-nan", default=None, hidden=True, help="Testing: STAGE:STEP:TERM becomes NaN.")
 def train(attributes, data, preset, stage, steps, batch_size, image_size, width, out, resume, init, seed, device,
-          precision, nproc, options, settings, log_every, sample_every, ckpt_every, threads, force, inject_nan):
+          precision, nproc, options, settings, log_every, sample_every, ckpt_every, threads, force):
     """Train the AAE, the disentangler, both jointly, then refit the disentangler (stages aae, disentangle, joint,
     refit; "all" runs those the preset gives steps).
 
@@ -148,7 +147,7 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
     given = {n for n in ctx.params if ctx.get_parameter_source(n) not in (None, click.core.ParameterSource.DEFAULT)}
     names = tuple(a.name for a in attributes)
     try:
-        if resume and not (given - {"out", "resume", "init", "inject_nan", "nproc", *BOOKKEEPING}):
+        if resume and not (given - {"out", "resume", "init", "nproc", *BOOKKEEPING}):
             cfg = None  # the run's own configuration, with the bookkeeping given now on top
             bookkeeping = {k: v for k, v in dict(log_every=log_every, sample_every=sample_every, ckpt_every=ckpt_every,
                                                   threads=threads, device=device).items() if k in given}
@@ -172,7 +171,7 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
             from fsx.train.run_folder import check_run_folder
 
             cfg = attrs.evolve(TrainConfig.from_dict(check_run_folder(Path(out), True, False)), **bookkeeping)
-        path = run_training(cfg, out, resume=resume, init=init, inject_nan=inject_nan, force=force,
+        path = run_training(cfg, out, resume=resume, init=init, force=force,
                             report=lambda line: click.echo(line, err=True))
     except NonFiniteLossError as exc:
         raise click.ClickException(str(exc))

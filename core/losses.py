@@ -57,14 +57,18 @@ def r1_penalty(logits_real: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     return grad.pow(2).flatten(1).sum(dim=1).mean()
 
 
-def aae_objective(terms: Mapping[str, torch.Tensor], lambda_ae: float = 0.9) -> torch.Tensor:
-    """Eq. (5), E/G side: lambda_AE (L_rec + L_adv) + L_enc + L_gen."""
-    return lambda_ae * (terms["rec"] + terms["adv"]) + terms["enc"] + terms["gen"]
+def aae_objective(terms: Mapping[str, torch.Tensor], lambda_ae: float = 0.9, rec_weight: float = 1.0,
+                  image_gan_weight: float = 1.0, latent_gan_weight: float = 1.0) -> torch.Tensor:
+    """Eq. (5), E/G side: lambda_AE (L_rec + L_adv) + L_enc + L_gen. The factors (1 in the paper) rescale L_rec,
+    the image GAN terms (L_adv, L_gen) and L_enc for settings that depart from it (the demo preset, the authors'
+    code)."""
+    w = image_gan_weight
+    return lambda_ae * (rec_weight * terms["rec"] + w * terms["adv"]) + latent_gan_weight * terms["enc"] + w * terms["gen"]
 
 
-def aae_discriminator_objective(terms: Mapping[str, torch.Tensor], lambda_ae: float = 0.9) -> torch.Tensor:
-    """Eq. (5), discriminator side, with the same weighting of the adversarial image term."""
-    return lambda_ae * terms["d_adv"] + terms["d_enc"] + terms["d_gen"]
+def image_discriminator_objective(terms: Mapping[str, torch.Tensor], lambda_ae: float = 0.9) -> torch.Tensor:
+    """Eq. (5), D_x side: lambda_AE on the reconstruction-vs-real term, as on the E/G side, plus the prior term."""
+    return lambda_ae * terms["d_adv"] + terms["d_gen"]
 
 
 def shuffle_attributes(f: torch.Tensor, layout: Layout, names: Sequence[str], generator: torch.Generator | None = None,

@@ -110,15 +110,45 @@ def test_label_partial_sources_apply_only_their_losses(tmp_path):
         assert "loss/cyc" in r and "loss/rec_phi" in r  # unlabelled sub-vectors still take part in these
 
 
-def test_forced_nan_stops_naming_the_term_and_keeps_the_last_checkpoint(tmp_path):
-    proc = run_fsx("train", "--preset", "tiny", "--stage", "aae", "--steps", "6", "--ckpt-every", "2",
-                   "--inject-nan", "aae:3:rec", "--out", tmp_path)
-    assert proc.returncode == 1
-    assert "loss term 'rec' is nan at step 3 of stage aae" in proc.stderr
+NAN_PLUGIN = """
+import attrs
+
+from fsx.attributes import Attribute, Label
+from fsx.plugins import hookimpl
+
+CALLS = [0]
+
+
+@attrs.frozen
+class DivergesOnStep3:
+    # An L1 loss that turns NaN from the third step on (its task and augmentation terms: two calls a step).
+    def __call__(self, features, labels, generator=None):
+        CALLS[0] += 1
+        loss = (features[:, 0] - labels["light_x"].to(features)).abs().mean()
+        return loss * float("nan") if CALLS[0] >= 5 else loss
+
+
+@hookimpl
+def fsx_register_attributes():
+    return [Attribute(name="diverging", dim=2, labels=(Label("light_x", "scalar"),), loss=DivergesOnStep3())]
+"""
+
+
+def test_a_non_finite_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(tmp_path):
+    """A plugin whose loss diverges on step 3 (made to, through the public plugin API) stops the run there."""
+    from conftest import write_dist
+
+    site = write_dist(tmp_path / "site", "fsx-diverging", "0.1.0", {"fsx_diverging": NAN_PLUGIN},
+                      {"diverging": "fsx_diverging"})
+    out = tmp_path / "run"
+    proc = run_fsx("train", "--preset", "tiny", "--attributes", "pose,diverging", "--stage", "disentangle",
+                   "--steps", "6", "--ckpt-every", "2", "--out", out, env_extra={"PYTHONPATH": str(site)})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "loss term 'task_diverging' is nan at step 3 of stage disentangle" in proc.stderr
     assert "checkpoint.safetensors" in proc.stderr and "Traceback" not in proc.stderr
-    meta = fsx.read_metadata(tmp_path / "checkpoint.safetensors", expected_format="fsx-train-state")
+    meta = fsx.read_metadata(out / "checkpoint.safetensors", expected_format="fsx-train-state")
     assert meta["step"] == 2
-    assert not (tmp_path / "model.safetensors").exists()
+    assert not (out / "model.safetensors").exists()
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):

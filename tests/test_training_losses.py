@@ -8,6 +8,7 @@ import torch
 from fsx import losses as L
 from fsx.attributes import Attribute
 from fsx.layout import Layout
+from fsx.train.stages import STAGE_TABLE, enter_stage
 
 
 def test_bce_terms_match_the_formula():
@@ -89,7 +90,7 @@ def test_disentangle_stage_moves_phi_only(tmp_path):
     tr = _tiny_trainer(tmp_path)
     m = tr.model
     before = {n: _snapshot(mod) for n, mod in [("E", m.aae.E), ("G", m.aae.G), ("phi", m.disentangler)]}
-    tr._set_modes("disentangle")
+    enter_stage(tr.model, STAGE_TABLE["disentangle"])
     _, x, y = tr._next_batch()
     terms = tr.steps.disentangle(x * 2 - 1, y, 0)
     assert {"rec_phi", "cyc"} <= set(terms) and any(k.startswith("task_") for k in terms)
@@ -107,7 +108,7 @@ def test_refit_stage_is_the_disentangle_step_with_its_own_rec_phi_weight(tmp_pat
         tr = _tiny_trainer(tmp_path / name, **over)
         m = tr.model
         E, G = _snapshot(m.aae.E), _snapshot(m.aae.G)
-        tr._set_modes(stage)
+        enter_stage(tr.model, STAGE_TABLE[stage])
         _, x, y = tr._next_batch()
         getattr(tr.steps, stage)(x * 2 - 1, y, 0)
         assert not _changed(E, m.aae.E) and not _changed(G, m.aae.G)  # the AAE is frozen
@@ -131,7 +132,7 @@ def test_aae_stage_moves_the_autoencoder_not_phi(tmp_path):
     tr = _tiny_trainer(tmp_path)
     m = tr.model
     phi, E, D = _snapshot(m.disentangler), _snapshot(m.aae.E), _snapshot(m.aae.D_x)
-    tr._set_modes("aae")
+    enter_stage(tr.model, STAGE_TABLE["aae"])
     _, x, y = tr._next_batch()
     terms = tr.steps.aae(x * 2 - 1, y, 0)
     assert set(terms) == {"rec", "adv", "enc", "gen", "d_adv", "d_enc", "d_gen"}
@@ -150,7 +151,7 @@ def test_mirroring_flips_pose_labels(tmp_path):
 def test_prior_samples_do_not_move_generator_running_statistics(tmp_path):
     tr = _tiny_trainer(tmp_path)
     m = tr.model
-    tr._set_modes("aae")
+    enter_stage(tr.model, STAGE_TABLE["aae"])
     bn = [b for b in m.aae.G.modules() if isinstance(b, torch.nn.BatchNorm2d)][-1]
     _, x, _ = tr._next_batch()
     xn = x * 2 - 1
@@ -192,7 +193,7 @@ def test_cycle_samples_bounds_the_images_sent_through_the_cycle(tmp_path):
     sizes = []
     for budget in (0, 3):
         tr = _tiny_trainer(tmp_path / str(budget), cycle_samples=budget)
-        tr._set_modes("disentangle")
+        enter_stage(tr.model, STAGE_TABLE["disentangle"])
         _, x, y = tr._next_batch()
         seen = []
         hook = tr.model.aae.G.register_forward_hook(lambda mod, inp, out, seen=seen: seen.append(out.shape[0]))
@@ -214,7 +215,7 @@ def test_networks_left_out_of_cycle_trains_get_no_gradient_from_the_cycle(tmp_pa
     results = {}
     for trains in (CYCLE_NETWORKS, tuple(n for n in CYCLE_NETWORKS if n != left_out)):
         tr = _tiny_trainer(tmp_path / "-".join(trains), lambda_rec_phi=0.0, cycle_trains=trains)
-        tr._set_modes("joint")
+        enter_stage(tr.model, STAGE_TABLE["joint"])
         _, x, y = tr._next_batch()
         m = tr.model
         with torch.no_grad():
@@ -241,7 +242,7 @@ def test_latent_discriminator_sees_prior_samples_and_encodings_in_one_batch(tmp_
     """D_z has BatchNorm: fed apart, a batch of encodings at a quarter of the prior's scale gives the same logits
     as the prior batch itself, so D_z could never tell them apart. Fed together, it can."""
     tr = _tiny_trainer(tmp_path)
-    tr._set_modes("aae")
+    enter_stage(tr.model, STAGE_TABLE["aae"])
     D_z = tr.model.aae.D_z
     z_prior = torch.randn(16, tr.model.aae.z_dim, generator=torch.Generator().manual_seed(0))
     z = 0.25 * z_prior
@@ -259,7 +260,7 @@ def test_encoder_side_latent_logits_use_running_statistics(tmp_path):
     """E's adversarial term reads D_z with BatchNorm's running statistics: a code's logit does not depend on the
     rest of its batch (so E cannot lower its loss by moving batch statistics), and nothing of D_z changes."""
     tr = _tiny_trainer(tmp_path)
-    tr._set_modes("aae")
+    enter_stage(tr.model, STAGE_TABLE["aae"])
     D_z = tr.model.aae.D_z
     assert D_z.training
     bn = [b for b in D_z.modules() if isinstance(b, torch.nn.BatchNorm1d)][0]
@@ -274,7 +275,7 @@ def test_encoder_side_latent_logits_use_running_statistics(tmp_path):
 
 def _aae_step_inputs(tr):
     """One batch through E and G as the aae step makes it: (xn, z, x_rec, x_prior), without gradient."""
-    tr._set_modes("aae")
+    enter_stage(tr.model, STAGE_TABLE["aae"])
     _, x, _ = tr._next_batch()
     torch.manual_seed(0)
     with torch.no_grad():

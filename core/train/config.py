@@ -145,7 +145,7 @@ PRESETS: dict[str, dict] = {
         image_size=128, width=1.0, batch_size=128, latent_disc_hidden=1000, phi_hidden=1000,
         steps={"aae": 235000, "disentangle": 11000, "joint": 11000}, log_every=50, sample_every=2000, ckpt_every=2000,
     ),
-    # The authors' public code's choices (see DESIGN.md): 256 px, lr 2e-5 with D_x at half and every 4th step,
+    # The choices of the authors' public code (github.com/browatbn2/MAD): 256 px, lr 2e-5 with D_x at half and every 4th step,
     # D_z every 2nd step, z-reconstruction x4, whole disentanglement x5, expression triplet x2.
     "mad": dict(
         image_size=256, width=1.0, batch_size=128, latent_disc_hidden=1000, phi_hidden=1000,

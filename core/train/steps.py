@@ -1,8 +1,9 @@
 """One optimisation step of each stage: ``aae`` (Sec. 3.1), ``disentangle`` (Sec. 3.2-3.7), ``joint`` (Sec. 3.8)
 and ``refit`` (not in the paper: ``disentangle`` again on the final E, with a heavier L_rec^Phi).
 
-Each function takes the model, a batch in [-1, 1] and its labels, and returns the loss terms it computed
-(detached floats are taken by the caller). Gradient averaging across ranks is the ``sync`` callback.
+Each function takes a batch in [-1, 1] and its labels, computes the loss terms (``fsx.losses``), hands each
+objective to ``update`` (zero_grad, backward, gradient averaging across ranks, optimiser step) and returns the
+terms it computed (the caller takes detached floats). Which networks a stage trains is ``stages.STAGE_TABLE``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,7 @@ import torch.nn as nn
 
 from fsx import losses as L
 from fsx.model import FaceModel
-
-
-def set_requires_grad(modules, flag: bool) -> None:
-    for m in modules:
-        for p in m.parameters():
-            p.requires_grad_(flag)
+from fsx.train.stages import OPTIMIZED, network, set_requires_grad
 
 
 @contextmanager
@@ -56,6 +52,16 @@ class Steps:
         self.gen, self.sync = generator, sync
         self.autocast = autocast or nullcontext
         self.names = model.layout.names
+
+    def update(self, objective: torch.Tensor, *optimizers: str) -> None:
+        """One update of the named optimisers from ``objective``: the only place gradients are zeroed, averaged
+        across ranks and applied."""
+        for key in optimizers:
+            self.opt[key].zero_grad(set_to_none=True)
+        objective.backward()
+        self.sync([network(self.m, path) for key in optimizers for path in OPTIMIZED[key]])
+        for key in optimizers:
+            self.opt[key].step()
 
     # --- pieces -------------------------------------------------------------------------------------
     def _latent_logits(self, z_prior, z):
@@ -103,11 +109,8 @@ class Steps:
         if update_x:
             with self.autocast():
                 d.update(L.image_discriminator_losses(aae.D_x(xn), aae.D_x(x_rec.detach()), aae.D_x(x_prior.detach())))
-            obj = obj + cfg.lambda_ae * d["d_adv"] + d["d_gen"]
-        self.opt["d"].zero_grad(set_to_none=True)
-        obj.backward()
-        self.sync([aae.D_z, aae.D_x])
-        self.opt["d"].step()
+            obj = obj + L.image_discriminator_objective(d, cfg.lambda_ae)
+        self.update(obj, "d")
         set_requires_grad([aae.D_z, aae.D_x], False)
         return d
 
@@ -117,8 +120,7 @@ class Steps:
             g = L.aae_generator_losses(self._latent_logits_for_encoder(z), aae.D_x(x_rec), aae.D_x(x_prior))
         g["rec"] = L.reconstruction_l1(xn, x_rec.float())
         w = cfg.image_gan_weight
-        obj = cfg.lambda_ae * (cfg.rec_weight * g["rec"] + w * g["adv"]) + cfg.latent_gan_weight * g["enc"] + w * g["gen"]
-        return obj, g
+        return L.aae_objective(g, cfg.lambda_ae, cfg.rec_weight, w, cfg.latent_gan_weight), g
 
     def _phi_terms(self, z, labels, lambda_rec_phi: float | None = None) -> tuple[torch.Tensor, dict]:
         """Eq. (6)-(14) on encodings z (with or without gradient into E)."""
@@ -159,38 +161,25 @@ class Steps:
 
     # --- the stages --------------------------------------------------------------------------------
     def aae(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
-        aae = self.m.aae
         z, x_rec, x_prior, z_prior = self._encode_decode(xn)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
         obj, g = self._aae_generator_terms(xn, z, x_rec, x_prior)
-        self.opt["eg"].zero_grad(set_to_none=True)
-        obj.backward()
-        self.sync([aae.E, aae.G])
-        self.opt["eg"].step()
+        self.update(obj, "eg")
         return {**g, **d}
 
     def disentangle(self, xn: torch.Tensor, labels: dict, step: int, lambda_rec_phi: float | None = None) -> dict:
         with torch.no_grad(), self.autocast():
             z = self.m.aae.E(xn)
         obj, terms = self._phi_terms(z.float(), labels, lambda_rec_phi)
-        self.opt["phi"].zero_grad(set_to_none=True)
-        obj.backward()
-        self.sync([self.m.disentangler])
-        self.opt["phi"].step()
+        self.update(obj, "phi")
         return terms
 
     def joint(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
-        aae = self.m.aae
         z, x_rec, x_prior, z_prior = self._encode_decode(xn)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
         obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior)
         obj_phi, terms = self._phi_terms(z, labels)
-        self.opt["eg"].zero_grad(set_to_none=True)
-        self.opt["phi"].zero_grad(set_to_none=True)
-        (obj_ae + obj_phi).backward()
-        self.sync([aae.E, aae.G, self.m.disentangler])
-        self.opt["eg"].step()
-        self.opt["phi"].step()
+        self.update(obj_ae + obj_phi, "eg", "phi")
         return {**g, **d, **terms}
 
     def refit(self, xn: torch.Tensor, labels: dict, step: int) -> dict:

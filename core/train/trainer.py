@@ -30,7 +30,8 @@ from fsx.attributes.base import SamplerSpec
 from fsx.model import FaceModel
 from fsx.train.config import TrainConfig
 from fsx.train.run_folder import STATE_FORMAT, check_run_folder, config_differences, write_config
-from fsx.train.steps import Steps, set_requires_grad
+from fsx.train.stages import STAGE_TABLE, build_optimizers, enter_stage
+from fsx.train.steps import Steps
 
 SKIPPED_SHOWN = 3  # unreadable images named on the console per source; all of them go to OUT/skipped.txt
 
@@ -52,7 +53,7 @@ def _dist_info() -> tuple[int, int, int]:
 
 class Trainer:
     def __init__(self, config: TrainConfig | None, out: str | Path, resume: bool = False,
-                 init: str | Path | None = None, registry=None, inject_nan: str | None = None, progress: bool = True,
+                 init: str | Path | None = None, registry=None, progress: bool = True,
                  force: bool = False, report=None):
         from fsx.plugins import get_registry
 
@@ -108,13 +109,7 @@ class Trainer:
             for t in self.model.state_dict().values():
                 dist.broadcast(t, 0)
 
-        aae = self.model.aae
-        self.optimizers = {
-            "eg": torch.optim.Adam(list(aae.E.parameters()) + list(aae.G.parameters()), config.lr_aae, config.betas_aae),
-            "d": torch.optim.Adam(list(aae.D_z.parameters()) + list(aae.D_x.parameters()),
-                                  config.lr_aae * config.lr_disc_scale, config.betas_aae),
-            "phi": torch.optim.Adam(self.model.disentangler.parameters(), config.lr_phi, config.betas_phi),
-        }
+        self.optimizers = build_optimizers(self.model, config)
         self.sources = parse_sources(config.data, self.model.image_size, seed=config.seed, persons=config.synth_persons,
                                      clips=config.synth_clips, frames=config.synth_frames)
         self.labelled_by = labelling_sources(self.attributes, self.sources)  # before any rendering: fail fast
@@ -136,7 +131,6 @@ class Trainer:
         self.steps = Steps(self.model, self.attributes, config, self.optimizers, self.gen, self._sync, autocast)
         self.completed: list[str] = []
         self.stage, self.step, self.global_step = None, 0, 0
-        self.inject_nan = self._parse_inject(inject_nan)
         self.progress = progress and self.rank == 0
         self.stop_requested = False
         self.last_checkpoint: Path | None = None
@@ -265,18 +259,6 @@ class Trainer:
             for b in self.model.buffers():
                 dist.broadcast(b, 0)
 
-    # --- modes --------------------------------------------------------------------------------------
-    def _set_modes(self, stage: str) -> None:
-        m = self.model
-        m.train()
-        if stage in ("disentangle", "refit"):  # the AAE is frozen: fixed BatchNorm statistics, no weight gradients
-            m.aae.eval()
-            set_requires_grad([m.aae], False)
-            set_requires_grad([m.disentangler], True)
-        else:
-            set_requires_grad([m.aae.E, m.aae.G, m.disentangler], True)
-            set_requires_grad([m.aae.D_z, m.aae.D_x], False)  # switched on for their own update
-
     # --- the loop -----------------------------------------------------------------------------------
     def fit(self) -> Path | None:
         old = signal.getsignal(signal.SIGINT)
@@ -301,7 +283,7 @@ class Trainer:
         total = self.cfg.steps[stage]
         if self.stage != stage:
             self.stage, self.step = stage, 0
-        self._set_modes(stage)
+        enter_stage(self.model, STAGE_TABLE[stage])
         step_fn = getattr(self.steps, stage)
         bar = None
         if self.progress:
@@ -360,19 +342,10 @@ class Trainer:
         values = torch.stack([terms[n].detach().float() for n in names]).tolist()
         out = {}
         for name, v in zip(names, values):
-            if self.inject_nan and self.inject_nan == (self.stage, self.step + 1, name):
-                v = float("nan")
             if not math.isfinite(v):
                 raise NonFiniteLossError(name, v, self.stage, self.step + 1, self.last_checkpoint)
             out[name] = v
         return out
-
-    @staticmethod
-    def _parse_inject(spec: str | None):
-        if not spec:
-            return None
-        stage, step, term = spec.split(":")
-        return stage, int(step), term
 
     # --- logging and pictures -----------------------------------------------------------------------
     def _open_metrics(self, resume: bool) -> None:
@@ -430,7 +403,7 @@ class Trainer:
             rows.append(m.transfer(images[:1], images, [name]))
         save_image(torch.cat(rows), self.out / "samples" / f"{tag}-swaps.png", nrow=8)
         if was is not None:
-            self._set_modes(was)
+            enter_stage(m, STAGE_TABLE[was])
 
     # --- state --------------------------------------------------------------------------------------
     def _info(self) -> dict:

@@ -1,0 +1,59 @@
+"""The training stages as data, in the manner of stylegan2-ada's phases: which networks each stage trains, which
+it holds fixed (eval mode: fixed BatchNorm statistics, no gradients), and the optimisers that own each network.
+The trainer and ``bench/train_step.py`` both build their optimisers and set their modes from here."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+# Each optimiser and the networks (paths inside FaceModel) whose parameters it updates.
+OPTIMIZED = {"eg": ("aae.E", "aae.G"), "d": ("aae.D_z", "aae.D_x"), "phi": ("disentangler",)}
+
+
+@attrs.frozen
+class Stage:
+    name: str
+    trains: tuple[str, ...]  # networks given gradients on the stage's steps (D_z and D_x switch on for their update)
+    fixed: tuple[str, ...] = ()  # networks in eval mode for the whole stage
+    doc: str = ""
+
+
+STAGE_TABLE = {
+    "aae": Stage("aae", ("aae.E", "aae.G"), doc="the adversarial autoencoder alone (Sec. 3.1)"),
+    "disentangle": Stage("disentangle", ("disentangler",), ("aae",), doc="Phi and Phi^-1 on a fixed E (Sec. 3.2-3.7)"),
+    "joint": Stage("joint", ("aae.E", "aae.G", "disentangler"), doc="everything together (Sec. 3.8)"),
+    "refit": Stage("refit", ("disentangler",), ("aae",),
+                   doc="disentangle again on the final E with a heavier L_rec^Phi (not in the paper)"),
+}
+
+
+def network(model, path: str) -> torch.nn.Module:
+    """``network(model, "aae.E")`` -> model.aae.E."""
+    out = model
+    for part in path.split("."):
+        out = getattr(out, part)
+    return out
+
+
+def set_requires_grad(modules, flag: bool) -> None:
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
+
+
+def enter_stage(model, stage: Stage) -> None:
+    """Train mode, gradients on exactly for the networks the stage trains, its fixed networks in eval mode."""
+    model.train()
+    set_requires_grad([model], False)
+    for path in stage.fixed:
+        network(model, path).eval()
+    set_requires_grad([network(model, p) for p in stage.trains], True)
+
+
+def build_optimizers(model, cfg) -> dict[str, torch.optim.Optimizer]:
+    """Adam for E+G and for D_z+D_x (Eq. 5, the discriminators at ``lr_disc_scale``), and for Phi+Phi^-1."""
+    params = {key: [p for path in paths for p in network(model, path).parameters()] for key, paths in OPTIMIZED.items()}
+    return {"eg": torch.optim.Adam(params["eg"], cfg.lr_aae, cfg.betas_aae),
+            "d": torch.optim.Adam(params["d"], cfg.lr_aae * cfg.lr_disc_scale, cfg.betas_aae),
+            "phi": torch.optim.Adam(params["phi"], cfg.lr_phi, cfg.betas_phi)}
