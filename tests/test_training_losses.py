@@ -91,7 +91,7 @@ def test_disentangle_stage_moves_phi_only(tmp_path):
     m = tr.model
     before = {n: _snapshot(mod) for n, mod in [("E", m.aae.E), ("G", m.aae.G), ("phi", m.disentangler)]}
     enter_stage(tr.model, STAGE_TABLE["disentangle"])
-    _, x, y = tr._next_batch()
+    _, x, y = tr.schedule.next(tr.global_step)
     terms = tr.steps.disentangle(x * 2 - 1, y, 0)
     assert {"rec_phi", "cyc"} <= set(terms) and any(k.startswith("task_") for k in terms)
     assert _changed(before["phi"], m.disentangler)
@@ -109,7 +109,7 @@ def test_refit_stage_is_the_disentangle_step_with_its_own_rec_phi_weight(tmp_pat
         m = tr.model
         E, G = _snapshot(m.aae.E), _snapshot(m.aae.G)
         enter_stage(tr.model, STAGE_TABLE[stage])
-        _, x, y = tr._next_batch()
+        _, x, y = tr.schedule.next(tr.global_step)
         getattr(tr.steps, stage)(x * 2 - 1, y, 0)
         assert not _changed(E, m.aae.E) and not _changed(G, m.aae.G)  # the AAE is frozen
         after[name] = _snapshot(m.disentangler)
@@ -133,7 +133,7 @@ def test_aae_stage_moves_the_autoencoder_not_phi(tmp_path):
     m = tr.model
     phi, E, D = _snapshot(m.disentangler), _snapshot(m.aae.E), _snapshot(m.aae.D_x)
     enter_stage(tr.model, STAGE_TABLE["aae"])
-    _, x, y = tr._next_batch()
+    _, x, y = tr.schedule.next(tr.global_step)
     terms = tr.steps.aae(x * 2 - 1, y, 0)
     assert set(terms) == {"rec", "adv", "enc", "gen", "d_adv", "d_enc", "d_gen"}
     assert _changed(E, m.aae.E) and _changed(D, m.aae.D_x) and not _changed(phi, m.disentangler)
@@ -141,8 +141,8 @@ def test_aae_stage_moves_the_autoencoder_not_phi(tmp_path):
 
 def test_mirroring_flips_pose_labels(tmp_path):
     tr = _tiny_trainer(tmp_path, mirror_p=1.0)
-    _, x, y = tr._next_batch()
-    x2, y2 = tr._mirror(x, y)
+    _, x, y = tr.schedule.next(tr.global_step)
+    x2, y2 = tr.schedule.mirror(x, y)
     assert torch.equal(x2, x.flip(-1))
     torch.testing.assert_close(y2["pose"], y["pose"] * torch.tensor([-1.0, 1.0, -1.0]))
     assert torch.equal(y2["person"], y["person"])
@@ -153,7 +153,7 @@ def test_prior_samples_do_not_move_generator_running_statistics(tmp_path):
     m = tr.model
     enter_stage(tr.model, STAGE_TABLE["aae"])
     bn = [b for b in m.aae.G.modules() if isinstance(b, torch.nn.BatchNorm2d)][-1]
-    _, x, _ = tr._next_batch()
+    _, x, _ = tr.schedule.next(tr.global_step)
     xn = x * 2 - 1
     # what the running mean becomes when G sees only the encodings of this batch
     with torch.no_grad():
@@ -194,7 +194,7 @@ def test_cycle_samples_bounds_the_images_sent_through_the_cycle(tmp_path):
     for budget in (0, 3):
         tr = _tiny_trainer(tmp_path / str(budget), cycle_samples=budget)
         enter_stage(tr.model, STAGE_TABLE["disentangle"])
-        _, x, y = tr._next_batch()
+        _, x, y = tr.schedule.next(tr.global_step)
         seen = []
         hook = tr.model.aae.G.register_forward_hook(lambda mod, inp, out, seen=seen: seen.append(out.shape[0]))
         terms = tr.steps.disentangle(x * 2 - 1, y, 0)
@@ -216,7 +216,7 @@ def test_networks_left_out_of_cycle_trains_get_no_gradient_from_the_cycle(tmp_pa
     for trains in (CYCLE_NETWORKS, tuple(n for n in CYCLE_NETWORKS if n != left_out)):
         tr = _tiny_trainer(tmp_path / "-".join(trains), lambda_rec_phi=0.0, cycle_trains=trains)
         enter_stage(tr.model, STAGE_TABLE["joint"])
-        _, x, y = tr._next_batch()
+        _, x, y = tr.schedule.next(tr.global_step)
         m = tr.model
         with torch.no_grad():
             z = m.aae.E(x * 2 - 1)
@@ -276,7 +276,7 @@ def test_encoder_side_latent_logits_use_running_statistics(tmp_path):
 def _aae_step_inputs(tr):
     """One batch through E and G as the aae step makes it: (xn, z, x_rec, x_prior), without gradient."""
     enter_stage(tr.model, STAGE_TABLE["aae"])
-    _, x, _ = tr._next_batch()
+    _, x, _ = tr.schedule.next(tr.global_step)
     torch.manual_seed(0)
     with torch.no_grad():
         z, x_rec, x_prior, _ = tr.steps._encode_decode(x * 2 - 1)

@@ -1,0 +1,69 @@
+"""What a run shows while it trains: metrics.jsonl (and TensorBoard when installed), the console line or
+progress bar, and the sample grids in OUT/samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+CONSOLE_TERMS = ("rec", "adv", "rec_phi", "cyc")  # shown on the progress bar with every task_* term
+
+
+class MetricsLog:
+    """One JSON line per log step in OUT/metrics.jsonl; a resumed run first drops the lines logged after the
+    checkpoint it resumes from, so the file never holds two histories."""
+
+    def __init__(self, out: Path, resume: bool, global_step: int):
+        self.path = Path(out) / "metrics.jsonl"
+        if resume and self.path.exists():
+            keep = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("global_step", 0) <= global_step]
+            self.path.write_text("".join(line + "\n" for line in keep))
+        elif not resume:
+            self.path.write_text("")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(Path(out) / "tensorboard"))
+        except Exception:  # tensorboard not installed: JSONL only
+            self.writer = None
+
+    def write(self, record: dict, means: dict, total: int, rate: float, bar) -> None:
+        stage = record["stage"]
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "global_step"):
+                    self.writer.add_scalar(f"{stage}/{k}", v, record["global_step"])
+        if bar is not None:
+            short = {k: f"{v:.3f}" for k, v in means.items() if k in CONSOLE_TERMS or k.startswith("task_")}
+            bar.set_postfix(short | {"img/s": f"{rate:.0f}"}, refresh=False)
+        if bar is None or bar.disable:
+            print(f"[{stage} {record['step']}/{total}] " + " ".join(
+                f"{k}={v:.4f}" for k, v in sorted(means.items())) + f" img/s={rate:.1f}", flush=True)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@torch.no_grad()
+def save_grids(model, source, folder: Path, tag: str) -> None:
+    """Reconstructions, random samples and one-attribute swaps of a fixed preview batch of ``source``, as PNGs
+    (the caller puts the model back into its stage's modes)."""
+    from torchvision.utils import save_image
+
+    from fsx.eval.figures import reconstructions
+
+    model.eval()
+    images, _ = source.get_batch(list(range(0, min(len(source), 8 * 37), 37))[:8])
+    images = images.to(model.device)
+    save_image(reconstructions(model, images), folder / f"{tag}-reconstructions.png", nrow=8)
+    save_image(model.generate(16, generator=torch.Generator().manual_seed(0)), folder / f"{tag}-samples.png", nrow=8)
+    rows = [images]
+    for name in model.attributes:  # row k: each face with the first face's sub-vector k
+        rows.append(model.transfer(images[:1], images, [name]))
+    save_image(torch.cat(rows), folder / f"{tag}-swaps.png", nrow=8)
