@@ -48,6 +48,20 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     assert "| attribute | metric | pose | identity | expression | style | not_k | chance |" in report
     for fig in ("reconstructions", "samples", "retrieval", "transfer", "explain-expression"):
         assert (out / f"{fig}.png").exists() and f"({fig}.png)" in report
+    # The split as documented (probes fitted on training persons, measured on unseen ones, both drawn with the
+    # seed): the chance column recomputed from the labels alone must match what eval reports.
+    import torch
+
+    from fsx.data import SynthFaces
+
+    g = torch.Generator().manual_seed(0)
+    train, test = SynthFaces("train", image_size=32, cache=False), SynthFaces("test", image_size=32, persons=6, cache=False)
+    tr = torch.randperm(len(train), generator=g)[:200].sort().values
+    te = torch.randperm(len(test), generator=g)[:200].sort().values
+    y_tr, y_te = train.labels["pose"][tr].float(), test.labels["pose"][te].float()
+    chance = (y_tr.mean(0) - y_te).abs().mean().item()
+    assert m["table"]["pose"]["results"]["pose"]["chance"] == pytest.approx(chance, rel=1e-5)
+    assert f"| {chance:.2f} |" in next(line for line in report.splitlines() if line.startswith("| pose |"))
 
 
 def test_fid_with_local_inception_weights(tiny, tmp_path):

@@ -167,3 +167,41 @@ def test_verification_gets_the_pairs_it_asks_for_when_positives_are_rare():
     i, j, same = sample_pairs(clip, 6000, within=person, seed=3)
     assert len(i) == 6000 and same.sum() == 3000
     assert torch.all(person[i] == person[j]) and torch.all((clip[i] == clip[j]) == same) and torch.all(i != j)
+
+
+def test_fid_is_zero_for_the_real_images_themselves_and_grows_with_a_shift(tmp_path):
+    """fsx.eval.fid end to end (torchvision's inception_v3 from a safetensors file, random weights: the real ones
+    cannot be downloaded here). The generator is replaced by one that replays the real images of the same batch
+    (FID of a set against itself: 0) or replays them darkened (FID clearly above 0), so the number is checked,
+    not only its sign."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    from fsx.data import SynthFaces
+    from fsx.eval.fid import fid
+
+    torch.manual_seed(0)
+    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True)
+    weights = tmp_path / "inception.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    data = SynthFaces("test", image_size=32, persons=4, clips_per_person=2, frames_per_clip=4, cache=False)
+
+    class Recording:  # the data set, remembering the batch fid() asked for last
+        def __len__(self):
+            return len(data)
+
+        def images(self, idx):
+            self.last = idx
+            return data.images(idx)
+
+    class Replay:
+        def __init__(self, source, scale):
+            self.source, self.scale = source, scale
+
+        def generate(self, n, generator=None):
+            return data.images(self.source.last[:n]) * self.scale
+
+    source = Recording()
+    same = fid(Replay(source, 1.0), source, str(weights), n=24, batch=8)
+    darker = fid(Replay(source, 0.5), source, str(weights), n=24, batch=8)
+    assert abs(same) < 1e-3 * darker and darker > 0

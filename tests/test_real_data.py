@@ -108,7 +108,22 @@ def test_lfw_verification_table_on_a_fixture(tmp_path):
     result = lfw_verification(model, tmp_path)
     acc = result["accuracy"]
     assert set(acc) == {"pose", "identity", "expression", "style", "not_identity"}
-    assert all(0.0 <= v <= 1.0 for v in acc.values())
+    # The same numbers computed the plain way: crop and encode every file the pairs name, score each listed pair
+    # by cosine, and run the 10-fold protocol on the folds pairs.txt gives (a wrong file, pair or fold changes them).
+    from fsx.eval.evaluate import lfw_face
+    from fsx.eval.metrics import verification_fold_accuracy
+    from fsx.eval.probes import cosine_scores
+
+    pairs = lfw_pairs(tmp_path)
+    files = sorted({p for a, b, _, _ in pairs for p in (a, b)})
+    with torch.no_grad():
+        emb = model.encode(torch.stack([lfw_face(f, model.image_size)[0] for f in files]))
+    emb["not_identity"] = torch.cat([emb[n] for n in ("pose", "expression", "style")], 1)
+    index = {f: k for k, f in enumerate(files)}
+    i, j = torch.tensor([index[a] for a, _, _, _ in pairs]), torch.tensor([index[b] for _, b, _, _ in pairs])
+    same, fold = torch.tensor([s for _, _, s, _ in pairs]), torch.tensor([k for _, _, _, k in pairs])
+    for name, value in acc.items():
+        assert value == pytest.approx(verification_fold_accuracy(cosine_scores(emb[name], i, j), same, fold)), name
     assert result["pairs"] == result["pairs_listed"] == 8 and not result["skipped"] and result["sizes"] == {"250x250": 11}  # the files the pairs name
 
 
