@@ -138,8 +138,17 @@ class Attribute:
     weight: float = attrs.field(default=1.0, converter=float)
     mirror: Callable[[dict], dict] | None = None  # how a horizontal flip changes its labels; None: unchanged
     description: str = ""
+    # Options this attribute takes under a training preset, e.g. {"demo": {"weight": 20.0}}: the preset's tuning of
+    # an attribute lives with the attribute (a plugin can tune itself for a preset); --option overrides them.
+    presets: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, hash=False)
     package: str = ""
     version: str = ""
+
+    @presets.validator
+    def _check_presets(self, attribute: attrs.Attribute, value) -> None:
+        if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+            raise ValueError(f"attribute {self.name!r}: presets must map a preset name to a dict of options, "
+                             f"got {value!r}")
 
     @dim.validator
     def _check_dim(self, attribute: attrs.Attribute, value: int) -> None:

@@ -53,4 +53,6 @@ def style(margin: float = 0.2, weight: float = 1.0, persons_per_batch: int = 5, 
         probe=Probe("verification", "clip", within="person"),
         weight=weight,
         description="background, light, accessories: video-clip triplet, macro-batches of 5 persons x 4 clips",
+        # contrastive at x1 takes E from expression; x0.3 keeps it
+        presets={"demo": {"objective": "contrastive", "weight": 0.3}},
     )

@@ -122,3 +122,25 @@ def test_a_requested_attribute_whose_plugin_failed_says_so(plugin_site):
     p = run_fsx("train", "--preset", "tiny", "--attributes", "pose,gaze", "--out", plugin_site / "run",
                 env_extra={"PYTHONPATH": str(plugin_site)})
     assert p.returncode == 2 and "plugin 'gaze' (package fsx-gaze 2.0) failed" in p.stderr
+
+
+def test_a_plugin_brings_its_own_preset_options_and_option_overrides_them(plugin_site):
+    """Attribute.presets: the preset's tuning of an attribute lives with the attribute, for built-ins and plugins."""
+    from fsx.plugins import get_registry
+    from fsx.train import make_config
+
+    tuned = AGE.replace('probe=Probe("regression", "age", unit="years"))',
+                        'probe=Probe("regression", "age", unit="years"), presets={"demo": {"weight": 7.0}})')
+    write_dist(plugin_site, "fsx-age", "0.1.0", {"fsx_age_t4": tuned}, {"age": "fsx_age_t4"})
+    get_registry.cache_clear()
+    try:
+        assert make_config("demo", attributes=("pose", "age")).attribute_options == {"pose": {"weight": 20.0},
+                                                                                   "age": {"weight": 7.0}}
+        mine = make_config("demo", attributes=("pose", "age"), attribute_options={"age": {"scale": 0.02}})
+        assert mine.attribute_options["age"] == {"weight": 7.0, "scale": 0.02}
+        assert make_config("tiny", attributes=("pose", "age")).attribute_options == {}
+        with pytest.raises(ValueError, match="presets must map a preset name"):
+            fsx.attributes.Attribute(name="x", dim=1, labels=("x",), loss=lambda f, y, g=None: f.sum(),
+                                     presets={"demo": 3})
+    finally:
+        get_registry.cache_clear()

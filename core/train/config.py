@@ -108,36 +108,20 @@ PRESETS: dict[str, dict] = {
         steps={"aae": 4, "disentangle": 4, "joint": 2, "refit": 2}, synth_persons=24, synth_clips=4, synth_frames=4,
         log_every=1, sample_every=1000, ckpt_every=2,
     ),
-    # The default: a narrow network at 64 px that finishes --stage all in under 30 minutes on 2 CPU cores.
-    # To get there it departs from the paper where CPU time is short: Adam lr 5e-4 with beta1 0.5, L_rec
-    # weighted x50 (close to the authors' code, which computes it on the 0-255 scale) and the image GAN terms
-    # x0.1, so that reconstructions form within ~1000 steps; a short disentanglement stage and a long joint
-    # stage, because an unsupervised AAE this short does not encode pose or expression in z (measured: a
-    # ridge probe reads pose from z no better than 11.6 deg MAE after 1500 steps) while joint training
-    # teaches E what the attributes need; the task terms of Eq. (14) x5 and the pose term x10 more, so that
-    # pose (radians, one L1 term) is not drowned by the AAE terms in E (measured: without it a joint stage
-    # barely moves pose); L_rec^Phi x10, so that Phi^-1 keeps up with a z that E keeps changing (embedding
-    # RMSE 75 -> 58 on the 0-255 scale); and the cycle of Eq. (8)-(10) on 10 rows per attribute instead of the
-    # whole batch, which halves the cost of a joint step. Identity and expression use the in-batch contrastive
-    # objective instead of Eq. (12)'s triplets: a random triplet is satisfied early and then teaches little
-    # (measured: identity verification 83.5% with triplets, 91.7-94.0% contrastive, same budget); expression x10
-    # (x1: mean AUC 0.66, x10: 0.90) and pose x20 (x10 left pitch at 3.9 deg). The R1 penalty on D_z
-    # (latent_r1 10): with D_z seeing prior and codes in one batch it otherwise wins outright, and E's codes drift
-    # off the prior (mean 3.0 per dimension after the aae stage; reconstruction and attributes worse). Style
-    # contrastive at x0.3: triplets gave 85.8%, contrastive x1 95.5% but took E from expression (0.907
-    # -> 0.863), x0.3 91.2% with expression 0.899. A refit stage of 600 steps with L_rec^Phi
-    # x300 (lambda_rec_phi_refit): after joint training Phi^-1 decoded nearly every embedding to one face
-    # (embedding RMSE 67.1 against 33.9 through the autoencoder); the refit took it to 36.1 in 2.5
-    # minutes, the attribute table within the seed spread (x100: 45.2; x1000: 35.2 with pose and identity a
-    # little worse; docs/experiments.md has the runs).
+    # The default: a narrow network at 64 px that finishes --stage all in under 30 minutes on 2 CPU cores. Where
+    # CPU time is short it departs from the paper: a faster Adam, L_rec x50 and the image GAN terms x0.1 so that
+    # reconstructions form early; a short disentangle and a long joint stage, because a short unsupervised AAE
+    # does not encode pose or expression in z while joint training teaches E what the attributes need; the task
+    # terms x5 and L_rec^Phi x10 so that they are not drowned by the AAE terms; the cycle on 10 rows per
+    # attribute (half the cost of a joint step); an R1 penalty that keeps D_z from winning outright and E's
+    # codes on the prior; and a refit stage in which Phi^-1 catches up with the final E. The attributes' own
+    # demo options (weights, contrastive objectives) are declared with each attribute (``presets``).
+    # docs/experiments.md has the measurements behind each choice.
     "demo": dict(
         image_size=64, width=0.25, batch_size=40, latent_disc_hidden=1000, phi_hidden=1000,
         steps={"aae": 1000, "disentangle": 150, "joint": 1500, "refit": 600}, lr_aae=5e-4, betas_aae=(0.5, 0.999),
         rec_weight=50.0, image_gan_weight=0.1, latent_r1=10.0, lr_phi=3e-4, task_weight=5.0, lambda_rec_phi=10.0,
         lambda_rec_phi_refit=300.0, cycle_samples=10,
-        attribute_options={"pose": {"weight": 20.0}, "identity": {"objective": "contrastive"},
-                           "expression": {"objective": "contrastive", "weight": 10.0},
-                           "style": {"objective": "contrastive", "weight": 0.3}},
         log_every=25, sample_every=500, ckpt_every=250,
     ),
     # Sec. 4 as written: ResNet18 at full width, 128 px, batch 128, Adam settings of Sec. 4.3.
@@ -151,7 +135,7 @@ PRESETS: dict[str, dict] = {
         image_size=256, width=1.0, batch_size=128, latent_disc_hidden=1000, phi_hidden=1000,
         steps={"aae": 235000, "disentangle": 11000, "joint": 11000}, lr_aae=2e-5, lr_disc_scale=0.5,
         d_x_every=4, d_z_every=2, lambda_rec_phi=4.0, phi_weight=5.0,
-        attribute_options={"expression": {"weight": 2.0}}, log_every=50, sample_every=2000, ckpt_every=2000,
+        log_every=50, sample_every=2000, ckpt_every=2000,
     ),
 }
 
@@ -159,24 +143,28 @@ PRESETS: dict[str, dict] = {
 def make_config(preset: str = "demo", **overrides) -> TrainConfig:
     """The preset's values with ``overrides`` on top (None values are ignored).
 
-    ``attribute_options`` merge per attribute and option: ``{"identity": {"margin": 0.3}}`` on the demo preset
-    keeps the preset's pose weight. The preset's options for attributes not being trained are dropped; the
-    caller's are kept (and rejected by the trainer, which names them)."""
+    Attribute options start from what each trained attribute declares for the preset (``Attribute.presets``:
+    the demo's pose weight lives in ``attributes/pose.py``) and the caller's ``attribute_options`` merge into them
+    per option: ``{"identity": {"margin": 0.3}}`` on the demo preset keeps its contrastive objective. Options for
+    attributes not being trained are kept (and rejected by the trainer, which names them)."""
+    from fsx.plugins import get_registry
+    from fsx.plugins.manager import UnknownAttributeError
+
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     values = dict(PRESETS[preset], preset=preset)
     user_options = overrides.pop("attribute_options", None) or {}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    preset_options = values.pop("attribute_options", None) or {}
-    from fsx.plugins import get_registry
-
-    canonical = get_registry().canonical
-    trained = {canonical(a) for a in values.get("attributes", TrainConfig.__attrs_attrs__.attributes.default)}
+    registry = get_registry()
     merged: dict = {}
-    for name, opts in preset_options.items():
-        if canonical(name) in trained:
-            merged.setdefault(canonical(name), {}).update(opts)
+    for name in values.get("attributes", TrainConfig.__attrs_attrs__.attributes.default):
+        try:
+            attribute = registry.get(name)
+        except UnknownAttributeError:  # the trainer reports it, with the known names
+            continue
+        if attribute.presets.get(preset):
+            merged[attribute.name] = dict(attribute.presets[preset])
     for name, opts in user_options.items():
-        merged.setdefault(canonical(name), {}).update(opts)
+        merged.setdefault(registry.canonical(name), {}).update(opts)
     values["attribute_options"] = merged
     return TrainConfig.from_dict(values)
