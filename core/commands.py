@@ -11,6 +11,7 @@ import click
 
 import fsx
 from fsx.backbones.registry import SUPPORTED_SIZES
+from fsx.data.synthfaces import PERSONS
 from fsx.train.config import PRESETS, STAGES
 
 
@@ -244,7 +245,7 @@ def _load_model(path):
 @click.option("--inception", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Inception-v3 weights (safetensors) for FID.")
 @click.option("--fid-samples", type=click.IntRange(min=2), default=10000, show_default=True)
-@click.option("--test-persons", type=click.IntRange(min=2), default=100, show_default=True)
+@click.option("--test-persons", type=click.IntRange(min=2), default=PERSONS["test"], show_default=True)
 @click.option("--train-samples", type=click.IntRange(min=10), default=4000, show_default=True)
 @click.option("--test-samples", type=click.IntRange(min=10), default=3200, show_default=True)
 @click.option("--lfw", type=click.Path(file_okay=False, exists=True), default=None,

@@ -16,7 +16,7 @@ import torch
 
 from fsx.data.folder import FolderSource
 from fsx.data.real import LOADERS
-from fsx.data.synthfaces import LABEL_FIELDS, SynthFaces
+from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, LABEL_FIELDS, PERSONS, SynthFaces
 
 
 def join_vector_labels(labels: dict, declared: dict | None = None) -> dict:
@@ -30,7 +30,8 @@ def join_vector_labels(labels: dict, declared: dict | None = None) -> dict:
     return labels
 
 
-def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = 400, clips: int = 4, frames: int = 16,
+def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = PERSONS["train"],
+                  clips: int = CLIPS_PER_PERSON, frames: int = FRAMES_PER_CLIP,
                   split: str = "train") -> list:
     """A list of sources (each with ``name``, ``labels``, ``__len__`` and ``get_batch``)."""
     synth = None

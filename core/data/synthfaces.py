@@ -37,15 +37,18 @@ FACTOR_LABELS = IDENTITY_FIELDS + tuple(f for f in STYLE_FIELDS if f != "noise_s
 CLASS_FACTORS = ("glasses", "hat")
 LABEL_FIELDS = ("pose", "person", "clip", "valence", "arousal", "category") + FACTOR_LABELS
 SEGMENT = 4  # frames per expression segment
+# The default size of each split (the one place it is set: training, evaluation and the CLI read it from here).
+PERSONS = {"train": 400, "test": 100}
+CLIPS_PER_PERSON, FRAMES_PER_CLIP = 4, 16
 
 
 @attrs.frozen
 class SynthFacesSpec:
     """The size of a SynthFaces split; the default train split has 400 persons x 4 clips x 16 frames."""
 
-    persons: int = attrs.field(default=400, validator=attrs.validators.ge(1))
-    clips_per_person: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    frames_per_clip: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    persons: int = attrs.field(default=PERSONS["train"], validator=attrs.validators.ge(1))
+    clips_per_person: int = attrs.field(default=CLIPS_PER_PERSON, validator=attrs.validators.ge(1))
+    frames_per_clip: int = attrs.field(default=FRAMES_PER_CLIP, validator=attrs.validators.ge(1))
     seed: int = 0
 
 
@@ -60,14 +63,14 @@ class SynthFaces:
         split: str = "train",
         image_size: int = 64,
         persons: int | None = None,
-        clips_per_person: int = 4,
-        frames_per_clip: int = 16,
+        clips_per_person: int = CLIPS_PER_PERSON,
+        frames_per_clip: int = FRAMES_PER_CLIP,
         seed: int = 0,
         cache: bool = True,
     ):
         if split not in SPLITS:
             raise ValueError(f"SynthFaces split must be one of {list(SPLITS)}, got {split!r}")
-        persons = persons if persons is not None else (400 if split == "train" else 100)
+        persons = persons if persons is not None else PERSONS[split]
         self.spec = SynthFacesSpec(persons, clips_per_person, frames_per_clip, seed)
         self.split, self.image_size = split, image_size
         g = torch.Generator().manual_seed(seed * 7919 + SPLITS[split] * 104729 + 1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from fsx.data.face_params import GROUPS
-from fsx.data.synthfaces import SynthFaces
+from fsx.data.synthfaces import PERSONS, SynthFaces
 from fsx.eval import figures
 from fsx.plugins import get_registry
 from fsx.eval.metrics import dci, latent_vs_prior, mig, verification_accuracy
@@ -221,7 +221,7 @@ def lfw_verification(model, root: str | Path, crop: float = LFW_CROP, batch: int
             "pairs": len(kept), "pairs_listed": len(pairs), "skipped": sorted(skipped.values()), "sizes": sizes}
 
 
-def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int = 100, train_samples: int = 4000,
+def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int = PERSONS["test"], train_samples: int = 4000,
              test_samples: int = 3200, inception: str | None = None, fid_samples: int = 10000, seed: int = 0,
              lfw: str | None = None, probe_data: str | None = None, progress=print) -> dict:
     """Run the whole evaluation; returns the metrics (also written to OUT/metrics.json with OUT/report.md).

@@ -10,6 +10,7 @@ from attrs import validators as v
 
 from fsx.backbones.registry import SUPPORTED_SIZES
 from fsx.config import from_fields
+from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, PERSONS
 
 # aae, disentangle and joint are the paper's Sec. 3.1, 3.2-3.7 and 3.8. refit (not in the paper) trains Phi and
 # Phi^-1 once more on the final, frozen E: joint training keeps moving E, Phi^-1 lags behind it, and G then
@@ -76,9 +77,9 @@ class TrainConfig:
     mirror_p: float = attrs.field(default=0.5, validator=[v.ge(0), v.le(1)])
     attribute_options: dict = attrs.field(factory=dict)  # {"identity": {"margin": 0.3}, ...}
     # SynthFaces size (train split)
-    synth_persons: int = 400
-    synth_clips: int = 4
-    synth_frames: int = 16
+    synth_persons: int = PERSONS["train"]
+    synth_clips: int = CLIPS_PER_PERSON
+    synth_frames: int = FRAMES_PER_CLIP
     # bookkeeping
     seed: int = 0
     device: str = attrs.field(default="auto", validator=v.in_(("auto", "cpu", "cuda")))
