@@ -18,9 +18,10 @@ class BatchSchedule:
         self.sources, self.attributes, self.batch = sources, attributes, batch
         self.seed, self.rank, self.mirror_p, self.gen = seed, rank, mirror_p, generator
         self.index = {s.name: j for j, s in enumerate(sources)}
+        self.specs = {s.name: self._specs_for(s) for s in sources}  # fixed for the run: worked out once
         self.samplers: dict[str, BatchSampler] = {}
 
-    def specs_for(self, source) -> list[SamplerSpec]:
+    def _specs_for(self, source) -> list[SamplerSpec]:
         specs = []
         for a in self.attributes:
             if a.sampler.is_grouped and a.has_labels(source.labels) and a.sampler not in specs:
@@ -31,14 +32,14 @@ class BatchSchedule:
         if key not in self.samplers:
             name, ki = key.rsplit(":", 1)
             source = self.sources[self.index[name]]
-            self.samplers[key] = BatchSampler(source.labels, self.specs_for(source)[int(ki)], self.batch,
+            self.samplers[key] = BatchSampler(source.labels, self.specs[name][int(ki)], self.batch,
                                               seed=seed, rank=self.rank)
         return self.samplers[key]
 
     def next(self, global_step: int) -> tuple[str, torch.Tensor, dict]:
         si = global_step % len(self.sources)
         source = self.sources[si]
-        ki = (global_step // len(self.sources)) % len(self.specs_for(source))
+        ki = (global_step // len(self.sources)) % len(self.specs[source.name])
         sampler = self._sampler(f"{source.name}:{ki}", seed=self.seed * 31 + si * 7 + ki)
         images, labels = source.get_batch(next(sampler))
         return (source.name, *self.mirror(images, labels))
@@ -84,7 +85,7 @@ class LabelCounts:
                 self.pending[i, j] += float(a.labelled_rows(labels).sum())
 
     def merge(self) -> None:
-        self.total += distributed.sum_over_ranks(self.pending.clone(), self.device, self.world)
+        self.total += distributed.sum_over_ranks(self.pending, self.device, self.world)
         self.pending.zero_()
 
     def summary(self, labelled_by: dict) -> dict:

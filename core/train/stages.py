@@ -28,14 +28,6 @@ STAGE_TABLE = {
 }
 
 
-def network(model, path: str) -> torch.nn.Module:
-    """``network(model, "aae.E")`` -> model.aae.E."""
-    out = model
-    for part in path.split("."):
-        out = getattr(out, part)
-    return out
-
-
 def set_requires_grad(modules, flag: bool) -> None:
     for m in modules:
         for p in m.parameters():
@@ -47,13 +39,13 @@ def enter_stage(model, stage: Stage) -> None:
     model.train()
     set_requires_grad([model], False)
     for path in stage.fixed:
-        network(model, path).eval()
-    set_requires_grad([network(model, p) for p in stage.trains], True)
+        model.get_submodule(path).eval()
+    set_requires_grad([model.get_submodule(p) for p in stage.trains], True)
 
 
 def build_optimizers(model, cfg) -> dict[str, torch.optim.Optimizer]:
     """Adam for E+G and for D_z+D_x (Eq. 5, the discriminators at ``lr_disc_scale``), and for Phi+Phi^-1."""
-    params = {key: [p for path in paths for p in network(model, path).parameters()] for key, paths in OPTIMIZED.items()}
+    params = {key: [p for path in paths for p in model.get_submodule(path).parameters()] for key, paths in OPTIMIZED.items()}
     return {"eg": torch.optim.Adam(params["eg"], cfg.lr_aae, cfg.betas_aae),
             "d": torch.optim.Adam(params["d"], cfg.lr_aae * cfg.lr_disc_scale, cfg.betas_aae),
             "phi": torch.optim.Adam(params["phi"], cfg.lr_phi, cfg.betas_phi)}

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from fsx import losses as L
 from fsx.model import FaceModel
-from fsx.train.stages import OPTIMIZED, network, set_requires_grad
+from fsx.train.stages import OPTIMIZED, set_requires_grad
 
 
 @contextmanager
@@ -52,6 +52,7 @@ class Steps:
         self.gen, self.sync = generator, sync
         self.autocast = autocast or nullcontext
         self.names = model.layout.names
+        self.owned = {key: [model.get_submodule(path) for path in paths] for key, paths in OPTIMIZED.items()}
 
     def update(self, objective: torch.Tensor, *optimizers: str) -> None:
         """One update of the named optimisers from ``objective``: the only place gradients are zeroed, averaged
@@ -59,7 +60,7 @@ class Steps:
         for key in optimizers:
             self.opt[key].zero_grad(set_to_none=True)
         objective.backward()
-        self.sync([network(self.m, path) for key in optimizers for path in OPTIMIZED[key]])
+        self.sync([m for key in optimizers for m in self.owned[key]])
         for key in optimizers:
             self.opt[key].step()
 
