@@ -53,8 +53,9 @@ def bench(size: int, width: float, batch: int, repeats: int, cycle_samples: int 
           precision: str = "fp32", channels_last: bool = False):
     reg = get_registry()
     attrs_ = reg.resolve("pose,id,expr,style")
-    cfg = make_config("demo", image_size=size, width=width, batch_size=batch, cycle_samples=cycle_samples)
-    model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, image_size=size, width=width))
+    cfg = make_config("demo", model=dict(image_size=size, width=width), batch_size=batch,
+                      loss=dict(cycle_samples=cycle_samples))
+    model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, cfg.model))
     opt = build_optimizers(model, cfg)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else None
     steps = Steps(model, attrs_, cfg, opt, torch.Generator().manual_seed(0), sync=lambda mods: None, autocast=autocast)
@@ -86,7 +87,7 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true")
     args = ap.parse_args()
     peak = gemm_peak()
-    cycle = make_config("demo", cycle_samples=args.cycle_samples).cycle_samples
+    cycle = make_config("demo", loss=dict(cycle_samples=args.cycle_samples)).loss.cycle_samples
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 GEMM peak (2048^3): {peak:.0f} GFLOP/s; "
           f"batch {args.batch}, cycle rows per attribute: {cycle or 'the whole batch'}; {args.precision}"
           f"{', channels_last' if args.channels_last else ''}")

@@ -6,7 +6,7 @@ autoencoder, and attributes as plugins.
     feats = model.encode(images)      # images: float (N, 3, H, W) in [0, 1]
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from fsx.checkpoint import CheckpointError, CheckpointWriteError, load, read_metadata, save_model  # noqa: E402
 from fsx.config import AttributeSlot, ModelConfig  # noqa: E402

@@ -59,25 +59,68 @@ def _parse_options(values) -> dict:
     return out
 
 
+# Training options that have a flag of their own: ``--set`` names the flag instead of setting them a second way.
+FLAGGED = {"attributes": "--attributes", "attribute_options": "--option", "data": "--data", "preset": "--preset",
+           "stage": "--stage", "steps": "--steps", "batch_size": "--batch-size", "model.image_size": "--image-size",
+           "model.width": "--width", "seed": "--seed", "device": "--device", "precision": "--precision",
+           "log_every": "--log-every", "sample_every": "--sample-every", "ckpt_every": "--ckpt-every",
+           "threads": "--threads"}
+
+
 def _parse_settings(values) -> dict:
-    """``lambda_rec_phi=20`` -> {"lambda_rec_phi": 20}: any field of TrainConfig, the value parsed as JSON when it
-    is JSON; for tuple fields a comma-separated list (``cycle_trains=G,E,phi``)."""
+    """``loss.rec_phi=20`` -> {"loss": {"rec_phi": 20}}: an option of a section of TrainConfig (model, optim, loss,
+    synth) or a top-level field without a flag, the value parsed as JSON when it is JSON; for tuple fields a
+    comma-separated list (``optim.betas_aae=0.5,0.999``)."""
     import attrs
 
-    from fsx.train import TrainConfig
+    from fsx.train.config import SECTIONS, TrainConfig
 
-    fields = {f.name: f for f in attrs.fields(TrainConfig)}
+    settable = {f.name: f for f in attrs.fields(TrainConfig) if f.name not in SECTIONS and f.name not in FLAGGED}
+    settable.update({f"{section}.{f.name}": f for section, cls in SECTIONS.items() for f in attrs.fields(cls)
+                     if f"{section}.{f.name}" not in FLAGGED})
     out: dict = {}
     for item in values:
         key, eq, raw = item.partition("=")
         if not eq or not key:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. lambda_rec_phi=20")
-        if key not in fields:
-            raise click.BadParameter(f"{key!r} is not a training option; they are: {', '.join(fields)}")
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE, e.g. loss.rec_phi=20")
+        if key in FLAGGED:
+            raise click.BadParameter(f"{key!r} has its own flag: use {FLAGGED[key]}")
+        if key not in settable:
+            raise click.BadParameter(f"{key!r} is not a training option; --set takes: {', '.join(settable)}")
         value = _json_or_text(raw)
-        if isinstance(value, str) and fields[key].converter is tuple:
-            value = tuple(part for part in value.split(",") if part)
-        out[key] = value
+        if isinstance(value, str) and settable[key].converter is tuple:
+            value = tuple(_json_or_text(part) for part in value.split(",") if part)
+        section, dot, name = key.rpartition(".")
+        if dot:
+            out.setdefault(section, {})[name] = value
+        else:
+            out[name] = value
+    return out
+
+
+def _parse_steps(raw: str | None, preset: str, stage: str) -> dict | None:
+    """``--steps N`` (each stage ``--stage`` selects) or ``--steps aae=1000,joint=200`` -> every stage's steps."""
+    from fsx.train import make_config
+
+    if raw is None:
+        return None
+    base = make_config(preset, stage=stage)
+    out = dict(base.steps)
+    try:
+        if "=" not in raw:
+            out.update({s: int(raw) for s in base.stages})
+        else:
+            for item in raw.split(","):
+                name, _, n = item.partition("=")
+                if name.strip() not in STAGES:
+                    raise click.BadParameter(f"{name.strip()!r} is not a stage; stages are {', '.join(STAGES)}",
+                                             param_hint="--steps")
+                out[name.strip()] = int(n)
+    except ValueError:
+        raise click.BadParameter(f"{raw!r}: expected a number of steps or STAGE=N,..., e.g. aae=1000,joint=200",
+                                 param_hint="--steps")
+    if any(n < 0 for n in out.values()):
+        raise click.BadParameter(f"{raw!r}: steps cannot be negative", param_hint="--steps")
     return out
 
 
@@ -105,7 +148,8 @@ def _relaunch_distributed(nproc: int) -> None:
               help="synthfaces | NAME=synthfaces:FIELD+FIELD,... (label-partial) | NAME=FOLDER with labels.csv")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="demo", show_default=True)
 @click.option("--stage", type=click.Choice(["all", *STAGES]), default="all", show_default=True)
-@click.option("--steps", type=click.IntRange(min=0), default=None, help="Steps of each selected stage (preset's otherwise).")
+@click.option("--steps", default=None, metavar="N|STAGE=N,...",
+              help="Steps of each selected stage, or per stage (aae=1000,joint=200); the preset's otherwise.")
 @click.option("--batch-size", type=click.IntRange(min=2), default=None)
 @click.option("--image-size", type=click.Choice([str(s) for s in SUPPORTED_SIZES]), default=None)
 @click.option("--width", type=float, default=None, help="Channel width multiplier of E, G and D_x.")
@@ -118,9 +162,9 @@ def _relaunch_distributed(nproc: int) -> None:
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (DDP) to launch.")
 @click.option("--option", "options", multiple=True, metavar="ATTR.KEY=VALUE",
               help="Attribute option, e.g. identity.margin=0.3 or expression.weight=2 (repeatable).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="Any training option (fsx.train.TrainConfig), e.g. lambda_rec_phi=20 or cycle_trains=G,E,phi "
-                   "(repeatable; wins over the flags above).")
+@click.option("--set", "settings", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="A training option without a flag of its own (fsx.train.TrainConfig's model, optim, loss and "
+                   "synth sections, mirror_p), e.g. loss.rec_phi=20 or optim.d_x_every=4 (repeatable).")
 @click.option("--log-every", type=click.IntRange(min=1), default=None)
 @click.option("--sample-every", type=click.IntRange(min=1), default=None)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=None)
@@ -153,16 +197,14 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
             bookkeeping = {k: v for k, v in dict(log_every=log_every, sample_every=sample_every, ckpt_every=ckpt_every,
                                                   threads=threads, device=device).items() if k in given}
         else:
-            stage_steps = None
-            if steps is not None:
-                base = make_config(preset, stage=stage)  # its .stages: those --stage selects in this preset
-                stage_steps = {s: (steps if s in base.stages else base.steps[s]) for s in STAGES}
-            values = dict(
-                attributes=names, data=data, stage=stage, steps=stage_steps, batch_size=batch_size,
-                image_size=int(image_size) if image_size else None, width=width, seed=seed, device=device,
-                precision=precision, attribute_options=_parse_options(options) or None, log_every=log_every,
-                sample_every=sample_every, ckpt_every=ckpt_every, threads=threads)
-            cfg = make_config(preset, **{**values, **_parse_settings(settings)})
+            settings = _parse_settings(settings)
+            flags = dict(
+                attributes=names, data=data, stage=stage, steps=_parse_steps(steps, preset, stage),
+                batch_size=batch_size, seed=seed, device=device, precision=precision,
+                attribute_options=_parse_options(options) or None, log_every=log_every, sample_every=sample_every,
+                ckpt_every=ckpt_every, threads=threads)
+            model = {**settings.pop("model", {}), "image_size": int(image_size) if image_size else None, "width": width}
+            cfg = make_config(preset, model=model, **flags, **settings)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc))
     try:

@@ -53,20 +53,32 @@ def _slots(value: Any) -> tuple[AttributeSlot, ...]:
 
 
 @attrs.frozen
-class ModelConfig:
-    """Backbone names and sizes, and the attribute layout. ``latent_dim`` 0 means: the sum of the attribute
-    dims (99 for the paper's four), as in the paper where z and f have the same size."""
+class NetworkConfig:
+    """Which backbones, and how big: the part of the model a training run chooses (``TrainConfig.model``).
+    ``latent_dim`` 0 means: the sum of the attribute dims (99 for the paper's four), as in the paper where z and f
+    have the same size."""
 
-    attributes: tuple[AttributeSlot, ...] = attrs.field(converter=_slots)
     image_size: int = attrs.field(default=64, validator=v.in_(SUPPORTED_SIZES))
     latent_dim: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
-    width: float = attrs.field(default=1.0, converter=float, validator=v.gt(0))
+    width: float = attrs.field(default=1.0, converter=float, validator=v.gt(0))  # channel multiplier of E, G, D_x
     latent_disc_hidden: int = attrs.field(default=1000, validator=v.ge(1))
     phi_hidden: int = attrs.field(default=1000, validator=v.ge(1))
     encoder: str = "resnet18_encoder"
     generator: str = "resnet18_generator"
     image_discriminator: str = "dcgan_discriminator"
     latent_discriminator: str = "mlp_latent_discriminator"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetworkConfig":
+        return from_fields(cls, d, "model option(s)")
+
+
+@attrs.frozen
+class ModelConfig(NetworkConfig):
+    """A model's networks and its attribute layout: everything needed to rebuild it, stored in every checkpoint
+    (one flat JSON object)."""
+
+    attributes: tuple[AttributeSlot, ...] = attrs.field(kw_only=True, converter=_slots)
 
     @attributes.validator
     def _check_attributes(self, attribute: attrs.Attribute, value: tuple) -> None:
@@ -92,7 +104,9 @@ class ModelConfig:
         return from_fields(cls, d, "model config field(s)")
 
     @classmethod
-    def for_attributes(cls, attributes, **kwargs) -> "ModelConfig":
-        """Config for resolved :class:`fsx.attributes.Attribute` objects, in the given order."""
+    def for_attributes(cls, attributes, networks: NetworkConfig | None = None, **kwargs) -> "ModelConfig":
+        """Config for resolved :class:`fsx.attributes.Attribute` objects, in the given order, with the networks
+        of ``networks`` (defaults otherwise) and ``kwargs`` on top."""
         slots = [AttributeSlot(a.name, a.dim, a.package, a.version) for a in attributes]
-        return cls(attributes=slots, **kwargs)
+        base = attrs.asdict(networks) if networks is not None else {}
+        return cls(attributes=slots, **{**base, **kwargs})

@@ -58,12 +58,11 @@ def r1_penalty(logits_real: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def aae_objective(terms: Mapping[str, torch.Tensor], lambda_ae: float = 0.9, rec_weight: float = 1.0,
-                  image_gan_weight: float = 1.0, latent_gan_weight: float = 1.0) -> torch.Tensor:
-    """Eq. (5), E/G side: lambda_AE (L_rec + L_adv) + L_enc + L_gen. The factors (1 in the paper) rescale L_rec,
-    the image GAN terms (L_adv, L_gen) and L_enc for settings that depart from it (the demo preset, the authors'
-    code)."""
+                  image_gan_weight: float = 1.0) -> torch.Tensor:
+    """Eq. (5), E/G side: lambda_AE (L_rec + L_adv) + L_enc + L_gen. The factors (1 in the paper) rescale L_rec
+    and the image GAN terms (L_adv, L_gen) for settings that depart from it (the demo preset)."""
     w = image_gan_weight
-    return lambda_ae * (rec_weight * terms["rec"] + w * terms["adv"]) + latent_gan_weight * terms["enc"] + w * terms["gen"]
+    return lambda_ae * (rec_weight * terms["rec"] + w * terms["adv"]) + terms["enc"] + w * terms["gen"]
 
 
 def image_discriminator_objective(terms: Mapping[str, torch.Tensor], lambda_ae: float = 0.9) -> torch.Tensor:

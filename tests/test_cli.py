@@ -133,5 +133,5 @@ def test_info_on_incomplete_metadata_and_outputs_into_new_folders(tmp_path):
     out = tmp_path / "new" / "folder" / "gen.png"
     p = run_fsx("generate", ckpt, "-n", "2", "--out", out)
     assert p.returncode == 0 and out.is_file(), p.stderr
-    p = run_fsx("train", "--preset", "tiny", "--out", tmp_path / "r", "--set", "batch_size=abc")
-    assert p.returncode == 2 and "'batch_size' must be an integer, got 'abc'" in p.stderr
+    p = run_fsx("train", "--preset", "tiny", "--out", tmp_path / "r", "--set", "loss.task=abc")
+    assert p.returncode == 2 and "loss option 'task' must be a number, got 'abc'" in p.stderr, p.stderr

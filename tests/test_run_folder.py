@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -16,7 +17,7 @@ from PIL import Image
 import fsx
 from conftest import run_fsx
 from fsx.checkpoint import CheckpointError
-from fsx.train import RunFolderError, load_run_config, make_config, train
+from fsx.train import RunFolderError, TrainConfig, load_run_config, make_config, train
 
 
 def metrics(run):
@@ -36,8 +37,8 @@ def one_line_error(proc, *words, code=1):
 def test_mad_schedule_trains_with_steps_that_update_no_discriminator(tmp_path):
     """d_x_every=4, d_z_every=2: step 2 of 4 updates neither discriminator, which once crashed the run."""
     p = run_fsx("train", "--preset", "mad", "--image-size", "32", "--width", "0.0625", "--batch-size", "8",
-                "--steps", "9", "--set", "latent_disc_hidden=32", "--set", "phi_hidden=32", "--set", "synth_persons=8",
-                "--set", "log_every=1", "--out", tmp_path)
+                "--steps", "9", "--set", "model.latent_disc_hidden=32", "--set", "model.phi_hidden=32",
+                "--set", "synth.persons=8", "--log-every", "1", "--out", tmp_path)
     assert p.returncode == 0, p.stderr
     rows = [r for r in metrics(tmp_path) if r["stage"] == "aae"]
     assert len(rows) == 9
@@ -168,3 +169,46 @@ def test_ctrl_c_while_starting_exits_130(tmp_path):
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 130, rest
     assert "interrupted while starting" in rest and "Traceback" not in rest
+
+
+FSX_01_CONFIG = Path(__file__).parent / "fixtures" / "fsx-0.1-tiny-config.json"  # written by fsx 0.1's tiny preset
+
+
+def test_a_config_written_by_fsx_0_1_loads_as_todays_sections():
+    """fsx 0.1 wrote 42 flat fields; they load into today's sections with the same values."""
+    record = json.loads(FSX_01_CONFIG.read_text())
+    assert "rec_weight" in record and "loss" not in record  # the fixture is the old format
+    for key in ("sources", "labels"):
+        record.pop(key)
+    assert TrainConfig.from_dict(record) == make_config("tiny")
+
+
+def test_fsx_0_1_phi_weight_is_folded_and_removed_options_say_what_changed():
+    record = {k: v for k, v in json.loads(FSX_01_CONFIG.read_text()).items() if k not in ("sources", "labels")}
+    cfg = TrainConfig.from_dict({**record, "phi_weight": 5.0, "lambda_rec_phi": 4.0, "task_weight": 2.0})
+    assert (cfg.loss.rec_phi, cfg.loss.task, cfg.loss.cycle, cfg.loss.aug, cfg.loss.rec_phi_refit) == (20, 10, 5, 5, 1500)
+    assert cfg.loss.rec == 1.0 and cfg.loss.lambda_ae == 0.9  # Eq. (5) was not under phi_weight
+    with pytest.raises(ValueError, match=r"'latent_gan_weight' = 2.0 was removed .* it now always is 1.0"):
+        TrainConfig.from_dict({**record, "latent_gan_weight": 2.0})
+    with pytest.raises(ValueError, match=r"'cycle_trains' = \[\"G\", \"E\"\] was removed"):
+        TrainConfig.from_dict({**record, "cycle_trains": ["G", "E"]})
+
+
+def test_a_run_checkpointed_by_fsx_0_1_resumes(tmp_path):
+    """A run folder whose config.json and checkpoint metadata hold fsx 0.1's flat configuration continues as the
+    same run (and a removed option set in it stops the resume with one line that names it)."""
+    from fsx.checkpoint import load_tensors, read_metadata, save_tensors
+    from fsx.train.run_folder import STATE_FORMAT
+
+    train(make_config("tiny"), tmp_path, progress=False)
+    old = json.loads(FSX_01_CONFIG.read_text())
+    ckpt = tmp_path / "checkpoint.safetensors"
+    meta = read_metadata(ckpt, expected_format=STATE_FORMAT)
+    old_config = {k: v for k, v in old.items() if k not in ("sources", "labels")}
+    save_tensors(ckpt, load_tensors(ckpt), {**meta, "config": old_config})
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert load_run_config(tmp_path) == make_config("tiny")
+    p = run_fsx("train", "--out", tmp_path, "--resume")
+    assert p.returncode == 0, p.stderr
+    save_tensors(ckpt, load_tensors(ckpt), {**meta, "config": {**old_config, "latent_gan_weight": 3.0}})
+    one_line_error(run_fsx("train", "--out", tmp_path, "--resume"), "'latent_gan_weight' = 3.0 was removed")

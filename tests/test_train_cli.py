@@ -23,7 +23,7 @@ def test_each_stage_alone_produces_a_loadable_model(tmp_path):
     run_fsx("train", "--preset", "tiny", "--stage", "disentangle", "--init", a / "model.safetensors", "--out", b, check=True)
     run_fsx("train", "--preset", "tiny", "--stage", "joint", "--init", b / "model.safetensors", "--out", c, check=True)
     run_fsx("train", "--preset", "tiny", "--stage", "refit", "--init", c / "model.safetensors", "--out", d,
-            "--set", "lambda_rec_phi_refit=30", check=True)
+            "--set", "loss.rec_phi_refit=30", check=True)
     for run, stage in ((a, "aae"), (b, "disentangle"), (c, "joint"), (d, "refit")):
         model = fsx.load(run / "model.safetensors")
         assert model.attributes == {"pose": 3, "identity": 32, "expression": 32, "style": 32}
@@ -32,7 +32,7 @@ def test_each_stage_alone_produces_a_loadable_model(tmp_path):
         assert rows and all(r["stage"] == stage and r["img_per_s"] > 0 for r in rows)
         assert (run / "samples" / f"{stage}-end-reconstructions.png").exists()
         assert model.metadata["steps"] == {stage: {"aae": 4, "disentangle": 4, "joint": 2, "refit": 2}[stage]}
-    assert json.loads((d / "config.json").read_text())["lambda_rec_phi_refit"] == 30
+    assert json.loads((d / "config.json").read_text())["loss"]["rec_phi_refit"] == 30
     # disentangle and refit train Phi on a frozen AAE: E and G are exactly those of the run they started from
     for before, after in ((a, b), (c, d)):
         ta, tb = load_file(before / "model.safetensors"), load_file(after / "model.safetensors")
@@ -194,18 +194,32 @@ def test_attribute_options_reach_the_loss_and_bad_ones_are_named(tmp_path):
     assert proc.returncode == 1 and "unknown option" in proc.stderr
 
 
-def test_set_overrides_any_training_option_and_names_unknown_ones(tmp_path):
+def test_set_reaches_each_section_once_and_names_unknown_or_flagged_options(tmp_path):
+    """--set sets a section's option (loss.*, optim.*, model.*, synth.*) or an unflagged field; an option that has a
+    flag is set only by its flag, and --set says which."""
     out = tmp_path / "run"
-    run_fsx("train", "--preset", "tiny", "--stage", "aae", "--steps", "1", "--seed", "1", "--set", "lambda_rec_phi=3",
-            "--set", "cycle_trains=G,E,phi", "--set", "betas_phi=[0.5, 0.9]", "--set", "seed=5", "--out", out,
-            check=True)
+    run_fsx("train", "--preset", "tiny", "--stage", "aae", "--steps", "1", "--seed", "5", "--set", "loss.rec_phi=3",
+            "--set", "optim.betas_phi=0.5,0.9", "--set", "model.phi_hidden=24", "--set", "mirror_p=0.0",
+            "--width", "0.125", "--out", out, check=True)
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["lambda_rec_phi"] == 3 and cfg["cycle_trains"] == ["G", "E", "phi"]
-    assert cfg["betas_phi"] == [0.5, 0.9] and cfg["seed"] == 5  # --set wins over --seed
-    proc = run_fsx("train", "--preset", "tiny", "--set", "lamda_rec_phi=3", "--out", tmp_path / "x")
-    assert proc.returncode == 2 and "'lamda_rec_phi' is not a training option" in proc.stderr
-    proc = run_fsx("train", "--preset", "tiny", "--set", "cycle_trains=G,D_x", "--out", tmp_path / "y")
-    assert proc.returncode == 2 and "'D_x'" in proc.stderr
+    assert cfg["loss"]["rec_phi"] == 3 and cfg["optim"]["betas_phi"] == [0.5, 0.9] and cfg["seed"] == 5
+    assert cfg["model"]["phi_hidden"] == 24 and cfg["model"]["width"] == 0.125 and cfg["mirror_p"] == 0.0
+    assert cfg["model"]["latent_disc_hidden"] == 64  # the preset's, untouched by the other model options
+    assert fsx.load(out / "model.safetensors").config.phi_hidden == 24
+    proc = run_fsx("train", "--preset", "tiny", "--set", "loss.rec_ph=3", "--out", tmp_path / "x")
+    assert proc.returncode == 2 and "'loss.rec_ph' is not a training option" in proc.stderr
+    for key, flag in (("seed=1", "--seed"), ("model.width=1", "--width"), ("steps={}", "--steps")):
+        proc = run_fsx("train", "--preset", "tiny", "--set", key, "--out", tmp_path / "y")
+        assert proc.returncode == 2 and f"has its own flag: use {flag}" in proc.stderr, proc.stderr
+
+
+def test_steps_per_stage(tmp_path):
+    out = tmp_path / "run"
+    run_fsx("train", "--preset", "tiny", "--steps", "aae=2,joint=1", "--out", out, check=True)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["steps"] == {"aae": 2, "disentangle": 4, "joint": 1, "refit": 2}
+    proc = run_fsx("train", "--preset", "tiny", "--steps", "aee=2", "--out", tmp_path / "x")
+    assert proc.returncode == 2 and "'aee' is not a stage" in proc.stderr
 
 
 def test_preset_attribute_options_merge_with_the_callers_and_skip_untrained_attributes(tmp_path):

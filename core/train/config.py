@@ -8,15 +8,13 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from fsx.backbones.registry import SUPPORTED_SIZES
-from fsx.config import from_fields
+from fsx.config import NetworkConfig, from_fields
 from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, PERSONS
 
 # aae, disentangle and joint are the paper's Sec. 3.1, 3.2-3.7 and 3.8. refit (not in the paper) trains Phi and
 # Phi^-1 once more on the final, frozen E: joint training keeps moving E, Phi^-1 lags behind it, and G then
 # decodes G(Phi^-1(f)) far from G(E(x)) (measured on the demo: embedding RMSE 67 vs 34 for G(E(x))).
 STAGES = ("aae", "disentangle", "joint", "refit")
-CYCLE_NETWORKS = ("phi_inv", "G", "E", "phi")
 
 
 def _steps(value: Any) -> dict:
@@ -27,59 +25,81 @@ def _steps(value: Any) -> dict:
     return {s: int(value.get(s, 0)) for s in STAGES}
 
 
-def _cycle_networks(instance, attribute, value: tuple) -> None:
-    unknown = [n for n in value if n not in CYCLE_NETWORKS]
-    if unknown:
-        raise ValueError(f"cycle_trains: unknown network(s) {unknown}; the cycle's networks are {CYCLE_NETWORKS}")
+def _nested(cls, what: str):
+    """Converter of a nested section: a dict (from JSON or a preset) -> ``cls``, naming unknown keys."""
+
+    def convert(value):
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"training option {what!r} must be a mapping of {what}.* options, got {value!r}")
+        return from_fields(cls, value, f"{what} option(s)")
+
+    return attrs.field(factory=cls, converter=convert)
 
 
 @attrs.frozen
-class TrainConfig:
-    """Everything a run needs; written to ``config.json`` in the run folder."""
+class OptimConfig:
+    """Adam for E/G, the discriminators and Phi/Phi^-1 (Sec. 4.3), and how often each discriminator is updated."""
 
-    attributes: tuple[str, ...] = attrs.field(default=("pose", "identity", "expression", "style"), converter=tuple)
-    data: str = "synthfaces"
-    preset: str = "demo"
-    stage: str = attrs.field(default="all", validator=v.in_(("all",) + STAGES))
-    steps: dict = attrs.field(factory=lambda: {"aae": 1000, "disentangle": 500, "joint": 200}, converter=_steps)
-    batch_size: int = attrs.field(default=64, validator=v.ge(2))
-    image_size: int = attrs.field(default=64, validator=v.in_(SUPPORTED_SIZES))
-    width: float = attrs.field(default=0.25, converter=float, validator=v.gt(0))
-    latent_disc_hidden: int = 1000
-    phi_hidden: int = 1000
-    # Sec. 4.3 and Eq. (5), (14)
     lr_aae: float = 5e-5
     betas_aae: tuple[float, float] = attrs.field(default=(0.0, 0.999), converter=tuple)
     lr_phi: float = 1e-4
     betas_phi: tuple[float, float] = attrs.field(default=(0.9, 0.999), converter=tuple)
     lr_disc_scale: float = 1.0  # D_x and D_z learning rate relative to lr_aae
+    d_x_every: int = attrs.field(default=1, validator=v.ge(1))  # update D_x every n-th step
+    d_z_every: int = attrs.field(default=1, validator=v.ge(1))
+
+
+@attrs.frozen
+class LossConfig:
+    """The weights of Eq. (5) (the autoencoder) and Eq. (14) (the disentangler); 1 and 0 are the paper's values.
+    Each attribute's own task weight is its option ``ATTRIBUTE.weight``."""
+
     lambda_ae: float = 0.9
-    rec_weight: float = 1.0  # extra factor on L_rec inside Eq. (5) (1 = the paper)
-    image_gan_weight: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5) (1 = the paper)
-    latent_gan_weight: float = 1.0  # factor on L_enc on the E side of Eq. (5) (1 = the paper)
-    # R1 penalty (Mescheder et al., 2018) on D_z: gamma/2 * E||grad D_z(z*)||^2 over prior samples (0 = the paper).
+    rec: float = 1.0  # factor on L_rec inside Eq. (5)
+    image_gan: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5)
+    # R1 penalty (Mescheder et al., 2018) on D_z: gamma/2 * E||grad D_z(z*)||^2 over prior samples.
     latent_r1: float = attrs.field(default=0.0, validator=v.ge(0))
-    lambda_rec_phi: float = 1.0
-    lambda_rec_phi_refit: float = attrs.field(default=300.0, validator=v.ge(0))  # L_rec^Phi weight in the refit stage
-    task_weight: float = 1.0
-    cycle_weight: float = 1.0
-    aug_weight: float = 1.0
-    phi_weight: float = 1.0  # factor on the whole Eq. (14) (the authors' code uses 5)
+    rec_phi: float = 1.0  # lambda of L_rec^Phi in Eq. (14)
+    rec_phi_refit: float = attrs.field(default=300.0, validator=v.ge(0))  # L_rec^Phi weight in the refit stage
+    task: float = 1.0
+    cycle: float = 1.0
+    aug: float = 1.0
     # Rows per attribute sent through the cycle G(Phi^-1(f*)) -> E -> Phi of Eq. (8)-(10); 0 = the whole batch
     # for every attribute (K x batch images through G and E per step, the costliest part of a step).
     cycle_samples: int = attrs.field(default=0, validator=v.ge(0))
-    # The networks inside the cycle f* -> Phi^-1 -> G -> E -> Phi that the cycle and augmentation terms of
-    # Eq. (8)-(10) train (all four: Eq. 14 as written; G and E only in the joint stage). A network left out is
-    # used with its weights held constant: gradients pass through it to f* but do not change it.
-    cycle_trains: tuple[str, ...] = attrs.field(default=CYCLE_NETWORKS, converter=tuple, validator=_cycle_networks)
-    d_x_every: int = attrs.field(default=1, validator=v.ge(1))  # update D_x every n-th step
-    d_z_every: int = attrs.field(default=1, validator=v.ge(1))
-    mirror_p: float = attrs.field(default=0.5, validator=[v.ge(0), v.le(1)])
+
+
+@attrs.frozen
+class SynthConfig:
+    """The size of SynthFaces' train split when ``data`` uses it."""
+
+    persons: int = attrs.field(default=PERSONS["train"], validator=v.ge(2))
+    clips: int = attrs.field(default=CLIPS_PER_PERSON, validator=v.ge(1))
+    frames: int = attrs.field(default=FRAMES_PER_CLIP, validator=v.ge(1))
+
+
+SECTIONS = {"model": NetworkConfig, "optim": OptimConfig, "loss": LossConfig, "synth": SynthConfig}
+
+
+@attrs.frozen
+class TrainConfig:
+    """Everything a run needs; written to ``config.json`` in the run folder. ``model``, ``optim``, ``loss`` and
+    ``synth`` are sections (``--set loss.rec=50`` on the command line)."""
+
+    attributes: tuple[str, ...] = attrs.field(default=("pose", "identity", "expression", "style"), converter=tuple)
     attribute_options: dict = attrs.field(factory=dict)  # {"identity": {"margin": 0.3}, ...}
-    # SynthFaces size (train split)
-    synth_persons: int = PERSONS["train"]
-    synth_clips: int = CLIPS_PER_PERSON
-    synth_frames: int = FRAMES_PER_CLIP
+    data: str = "synthfaces"
+    synth: SynthConfig = _nested(SynthConfig, "synth")
+    preset: str = "demo"
+    stage: str = attrs.field(default="all", validator=v.in_(("all",) + STAGES))
+    steps: dict = attrs.field(factory=lambda: {"aae": 1000, "disentangle": 500, "joint": 200}, converter=_steps)
+    batch_size: int = attrs.field(default=64, validator=v.ge(2))
+    model: NetworkConfig = _nested(NetworkConfig, "model")
+    optim: OptimConfig = _nested(OptimConfig, "optim")
+    loss: LossConfig = _nested(LossConfig, "loss")
+    mirror_p: float = attrs.field(default=0.5, validator=[v.ge(0), v.le(1)])  # horizontal flips
     # bookkeeping
     seed: int = 0
     device: str = attrs.field(default="auto", validator=v.in_(("auto", "cpu", "cuda")))
@@ -99,14 +119,58 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        return from_fields(cls, d, "training option(s)")
+        """From ``config.json`` or a checkpoint's metadata, including those written before the sections existed
+        (see :func:`upgrade`)."""
+        return from_fields(cls, upgrade(d), "training option(s)")
+
+
+# Flat fields of fsx 0.1's TrainConfig -> their section and name now.
+MOVED = {
+    **{k: ("model", k) for k in ("image_size", "width", "latent_disc_hidden", "phi_hidden")},
+    **{k: ("optim", k) for k in ("lr_aae", "betas_aae", "lr_phi", "betas_phi", "lr_disc_scale", "d_x_every",
+                                  "d_z_every")},
+    "lambda_ae": ("loss", "lambda_ae"), "rec_weight": ("loss", "rec"), "image_gan_weight": ("loss", "image_gan"),
+    "latent_r1": ("loss", "latent_r1"), "lambda_rec_phi": ("loss", "rec_phi"),
+    "lambda_rec_phi_refit": ("loss", "rec_phi_refit"), "task_weight": ("loss", "task"),
+    "cycle_weight": ("loss", "cycle"), "aug_weight": ("loss", "aug"), "cycle_samples": ("loss", "cycle_samples"),
+    "synth_persons": ("synth", "persons"), "synth_clips": ("synth", "clips"), "synth_frames": ("synth", "frames"),
+}
+# Fields fsx 0.1 had and no preset used, with the value that made them do nothing (a run that set them otherwise
+# cannot be continued as it was).
+REMOVED = {"latent_gan_weight": 1.0, "cycle_trains": ["phi_inv", "G", "E", "phi"]}
+PHI_TERMS = ("rec_phi", "rec_phi_refit", "task", "cycle", "aug")  # what fsx 0.1's phi_weight multiplied
+
+
+def upgrade(d: dict) -> dict:
+    """A configuration written by fsx 0.1 (flat fields) -> today's sections; a current one is returned as it is.
+
+    ``phi_weight`` (a factor on the whole Eq. 14) is folded into the five weights it multiplied; a removed field
+    set to anything but its neutral value is an error that says what changed."""
+    if not any(k in d for k in (*MOVED, *REMOVED, "phi_weight")):
+        return d
+    out = {k: v for k, v in d.items() if k not in MOVED and k not in REMOVED and k != "phi_weight"}
+    for key, neutral in REMOVED.items():
+        value = d.get(key, neutral)
+        if (list(value) if isinstance(neutral, list) else value) != neutral:
+            raise ValueError(f"training option {key!r} = {json.dumps(value)} was removed in fsx 0.2 (no preset used "
+                             f"it; it now always is {json.dumps(neutral)}): this configuration cannot be run as it was")
+    for key, (section, name) in MOVED.items():
+        if key in d:
+            out.setdefault(section, {})
+            out[section] = {**out[section], name: d[key]}
+    factor = d.get("phi_weight", 1.0)
+    if factor != 1.0:
+        loss = out.setdefault("loss", {})
+        for name in PHI_TERMS:
+            loss[name] = factor * loss.get(name, attrs.fields_dict(LossConfig)[name].default)
+    return out
 
 
 PRESETS: dict[str, dict] = {
     # Seconds on a CPU: for tests and smoke runs.
     "tiny": dict(
-        image_size=32, width=0.0625, batch_size=16, latent_disc_hidden=64, phi_hidden=64,
-        steps={"aae": 4, "disentangle": 4, "joint": 2, "refit": 2}, synth_persons=24, synth_clips=4, synth_frames=4,
+        model=dict(image_size=32, width=0.0625, latent_disc_hidden=64, phi_hidden=64), batch_size=16,
+        steps={"aae": 4, "disentangle": 4, "joint": 2, "refit": 2}, synth=dict(persons=24, clips=4, frames=4),
         log_every=1, sample_every=1000, ckpt_every=2,
     ),
     # The default: a narrow network at 64 px that finishes --stage all in under 30 minutes on 2 CPU cores. Where
@@ -119,30 +183,33 @@ PRESETS: dict[str, dict] = {
     # demo options (weights, contrastive objectives) are declared with each attribute (``presets``).
     # docs/experiments.md has the measurements behind each choice.
     "demo": dict(
-        image_size=64, width=0.25, batch_size=40, latent_disc_hidden=1000, phi_hidden=1000,
-        steps={"aae": 1000, "disentangle": 150, "joint": 1500, "refit": 600}, lr_aae=5e-4, betas_aae=(0.5, 0.999),
-        rec_weight=50.0, image_gan_weight=0.1, latent_r1=10.0, lr_phi=3e-4, task_weight=5.0, lambda_rec_phi=10.0,
-        lambda_rec_phi_refit=300.0, cycle_samples=10,
+        model=dict(image_size=64, width=0.25), batch_size=40,
+        steps={"aae": 1000, "disentangle": 150, "joint": 1500, "refit": 600},
+        optim=dict(lr_aae=5e-4, betas_aae=(0.5, 0.999), lr_phi=3e-4),
+        loss=dict(rec=50.0, image_gan=0.1, latent_r1=10.0, task=5.0, rec_phi=10.0, rec_phi_refit=300.0, cycle_samples=10),
         log_every=25, sample_every=500, ckpt_every=250,
     ),
     # Sec. 4 as written: ResNet18 at full width, 128 px, batch 128, Adam settings of Sec. 4.3.
     "paper": dict(
-        image_size=128, width=1.0, batch_size=128, latent_disc_hidden=1000, phi_hidden=1000,
+        model=dict(image_size=128, width=1.0), batch_size=128,
         steps={"aae": 235000, "disentangle": 11000, "joint": 11000}, log_every=50, sample_every=2000, ckpt_every=2000,
     ),
-    # The choices of the authors' public code (github.com/browatbn2/MAD): 256 px, lr 2e-5 with D_x at half and every 4th step,
-    # D_z every 2nd step, z-reconstruction x4, whole disentanglement x5, expression triplet x2.
+    # The choices of the authors' public code (github.com/browatbn2/MAD): 256 px, lr 2e-5 with D_x at half and every
+    # 4th step, D_z every 2nd step, z-reconstruction x4 and the whole disentanglement x5 (so its terms x5 and
+    # L_rec^Phi x20), expression triplet x2.
     "mad": dict(
-        image_size=256, width=1.0, batch_size=128, latent_disc_hidden=1000, phi_hidden=1000,
-        steps={"aae": 235000, "disentangle": 11000, "joint": 11000}, lr_aae=2e-5, lr_disc_scale=0.5,
-        d_x_every=4, d_z_every=2, lambda_rec_phi=4.0, phi_weight=5.0,
+        model=dict(image_size=256, width=1.0), batch_size=128,
+        steps={"aae": 235000, "disentangle": 11000, "joint": 11000},
+        optim=dict(lr_aae=2e-5, lr_disc_scale=0.5, d_x_every=4, d_z_every=2),
+        loss=dict(rec_phi=20.0, task=5.0, cycle=5.0, aug=5.0),
         log_every=50, sample_every=2000, ckpt_every=2000,
     ),
 }
 
 
 def make_config(preset: str = "demo", **overrides) -> TrainConfig:
-    """The preset's values with ``overrides`` on top (None values are ignored).
+    """The preset's values with ``overrides`` on top (None values are ignored; a section such as
+    ``loss={"rec": 3.0}`` changes only the options it names).
 
     Attribute options start from what each trained attribute declares for the preset (``Attribute.presets``:
     the demo's pose weight lives in ``attributes/pose.py``) and the caller's ``attribute_options`` merge into them
@@ -155,7 +222,13 @@ def make_config(preset: str = "demo", **overrides) -> TrainConfig:
         raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     values = dict(PRESETS[preset], preset=preset)
     user_options = overrides.pop("attribute_options", None) or {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in SECTIONS and isinstance(value, dict):
+            values[key] = {**values.get(key, {}), **{k: x for k, x in value.items() if x is not None}}
+        else:
+            values[key] = value
     registry = get_registry()
     merged: dict = {}
     for name in values.get("attributes", TrainConfig.__attrs_attrs__.attributes.default):

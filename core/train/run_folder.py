@@ -13,7 +13,7 @@ from pathlib import Path
 import attrs
 
 from fsx.checkpoint import CheckpointError, atomic_write_bytes, read_metadata
-from fsx.train.config import STAGES, TrainConfig
+from fsx.train.config import SECTIONS, STAGES, TrainConfig
 
 STATE_FORMAT = "fsx-train-state"
 # What a run writes; --force removes exactly these (anything else a user keeps there stays).
@@ -61,13 +61,21 @@ def check_run_folder(out: Path, resume: bool, force: bool, rank0: bool = True) -
     return None
 
 
-def _plain(value):
-    return json.loads(json.dumps(value))
+def _flat(config: TrainConfig) -> dict:
+    """Field -> JSON value, a section's options as ``section.option``."""
+    plain = json.loads(json.dumps(attrs.asdict(config)))
+    out = {}
+    for key, value in plain.items():
+        if key in SECTIONS:
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def config_differences(run: TrainConfig, now: TrainConfig) -> list[str]:
     """``field: run value -> value now`` for every setting (bookkeeping aside) in which ``now`` differs."""
-    a, b = _plain(attrs.asdict(run)), _plain(attrs.asdict(now))
+    a, b = _flat(run), _flat(now)
     return [f"{k}: {json.dumps(a[k])} (run) vs {json.dumps(b[k])} (now)"
             for k in a if k not in BOOKKEEPING and a[k] != b.get(k)]
 

@@ -46,6 +46,7 @@ def enter_stage(model, stage: Stage) -> None:
 def build_optimizers(model, cfg) -> dict[str, torch.optim.Optimizer]:
     """Adam for E+G and for D_z+D_x (Eq. 5, the discriminators at ``lr_disc_scale``), and for Phi+Phi^-1."""
     params = {key: [p for path in paths for p in model.get_submodule(path).parameters()] for key, paths in OPTIMIZED.items()}
-    return {"eg": torch.optim.Adam(params["eg"], cfg.lr_aae, cfg.betas_aae),
-            "d": torch.optim.Adam(params["d"], cfg.lr_aae * cfg.lr_disc_scale, cfg.betas_aae),
-            "phi": torch.optim.Adam(params["phi"], cfg.lr_phi, cfg.betas_phi)}
+    o = cfg.optim
+    return {"eg": torch.optim.Adam(params["eg"], o.lr_aae, o.betas_aae),
+            "d": torch.optim.Adam(params["d"], o.lr_aae * o.lr_disc_scale, o.betas_aae),
+            "phi": torch.optim.Adam(params["phi"], o.lr_phi, o.betas_phi)}

@@ -37,12 +37,6 @@ def running_stats_frozen(*modules):
             b.momentum = mom
 
 
-def frozen_call(module: nn.Module, *inputs):
-    """``module(*inputs)`` with its parameters as constants: gradients reach the inputs, not the module."""
-    params = {name: p.detach() for name, p in module.named_parameters()}
-    return torch.func.functional_call(module, params, inputs)
-
-
 class Steps:
     """The stage steps over one model, its optimisers and the training configuration."""
 
@@ -91,14 +85,14 @@ class Steps:
         """One step of D_z and/or D_x: each only on the steps its schedule (``d_z_every``, ``d_x_every``) gives it,
         and only its own forward passes are run (on a step that updates neither, nothing is)."""
         aae, cfg = self.m.aae, self.cfg
-        update_z, update_x = step % cfg.d_z_every == 0, step % cfg.d_x_every == 0
+        update_z, update_x = step % cfg.optim.d_z_every == 0, step % cfg.optim.d_x_every == 0
         if not (update_z or update_x):
             return {}
         d: dict = {}
         obj = torch.zeros((), device=xn.device)
         set_requires_grad([aae.D_z, aae.D_x], True)
         if update_z:
-            r1 = cfg.latent_r1 > 0
+            r1 = cfg.loss.latent_r1 > 0
             z_prior = z_prior.detach().requires_grad_(r1)
             with self.autocast():
                 logits_prior, logits_enc = self._latent_logits(z_prior, z.detach())
@@ -106,49 +100,46 @@ class Steps:
             obj = obj + d["d_enc"]
             if r1:
                 d["r1_z"] = L.r1_penalty(logits_prior, z_prior)
-                obj = obj + cfg.latent_r1 / 2 * d["r1_z"]
+                obj = obj + cfg.loss.latent_r1 / 2 * d["r1_z"]
         if update_x:
             with self.autocast():
                 d.update(L.image_discriminator_losses(aae.D_x(xn), aae.D_x(x_rec.detach()), aae.D_x(x_prior.detach())))
-            obj = obj + L.image_discriminator_objective(d, cfg.lambda_ae)
+            obj = obj + L.image_discriminator_objective(d, cfg.loss.lambda_ae)
         self.update(obj, "d")
         set_requires_grad([aae.D_z, aae.D_x], False)
         return d
 
     def _aae_generator_terms(self, xn, z, x_rec, x_prior) -> tuple[torch.Tensor, dict]:
-        aae, cfg = self.m.aae, self.cfg
+        aae, w = self.m.aae, self.cfg.loss
         with self.autocast():
             g = L.aae_generator_losses(self._latent_logits_for_encoder(z), aae.D_x(x_rec), aae.D_x(x_prior))
         g["rec"] = L.reconstruction_l1(xn, x_rec.float())
-        w = cfg.image_gan_weight
-        return L.aae_objective(g, cfg.lambda_ae, cfg.rec_weight, w, cfg.latent_gan_weight), g
+        return L.aae_objective(g, w.lambda_ae, w.rec, w.image_gan), g
 
-    def _phi_terms(self, z, labels, lambda_rec_phi: float | None = None) -> tuple[torch.Tensor, dict]:
+    def _phi_terms(self, z, labels, rec_phi_weight: float | None = None) -> tuple[torch.Tensor, dict]:
         """Eq. (6)-(14) on encodings z (with or without gradient into E)."""
-        m, cfg = self.m, self.cfg
+        m, w = self.m, self.cfg.loss
         phi, phi_inv = m.disentangler.phi, m.disentangler.phi_inv
         f = phi(z)
         terms = {"rec_phi": L.reconstruction_l1(z, phi_inv(f))}
         task = L.task_losses(f, labels, self.attributes, m.layout, self.gen)
-        f_star, perms = L.shuffle_attributes(f, m.layout, self.names, self.gen, cfg.cycle_samples or None)  # (K * m, F)
-        trains = set(cfg.cycle_trains)
-        cycle = lambda name, net, x: net(x) if name in trains else frozen_call(net, x)  # noqa: E731
-        z_tilde_star = cycle("phi_inv", phi_inv, f_star)
+        f_star, perms = L.shuffle_attributes(f, m.layout, self.names, self.gen, w.cycle_samples or None)  # (K * m, F)
+        z_tilde_star = phi_inv(f_star)
         with self.autocast(), running_stats_frozen(m.aae.G, m.aae.E):
-            x_star = cycle("G", m.aae.G, z_tilde_star)  # every attribute's shuffled batch in one pass through G ...
-            z_star = cycle("E", m.aae.E, x_star)  # ... and one through E
-        f_cyc = cycle("phi", phi, z_star.float())
+            x_star = m.aae.G(z_tilde_star)  # every attribute's shuffled batch in one pass through G ...
+            z_star = m.aae.E(x_star)  # ... and one through E
+        f_cyc = phi(z_star.float())
         terms["cyc"] = L.cycle_l1(f_star, f_cyc)
         aug = L.augmentation_losses(f_cyc, perms, self.names, labels, self.attributes, m.layout, self.gen)
         terms.update({f"task_{k}": v for k, v in task.items()})
         terms.update({f"aug_{k}": v for k, v in aug.items()})
-        rec_weight = cfg.lambda_rec_phi if lambda_rec_phi is None else lambda_rec_phi
-        obj = rec_weight * terms["rec_phi"] + cfg.cycle_weight * terms["cyc"]
+        rec_weight = w.rec_phi if rec_phi_weight is None else rec_phi_weight
+        obj = rec_weight * terms["rec_phi"] + w.cycle * terms["cyc"]
         if task:
-            obj = obj + cfg.task_weight * sum(task.values())
+            obj = obj + w.task * sum(task.values())
         if aug:
-            obj = obj + cfg.aug_weight * sum(aug.values())
-        return cfg.phi_weight * obj, terms
+            obj = obj + w.aug * sum(aug.values())
+        return obj, terms
 
     def _encode_decode(self, xn):
         aae = self.m.aae
@@ -168,10 +159,10 @@ class Steps:
         self.update(obj, "eg")
         return {**g, **d}
 
-    def disentangle(self, xn: torch.Tensor, labels: dict, step: int, lambda_rec_phi: float | None = None) -> dict:
+    def disentangle(self, xn: torch.Tensor, labels: dict, step: int, rec_phi_weight: float | None = None) -> dict:
         with torch.no_grad(), self.autocast():
             z = self.m.aae.E(xn)
-        obj, terms = self._phi_terms(z.float(), labels, lambda_rec_phi)
+        obj, terms = self._phi_terms(z.float(), labels, rec_phi_weight)
         self.update(obj, "phi")
         return terms
 
@@ -184,6 +175,6 @@ class Steps:
         return {**g, **d, **terms}
 
     def refit(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
-        """The disentangle step on the final E, with L_rec^Phi weighted ``lambda_rec_phi_refit``: Phi^-1 catches up
+        """The disentangle step on the final E, with L_rec^Phi weighted ``loss.rec_phi_refit``: Phi^-1 catches up
         with the E that joint training left, so that G(Phi^-1(f)) decodes close to G(E(x))."""
-        return self.disentangle(xn, labels, step, self.cfg.lambda_rec_phi_refit)
+        return self.disentangle(xn, labels, step, self.cfg.loss.rec_phi_refit)

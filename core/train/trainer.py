@@ -93,17 +93,15 @@ class Trainer:
                 raise ValueError(f"--init {init}: its attributes {list(self.model.attributes)} differ from "
                                  f"--attributes {[a.name for a in self.attributes]}")
         else:
-            self.model = FaceModel(ModelConfig.for_attributes(
-                self.attributes, image_size=config.image_size, width=config.width,
-                latent_disc_hidden=config.latent_disc_hidden, phi_hidden=config.phi_hidden))
+            self.model = FaceModel(ModelConfig.for_attributes(self.attributes, config.model))
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
         distributed.broadcast_weights(self.model, self.world)
 
         self.optimizers = build_optimizers(self.model, config)
-        self.sources = parse_sources(config.data, self.model.image_size, seed=config.seed, persons=config.synth_persons,
-                                     clips=config.synth_clips, frames=config.synth_frames)
+        self.sources = parse_sources(config.data, self.model.image_size, seed=config.seed, persons=config.synth.persons,
+                                     clips=config.synth.clips, frames=config.synth.frames)
         self.labelled_by = labelling_sources(self.attributes, self.sources)  # before any rendering: fail fast
         for source in self.sources:  # render SynthFaces once, in a fixed order, so pixels never depend on batching
             warm = getattr(getattr(source, "parent", None), "warm_cache", None)
