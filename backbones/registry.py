@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch.nn as nn
 
 def list_backbones() -> list[str]:
@@ -19,7 +21,16 @@ def create_backbone(name: str, **kwargs) -> nn.Module:
     entry = get_registry().backbones.get(name)
     if entry is None:
         raise KeyError(f"unknown backbone {name!r}; known: {', '.join(list_backbones())}")
-    return entry[0](**kwargs)
+    factory = entry[0]
+    try:
+        accepted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C factory: let it check its own arguments
+        return factory(**kwargs)
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(f"backbone {name!r} takes no option(s) {unknown}; it takes: {', '.join(accepted)}")
+    return factory(**kwargs)
 
 
 def scaled(channels: int, width: float) -> int:

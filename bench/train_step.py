@@ -1,16 +1,20 @@
-"""Training-step throughput: images/s of one step of each stage (aae, disentangle, joint) at 64 and 128 px,
-for the demo width (0.25) and the paper width (1.0), and the achieved GFLOP/s against a measured fp32 GEMM
-peak of this machine. FLOPs are counted by torch.utils.flop_counter over one real step.
+"""Training-step throughput: images/s of one step of each stage (aae, disentangle, joint) for a preset's networks,
+schedule and losses, at the asked sizes and widths, and the achieved GFLOP/s against this machine's measured
+GEMM peak. FLOPs are counted by torch.utils.flop_counter over the same real steps that are timed.
 
-    python bench/train_step.py [--batch 16] [--repeats 2] [--sizes 64,128] [--widths 0.25,1.0] [--cycle-samples N]
-                               [--precision fp32|bf16] [--channels-last]
+    python bench/train_step.py [--preset demo|paper|mad] [--batch 16] [--repeats 2] [--sizes 64,128]
+                               [--widths 0.25,1.0] [--cycle-samples N] [--precision fp32|bf16] [--nchw]
+                               [--stages aae,disentangle,joint] [--profile]
 
-The demo preset's settings are used, including its cycle budget (rows per attribute through G and E in the
-cycle of disentangle and joint steps); ``--cycle-samples 0`` sends the whole batch for every attribute.
+A preset that updates D_x or D_z only every n-th step (``mad``: D_x every 4th, D_z every 2nd) is timed over a
+whole schedule (4 consecutive steps), so images/s is what a run sees on average. ``--profile`` prints, per stage,
+where the time goes: the forward time of each network and the ops with the most self time (torch.profiler).
 """
 
 import argparse
+import math
 import time
+from contextlib import ExitStack
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -21,12 +25,18 @@ from fsx.train import make_config
 from fsx.train.stages import STAGE_TABLE, build_optimizers, enter_stage
 from fsx.train.steps import Steps
 
+STAGES = ("aae", "disentangle", "joint")
 
-def gemm_peak(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+
+def gemm_peak(dtype=torch.float32, sizes=(1024, 2048, 4096), repeats: int = 3) -> float:
+    """The best GFLOP/s of square matrix products over a few sizes, with all of torch's threads."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b
+        t = min(_timed(lambda: a @ b) for _ in range(repeats))
+        best = max(best, 2 * n**3 / t / 1e9)
+    return best
 
 
 def _timed(fn) -> float:
@@ -49,11 +59,29 @@ def fake_batch(n: int, size: int):
     return x, labels
 
 
-def bench(size: int, width: float, batch: int, repeats: int, cycle_samples: int | None = None,
-          precision: str = "fp32", channels_last: bool = False):
+def network_ranges(model):
+    """Forward hooks that label each network's forward pass in a profile (E, G, D_x, D_z, phi, phi_inv)."""
+    nets = {"E": model.aae.E, "G": model.aae.G, "D_x": model.aae.D_x, "D_z": model.aae.D_z,
+            "phi": model.disentangler.phi, "phi_inv": model.disentangler.phi_inv}
+    handles, open_ranges = [], {}
+    for name, net in nets.items():
+        def pre(mod, inp, name=name):
+            r = torch.profiler.record_function(f"forward {name}")
+            open_ranges.setdefault(name, []).append(r)
+            r.__enter__()
+
+        def post(mod, inp, out, name=name):
+            open_ranges[name].pop().__exit__(None, None, None)
+
+        handles += [net.register_forward_pre_hook(pre), net.register_forward_hook(post)]
+    return handles
+
+
+def bench(preset: str, size: int, width: float, batch: int, repeats: int, cycle_samples=None,
+          precision: str = "fp32", channels_last: bool = False, stages=STAGES, profile: bool = False):
     reg = get_registry()
     attrs_ = reg.resolve("pose,id,expr,style")
-    cfg = make_config("demo", model=dict(image_size=size, width=width), batch_size=batch,
+    cfg = make_config(preset, model=dict(image_size=size, width=width), batch_size=batch,
                       loss=dict(cycle_samples=cycle_samples))
     model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, cfg.model))
     opt = build_optimizers(model, cfg)
@@ -63,39 +91,67 @@ def bench(size: int, width: float, batch: int, repeats: int, cycle_samples: int 
     if channels_last:
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+    schedule = math.lcm(cfg.optim.d_x_every, cfg.optim.d_z_every)  # steps until the D updates repeat
     out = {}
-    for stage in ("aae", "disentangle", "joint"):
+    for stage in stages:
         enter_stage(model, STAGE_TABLE[stage])
         fn = getattr(steps, stage)
-        fn(x, y, 0)  # warm-up
+        run = lambda: [fn(x, y, i) for i in range(schedule)]  # noqa: E731
+        run()  # warm-up
         with FlopCounterMode(display=False) as counter:
-            fn(x, y, 0)
+            run()
         flops = counter.get_total_flops()
-        best = min(_timed(lambda: fn(x, y, 0)) for _ in range(repeats))
-        out[stage] = (batch / best, flops / best / 1e9)
+        best = min(_timed(run) for _ in range(repeats))
+        out[stage] = (schedule * batch / best, flops / best / 1e9)
+        if profile:
+            print_profile(model, run, f"{stage} ({size} px, width {width}, {schedule} step(s))")
     return out
+
+
+def print_profile(model, run, title: str, rows: int = 12) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    with ExitStack() as stack:
+        handles = network_ranges(model)
+        stack.callback(lambda: [h.remove() for h in handles])
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"\n--- profile: {title}; total self CPU time {total / 1e3:.0f} ms")
+    nets = sorted((e for e in events if e.key.startswith("forward ")), key=lambda e: -e.cpu_time_total)
+    print("  forward time by network: " + ", ".join(f"{e.key[8:]} {e.cpu_time_total / 1e3:.0f} ms" for e in nets))
+    ops = sorted((e for e in events if not e.key.startswith("forward ")), key=lambda e: -e.self_cpu_time_total)
+    for e in ops[:rows]:
+        print(f"  {e.key:<48} {e.self_cpu_time_total / 1e3:8.1f} ms  {100 * e.self_cpu_time_total / total:5.1f}%"
+              f"  x{e.count}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="demo", help="networks, D schedule and loss settings of this preset")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--sizes", default="64,128")
     ap.add_argument("--widths", default="0.25,1.0")
-    ap.add_argument("--cycle-samples", type=int, default=None, help="rows per attribute in the cycle (demo's by default)")
+    ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--cycle-samples", type=int, default=None, help="rows per attribute in the cycle (the preset's by default)")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: CPU autocast")
-    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--nchw", action="store_true", help="keep torch's default layout (fsx trains in channels_last)")
+    ap.add_argument("--profile", action="store_true", help="print where each stage's time goes")
     args = ap.parse_args()
-    peak = gemm_peak()
-    cycle = make_config("demo", loss=dict(cycle_samples=args.cycle_samples)).loss.cycle_samples
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fp32 GEMM peak (2048^3): {peak:.0f} GFLOP/s; "
-          f"batch {args.batch}, cycle rows per attribute: {cycle or 'the whole batch'}; {args.precision}"
-          f"{', channels_last' if args.channels_last else ''}")
+    peak = gemm_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32)
+    cfg = make_config(args.preset, loss=dict(cycle_samples=args.cycle_samples))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.precision} GEMM peak (best of "
+          f"1024-4096^3): {peak:.0f} GFLOP/s; preset {args.preset}, batch {args.batch}, D_x every "
+          f"{cfg.optim.d_x_every}, D_z every {cfg.optim.d_z_every}, cycle rows per attribute: "
+          f"{cfg.loss.cycle_samples or 'the whole batch'}{', NCHW' if args.nchw else ', channels_last'}")
     print(f"{'size':>4} {'width':>5} {'stage':<12} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}")
     for size in map(int, args.sizes.split(",")):
         for width in map(float, args.widths.split(",")):
-            for stage, (ips, gflops) in bench(size, width, args.batch, args.repeats, args.cycle_samples, args.precision,
-                                                 args.channels_last).items():
+            result = bench(args.preset, size, width, args.batch, args.repeats, args.cycle_samples, args.precision,
+                           not args.nchw, tuple(args.stages.split(",")), args.profile)
+            for stage, (ips, gflops) in result.items():
                 print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}%", flush=True)
 
 

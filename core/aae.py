@@ -14,10 +14,12 @@ class AAE(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         c = config
-        self.E = create_backbone(c.encoder, out_dim=c.z_dim, image_size=c.image_size, width=c.width)
-        self.G = create_backbone(c.generator, in_dim=c.z_dim, image_size=c.image_size, width=c.width)
-        self.D_z = create_backbone(c.latent_discriminator, in_dim=c.z_dim, hidden=c.latent_disc_hidden)
-        self.D_x = create_backbone(c.image_discriminator, image_size=c.image_size, width=c.width)
+        image = dict(image_size=c.image_size, width=c.width)
+        self.E = create_backbone(c.encoder, **c.backbone_kwargs("encoder", out_dim=c.z_dim, **image))
+        self.G = create_backbone(c.generator, **c.backbone_kwargs("generator", in_dim=c.z_dim, **image))
+        self.D_z = create_backbone(c.latent_discriminator, **c.backbone_kwargs(
+            "latent_discriminator", in_dim=c.z_dim, hidden=c.latent_disc_hidden))
+        self.D_x = create_backbone(c.image_discriminator, **c.backbone_kwargs("image_discriminator", **image))
         self.z_dim = c.z_dim
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:

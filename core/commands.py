@@ -537,7 +537,8 @@ def _describe(meta: dict) -> list[str]:
         f"latent dim:  {cfg.get('latent_dim') or sum(a['dim'] for a in meta['attributes'])}",
         f"width:       {cfg.get('width')}",
         "backbones:   " + ", ".join(f"{k}={cfg.get(k)}" for k in (
-            "encoder", "generator", "image_discriminator", "latent_discriminator")),
+            "encoder", "generator", "image_discriminator", "latent_discriminator"))
+        + (f" (options {json.dumps(cfg['backbone_options'])})" if cfg.get("backbone_options") else ""),
         "attributes:",
     ]
     for a in meta["attributes"]:

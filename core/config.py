@@ -52,6 +52,9 @@ def _slots(value: Any) -> tuple[AttributeSlot, ...]:
     return tuple(s if isinstance(s, AttributeSlot) else AttributeSlot(**s) for s in value)
 
 
+NETWORK_ROLES = ("encoder", "generator", "image_discriminator", "latent_discriminator")
+
+
 @attrs.frozen
 class NetworkConfig:
     """Which backbones, and how big: the part of the model a training run chooses (``TrainConfig.model``).
@@ -67,6 +70,22 @@ class NetworkConfig:
     generator: str = "resnet18_generator"
     image_discriminator: str = "dcgan_discriminator"
     latent_discriminator: str = "mlp_latent_discriminator"
+    # Extra keyword arguments per network, e.g. {"generator": {"blocks": 1}} (the authors' one residual block per
+    # stage) or {"image_discriminator": {"width": 0.5}}; they override image_size/width for that network only.
+    backbone_options: dict = attrs.field(factory=dict)
+
+    @backbone_options.validator
+    def _check_backbone_options(self, attribute: attrs.Attribute, value: dict) -> None:
+        unknown = sorted(set(value) - set(NETWORK_ROLES))
+        if unknown:
+            raise ValueError(f"backbone_options: unknown network(s) {unknown}; they are {', '.join(NETWORK_ROLES)}")
+        for role, options in value.items():
+            if not isinstance(options, dict):
+                raise ValueError(f"backbone_options[{role!r}] must be a mapping of keyword arguments, got {options!r}")
+
+    def backbone_kwargs(self, role: str, **defaults) -> dict:
+        """The keyword arguments that build network ``role``: ``defaults`` with its ``backbone_options`` on top."""
+        return {**defaults, **self.backbone_options.get(role, {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "NetworkConfig":

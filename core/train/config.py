@@ -194,14 +194,17 @@ PRESETS: dict[str, dict] = {
         model=dict(image_size=128, width=1.0), batch_size=128,
         steps={"aae": 235000, "disentangle": 11000, "joint": 11000}, log_every=50, sample_every=2000, ckpt_every=2000,
     ),
-    # The choices of the authors' public code (github.com/browatbn2/MAD): 256 px, lr 2e-5 with D_x at half and every
-    # 4th step, D_z every 2nd step, z-reconstruction x4 and the whole disentanglement x5 (so its terms x5 and
-    # L_rec^Phi x20), expression triplet x2.
+    # The choices of the authors' public code (github.com/browatbn2/MAD): 256 px; their decoder (``mad_generator``,
+    # one residual block per stage) and a discriminator of half the width (their ndf 32); lr 2e-5 with D_x at half and every 4th
+    # step, D_z every 2nd; L1 x 255 on the 0-1 scale (x 127.5 on fsx's -1..1 images, over Eq. 5's lambda_AE 0.9);
+    # z-reconstruction x4 and the whole disentanglement x5 (so its terms x5 and L_rec^Phi x20); expression
+    # triplet x2.
     "mad": dict(
-        model=dict(image_size=256, width=1.0), batch_size=128,
-        steps={"aae": 235000, "disentangle": 11000, "joint": 11000},
+        model=dict(image_size=256, width=1.0, generator="mad_generator",
+                   backbone_options={"image_discriminator": {"width": 0.5}}),
+        batch_size=128, steps={"aae": 235000, "disentangle": 11000, "joint": 11000},
         optim=dict(lr_aae=2e-5, lr_disc_scale=0.5, d_x_every=4, d_z_every=2),
-        loss=dict(rec_phi=20.0, task=5.0, cycle=5.0, aug=5.0),
+        loss=dict(rec=127.5 / 0.9, rec_phi=20.0, task=5.0, cycle=5.0, aug=5.0),
         log_every=50, sample_every=2000, ckpt_every=2000,
     ),
 }

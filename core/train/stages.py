@@ -47,6 +47,8 @@ def build_optimizers(model, cfg) -> dict[str, torch.optim.Optimizer]:
     """Adam for E+G and for D_z+D_x (Eq. 5, the discriminators at ``lr_disc_scale``), and for Phi+Phi^-1."""
     params = {key: [p for path in paths for p in model.get_submodule(path).parameters()] for key, paths in OPTIMIZED.items()}
     o = cfg.optim
-    return {"eg": torch.optim.Adam(params["eg"], o.lr_aae, o.betas_aae),
-            "d": torch.optim.Adam(params["d"], o.lr_aae * o.lr_disc_scale, o.betas_aae),
-            "phi": torch.optim.Adam(params["phi"], o.lr_phi, o.betas_phi)}
+    # fused: one kernel over all of an optimiser's tensors instead of a loop of small ops per parameter (on CPU
+    # torch's default is that loop, a tenth of a small model's step)
+    return {"eg": torch.optim.Adam(params["eg"], o.lr_aae, o.betas_aae, fused=True),
+            "d": torch.optim.Adam(params["d"], o.lr_aae * o.lr_disc_scale, o.betas_aae, fused=True),
+            "phi": torch.optim.Adam(params["phi"], o.lr_phi, o.betas_phi, fused=True)}

@@ -30,6 +30,16 @@ def write_state(path: Path, model, optimizers: dict, rank_states: list[dict], me
                                  "world_size": len(rank_states), "model_config": model.config.to_dict(), **meta})
 
 
+def _match_parameter_layout(opt: torch.optim.Optimizer) -> None:
+    """Give each moment tensor its parameter's strides. A checkpoint stores tensors contiguous while the model trains
+    in channels_last, and the fused Adam kernel reads a parameter and its moments as one flat layout: moments in
+    another layout would be applied to the wrong elements (a resumed run would drift from an uninterrupted one)."""
+    for param, st in opt.state.items():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.shape == param.shape and v.stride() != param.stride():
+                st[k] = torch.empty_like(param, dtype=v.dtype).copy_(v)
+
+
 def read_state(path: Path, model, optimizers: dict, rank: int) -> tuple[dict, dict]:
     """Load model and optimisers from ``path``; returns (its metadata, this rank's RNG and sampler tensors)."""
     if not path.exists():
@@ -47,6 +57,7 @@ def read_state(path: Path, model, optimizers: dict, rank: int) -> tuple[dict, di
                 i, k = key[len(prefix):].split("/", 1)
                 state.setdefault(int(i), {})[k] = v
         opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"][name]})
+        _match_parameter_layout(opt)
     rank = rank if rank < meta["world_size"] else 0
     prefix = f"rng/{rank}/"
     return meta, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -94,9 +94,9 @@ class Trainer:
                                  f"--attributes {[a.name for a in self.attributes]}")
         else:
             self.model = FaceModel(ModelConfig.for_attributes(self.attributes, config.model))
-        self.model.to(self.device)
-        if self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+        # channels_last on every device: oneDNN's CPU convolutions and cuDNN's are both faster in it (measured on
+        # CPU: the demo's steps 17-22% faster, and a nearest upsample in NCHW 100x slower than in channels_last)
+        self.model.to(self.device, memory_format=torch.channels_last)
         distributed.broadcast_weights(self.model, self.world)
 
         self.optimizers = build_optimizers(self.model, config)
@@ -206,9 +206,7 @@ class Trainer:
             self.label_counts.add(source, labels)
             if source not in used:
                 used.append(source)
-            xn = (images * 2 - 1).to(self.device, non_blocking=True)
-            if self.device.type == "cuda":
-                xn = xn.contiguous(memory_format=torch.channels_last)
+            xn = (images * 2 - 1).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             labels = {k: v.to(self.device) for k, v in labels.items()}
             terms = step_fn(xn, labels, self.step)
             values = self._check_finite(terms)
