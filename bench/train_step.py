@@ -4,11 +4,12 @@ GEMM peak. FLOPs are counted by torch.utils.flop_counter over the same real step
 
     python bench/train_step.py [--preset demo|paper|mad] [--batch 16] [--repeats 2] [--sizes 64,128]
                                [--widths 0.25,1.0] [--cycle-samples N] [--precision fp32|bf16] [--nchw]
-                               [--stages aae,disentangle,joint] [--profile]
+                               [--stages aae,disentangle,joint] [--profile] [--device cpu|cuda]
 
 A preset that updates D_x or D_z only every n-th step (``mad``: D_x every 4th, D_z every 2nd) is timed over a
 whole schedule (4 consecutive steps), so images/s is what a run sees on average. ``--profile`` prints, per stage,
 where the time goes: the forward time of each network and the ops with the most self time (torch.profiler).
+On CUDA each stage also reports its peak memory; GFLOP/img is the work of one image's step (FLOPs / images).
 """
 
 import argparse
@@ -28,20 +29,27 @@ from fsx.train.steps import Steps
 STAGES = ("aae", "disentangle", "joint")
 
 
-def gemm_peak(dtype=torch.float32, sizes=(1024, 2048, 4096), repeats: int = 3) -> float:
+def gemm_peak(dtype=torch.float32, sizes=(1024, 2048, 4096), repeats: int = 3, device: str = "cpu") -> float:
     """The best GFLOP/s of square matrix products over a few sizes, with all of torch's threads."""
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
         a @ b
         t = min(_timed(lambda: a @ b) for _ in range(repeats))
         best = max(best, 2 * n**3 / t / 1e9)
     return best
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _timed(fn) -> float:
+    _sync()
     t = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - t
 
 
@@ -78,16 +86,20 @@ def network_ranges(model):
 
 
 def bench(preset: str, size: int, width: float, batch: int, repeats: int, cycle_samples=None,
-          precision: str = "fp32", channels_last: bool = False, stages=STAGES, profile: bool = False):
+          precision: str = "fp32", channels_last: bool = False, stages=STAGES, profile: bool = False,
+          device: str = "cpu"):
+    """stage -> (images/s, GFLOP/s, peak memory in GiB or None on CPU)."""
     reg = get_registry()
     attrs_ = reg.resolve("pose,id,expr,style")
     cfg = make_config(preset, model=dict(image_size=size, width=width), batch_size=batch,
                       loss=dict(cycle_samples=cycle_samples))
-    model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, cfg.model))
+    model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, cfg.model)).to(device)
     opt = build_optimizers(model, cfg)
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else None
+    kind = torch.device(device).type
+    autocast = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if precision == "bf16" else None
     steps = Steps(model, attrs_, cfg, opt, torch.Generator().manual_seed(0), sync=lambda mods: None, autocast=autocast)
     x, y = fake_batch(batch, size)
+    x, y = x.to(device), {k: v.to(device) for k, v in y.items()}
     if channels_last:
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -101,8 +113,11 @@ def bench(preset: str, size: int, width: float, batch: int, repeats: int, cycle_
         with FlopCounterMode(display=False) as counter:
             run()
         flops = counter.get_total_flops()
+        if kind == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         best = min(_timed(run) for _ in range(repeats))
-        out[stage] = (schedule * batch / best, flops / best / 1e9)
+        memory = torch.cuda.max_memory_allocated() / 2**30 if kind == "cuda" else None
+        out[stage] = (schedule * batch / best, flops / best / 1e9, memory)
         if profile:
             print_profile(model, run, f"{stage} ({size} px, width {width}, {schedule} step(s))")
     return out
@@ -114,7 +129,8 @@ def print_profile(model, run, title: str, rows: int = 12) -> None:
     with ExitStack() as stack:
         handles = network_ranges(model)
         stack.callback(lambda: [h.remove() for h in handles])
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_initialized() else [])
+        with profile(activities=activities) as prof:
             run()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
@@ -139,20 +155,24 @@ def main() -> None:
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: CPU autocast")
     ap.add_argument("--nchw", action="store_true", help="keep torch's default layout (fsx trains in channels_last)")
     ap.add_argument("--profile", action="store_true", help="print where each stage's time goes")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
-    peak = gemm_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32)
+    peak = gemm_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32, device=args.device)
     cfg = make_config(args.preset, loss=dict(cycle_samples=args.cycle_samples))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.precision} GEMM peak (best of "
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}; {args.precision} GEMM peak (best of "
           f"1024-4096^3): {peak:.0f} GFLOP/s; preset {args.preset}, batch {args.batch}, D_x every "
           f"{cfg.optim.d_x_every}, D_z every {cfg.optim.d_z_every}, cycle rows per attribute: "
           f"{cfg.loss.cycle_samples or 'the whole batch'}{', NCHW' if args.nchw else ', channels_last'}")
-    print(f"{'size':>4} {'width':>5} {'stage':<12} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7}")
+    print(f"{'size':>4} {'width':>5} {'stage':<12} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7} {'GFLOP/img':>9}"
+          f"{' GiB':>6}")
     for size in map(int, args.sizes.split(",")):
         for width in map(float, args.widths.split(",")):
             result = bench(args.preset, size, width, args.batch, args.repeats, args.cycle_samples, args.precision,
-                           not args.nchw, tuple(args.stages.split(",")), args.profile)
-            for stage, (ips, gflops) in result.items():
-                print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}%", flush=True)
+                           not args.nchw, tuple(args.stages.split(",")), args.profile, args.device)
+            for stage, (ips, gflops, gib) in result.items():
+                print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}% "
+                      f"{gflops / ips:9.2f}{f'{gib:6.1f}' if gib is not None else '     -'}", flush=True)
 
 
 if __name__ == "__main__":
