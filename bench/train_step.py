@@ -97,7 +97,7 @@ def bench(preset: str, size: int, width: float, batch: int, repeats: int, cycle_
     opt = build_optimizers(model, cfg)
     kind = torch.device(device).type
     autocast = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if precision == "bf16" else None
-    steps = Steps(model, attrs_, cfg, opt, torch.Generator().manual_seed(0), sync=lambda mods: None, autocast=autocast)
+    steps = Steps(model, attrs_, cfg, opt, torch.Generator().manual_seed(0), autocast=autocast)
     x, y = fake_batch(batch, size)
     x, y = x.to(device), {k: v.to(device) for k, v in y.items()}
     if channels_last:

@@ -34,25 +34,69 @@ def broadcast_buffers(model: torch.nn.Module, world: int) -> None:
             dist.broadcast(b, 0)
 
 
-def average_gradients(modules, world: int) -> None:
-    """Average the gradients of ``modules`` over ranks in one flat all-reduce.
+class GradientAverager:
+    """Average gradients over ranks while backward still runs, in buckets, as DDP does.
 
-    A module none of whose parameters got a gradient took no part in this step (e.g. D_x on a step of d_x_every
-    it skips, the same on every rank): it is left out, so that Adam skips it as on one process."""
-    if world == 1:
-        return
-    modules = [m for m in modules if any(p.grad is not None for p in m.parameters())]
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    if not params:
-        return
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    flat = torch._utils._flatten_dense_tensors([p.grad for p in params])
-    dist.all_reduce(flat)
-    flat /= world
-    for p, g in zip(params, torch._utils._unflatten_dense_tensors(flat, [p.grad for p in params])):
-        p.grad.copy_(g)
+    Each parameter's gradient joins the open bucket as soon as autograd has accumulated it; a bucket of
+    ``bucket_mb`` is all-reduced asynchronously while backward goes on through the earlier layers, and ``finish``
+    sends the last bucket and waits. Autograd visits the parameters in the same order on every rank, so the buckets
+    match. A module none of whose parameters got a gradient took no part in this update (e.g. D_x on a step that
+    ``d_x_every`` skips, on every rank alike) and is left out, so that Adam skips it as on one process; a parameter
+    of a module that did take part but got no gradient is sent as zeros."""
+
+    def __init__(self, model: torch.nn.Module, world: int, bucket_mb: float = 25.0):
+        self.world, self.bucket_bytes = world, bucket_mb * 2**20
+        self.active = False
+        self.bucket: list = []
+        self.bucket_size = 0
+        self.sent: list = []  # (work, flat tensor, its parameters)
+        self.ready: set = set()
+        self.launched_in_backward = 0  # buckets sent before backward ended (what overlaps)
+        if world > 1:
+            for p in model.parameters():
+                p.register_post_accumulate_grad_hook(self._on_gradient)
+
+    def start(self) -> None:
+        """Call before ``backward()``: only gradients of this update are sent (other backward passes, such as a
+        figure's, never reach the network)."""
+        self.active = self.world > 1
+
+    def _on_gradient(self, p: torch.Tensor) -> None:
+        if not self.active or p in self.ready:
+            return
+        self.ready.add(p)
+        self.bucket.append(p)
+        self.bucket_size += p.grad.numel() * p.grad.element_size()
+        if self.bucket_size >= self.bucket_bytes:
+            self._send()
+            self.launched_in_backward += 1
+
+    def _send(self) -> None:
+        if self.bucket:
+            flat = torch._utils._flatten_dense_tensors([p.grad for p in self.bucket])
+            self.sent.append((dist.all_reduce(flat, async_op=True), flat, self.bucket))
+        self.bucket, self.bucket_size = [], 0
+
+    def finish(self, modules) -> None:
+        """Call after ``backward()``: send what is left, wait, and write the averages into ``.grad``."""
+        if self.world == 1:
+            return
+        self.active = False
+        for m in modules:
+            params = [p for p in m.parameters() if p.requires_grad]
+            if any(p in self.ready for p in params):
+                for p in params:
+                    if p not in self.ready:
+                        p.grad = torch.zeros_like(p)
+                        self.ready.add(p)
+                        self.bucket.append(p)
+        self._send()
+        for work, flat, params in self.sent:
+            work.wait()
+            flat /= self.world
+            for p, g in zip(params, torch._utils._unflatten_dense_tensors(flat, [p.grad for p in params])):
+                p.grad.copy_(g)
+        self.sent, self.ready = [], set()
 
 
 def sum_over_ranks(t: torch.Tensor, device: torch.device, world: int) -> torch.Tensor:

@@ -9,7 +9,6 @@ terms it computed (the caller takes detached floats). Which networks a stage tra
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -41,9 +40,9 @@ class Steps:
     """The stage steps over one model, its optimisers and the training configuration."""
 
     def __init__(self, model: FaceModel, attributes, cfg, optimizers: dict, generator: torch.Generator,
-                 sync: Callable, autocast=None):
+                 averager=None, autocast=None):
         self.m, self.attributes, self.cfg, self.opt = model, attributes, cfg, optimizers
-        self.gen, self.sync = generator, sync
+        self.gen, self.averager = generator, averager
         self.autocast = autocast or nullcontext
         self.names = model.layout.names
         self.owned = {key: [model.get_submodule(path) for path in paths] for key, paths in OPTIMIZED.items()}
@@ -53,8 +52,11 @@ class Steps:
         across ranks and applied."""
         for key in optimizers:
             self.opt[key].zero_grad(set_to_none=True)
+        if self.averager is not None:
+            self.averager.start()
         objective.backward()
-        self.sync([m for key in optimizers for m in self.owned[key]])
+        if self.averager is not None:
+            self.averager.finish([m for key in optimizers for m in self.owned[key]])
         for key in optimizers:
             self.opt[key].step()
 

@@ -116,7 +116,7 @@ class Trainer:
             dev = self.device.type
             autocast = lambda: torch.autocast(dev, dtype=torch.bfloat16)  # noqa: E731
         self.steps = Steps(self.model, self.attributes, config, self.optimizers, self.gen,
-                           lambda modules: distributed.average_gradients(modules, self.world), autocast)
+                           distributed.GradientAverager(self.model, self.world), autocast)
         self.completed: list[str] = []
         self.stage, self.step, self.global_step = None, 0, 0
         self.progress = progress and self.rank == 0
