@@ -53,20 +53,26 @@ class InvertedBasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
+def generator_stage(cin: int, cout: int, blocks: int, upsample: bool, transposed_shortcut: bool = False) -> list:
+    """One stage of a generator: a block that changes channels (and doubles the resolution when ``upsample``),
+    then ``blocks - 1`` blocks that keep both."""
+    if not isinstance(blocks, int) or blocks < 1:
+        raise ValueError(f"the generator's blocks per stage must be an integer >= 1, got {blocks!r}")
+    return [InvertedBasicBlock(cin, cout, upsample, transposed_shortcut)] + [
+        InvertedBasicBlock(cout, cout, False) for _ in range(blocks - 1)]
+
+
 class InvertedResNet18(nn.Module):
     def __init__(self, in_dim: int = 99, image_size: int = 128, width: float = 1.0, blocks: int = 2):
         super().__init__()
         check_size(image_size)
-        if not isinstance(blocks, int) or blocks < 1:
-            raise ValueError(f"the generator's blocks per stage must be an integer >= 1, got {blocks!r}")
         chans = [scaled(c, width) for c in (512, 256, 128, 64)]
         self.c0, self.s0 = chans[0], image_size // 32
         self.fc = nn.Linear(in_dim, self.c0 * self.s0 * self.s0)  # z (N, in_dim) -> (N, 512w, S/32, S/32)
         self.bn0 = nn.BatchNorm2d(self.c0)
         layers, cin = [], self.c0
         for cout, up in zip(chans, (True, True, True, False)):  # layer4 .. layer1 of ResNet18, reversed
-            layers += [InvertedBasicBlock(cin, cout, up)]
-            layers += [InvertedBasicBlock(cout, cout, False) for _ in range(blocks - 1)]
+            layers += generator_stage(cin, cout, blocks, up)
             cin = cout
         self.blocks = nn.Sequential(*layers)  # -> (N, 64w, S/4, S/4)
         c_half = scaled(32, width)
@@ -87,16 +93,13 @@ class MADGenerator(nn.Module):
     def __init__(self, in_dim: int = 99, image_size: int = 128, width: float = 1.0, blocks: int = 1):
         super().__init__()
         doublings = check_size(image_size)  # 4 -> S: 32 px has three stages, 256 px six
-        if not isinstance(blocks, int) or blocks < 1:
-            raise ValueError(f"the generator's blocks per stage must be an integer >= 1, got {blocks!r}")
         c0 = scaled(512, width)
         self.fc = nn.Linear(in_dim, c0)
         self.stem = nn.Sequential(nn.ConvTranspose2d(c0, c0, 4, bias=False), nn.BatchNorm2d(c0), nn.ReLU(True))  # 1 -> 4
         chans = [scaled(c, width) for c in (256, 128, 64, 64, 64, 64)][: doublings - 1]
         layers, cin = [], c0
         for cout in chans:
-            layers += [InvertedBasicBlock(cin, cout, True, transposed_shortcut=True)]
-            layers += [InvertedBasicBlock(cout, cout, False) for _ in range(blocks - 1)]
+            layers += generator_stage(cin, cout, blocks, True, transposed_shortcut=True)
             cin = cout
         self.blocks = nn.Sequential(*layers)  # -> (N, 64w, S/2, S/2)
         self.to_rgb = nn.Sequential(nn.ConvTranspose2d(cin, 3, 4, stride=2, padding=1, bias=False), nn.Tanh())

@@ -156,8 +156,7 @@ def upgrade(d: dict) -> dict:
                              f"it; it now always is {json.dumps(neutral)}): this configuration cannot be run as it was")
     for key, (section, name) in MOVED.items():
         if key in d:
-            out.setdefault(section, {})
-            out[section] = {**out[section], name: d[key]}
+            out[section] = {**out.get(section, {}), name: d[key]}
     factor = d.get("phi_weight", 1.0)
     if factor != 1.0:
         loss = out.setdefault("loss", {})
@@ -195,8 +194,8 @@ PRESETS: dict[str, dict] = {
         steps={"aae": 235000, "disentangle": 11000, "joint": 11000}, log_every=50, sample_every=2000, ckpt_every=2000,
     ),
     # The choices of the authors' public code (github.com/browatbn2/MAD): 256 px; their decoder (``mad_generator``,
-    # one residual block per stage) and a discriminator of half the width (their ndf 32); lr 2e-5 with D_x at half and every 4th
-    # step, D_z every 2nd; L1 x 255 on the 0-1 scale (x 127.5 on fsx's -1..1 images, over Eq. 5's lambda_AE 0.9);
+    # one residual block per stage) and a discriminator of half the width (their ndf 32); lr 2e-5 with D_x at half
+    # and every 4th step, D_z every 2nd; L1 x 255 on the 0-1 scale (x 127.5 on fsx's -1..1 images, over Eq. 5's lambda_AE 0.9);
     # z-reconstruction x4 and the whole disentanglement x5 (so its terms x5 and L_rec^Phi x20); expression
     # triplet x2.
     "mad": dict(
