@@ -26,19 +26,25 @@ from fsx.data.images import ImageReadError, read_image
 from fsx.data.labels import SPLITS, declared_labels, parse_label_table
 
 
+def read_rows(root: Path, name: str) -> tuple[Path, list[dict[str, str]]]:
+    """The rows of ``root/labels.csv`` as strings (checked for a ``file`` column), and the table's path."""
+    table = Path(root) / "labels.csv"
+    if not table.is_file():
+        raise FileNotFoundError(f"data source {name!r}: {table} not found (see fsx.data.folder for the layout)")
+    with open(table, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "file" not in rows[0]:
+        raise ValueError(f"{table}: needs a header with a 'file' column and at least one row")
+    return table, rows
+
+
 class FolderSource:
     name = "folder"
 
     def __init__(self, root: str | Path, image_size: int = 64, name: str | None = None, declared: dict | None = None):
         self.root = Path(root)
         self.name = name or self.root.name
-        table = self.root / "labels.csv"
-        if not table.is_file():
-            raise FileNotFoundError(f"data source {self.name!r}: {table} not found (see fsx.data.folder for the layout)")
-        with open(table, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        if not rows or "file" not in rows[0]:
-            raise ValueError(f"{table}: needs a header with a 'file' column and at least one row")
+        table, rows = read_rows(self.root, self.name)
         labels, self.notes = parse_label_table(table, rows, declared if declared is not None else declared_labels())
         images, kept, self.skipped = [], [], []
         for i, row in enumerate(rows):

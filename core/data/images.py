@@ -62,6 +62,12 @@ def read_image(path: str | Path, size: int, box: tuple[int, int, int, int] | Non
     """(3, size, size) float in [0, 1], cropped to ``box`` (x, y, w, h in the file's pixels) first when given.
 
     Raises :class:`ImageReadError` naming the file when it cannot be read or is not usable as a face."""
+    return torch.from_numpy(read_rgb(path, size, box)).permute(2, 0, 1).float() / 255
+
+
+def read_rgb(path: str | Path, size: int | None = None, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: the whole picture at its own resolution when ``size`` is None (what a face detector
+    reads), else cropped to ``box`` and resized to (size, size) as :func:`read_image` does."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -73,8 +79,8 @@ def read_image(path: str | Path, size: int, box: tuple[int, int, int, int] | Non
                 if min(w, h) < MIN_SIDE:
                     raise ImageReadError(f"{path}: {w}x{h} px is smaller than the minimum {MIN_SIDE} px on a side")
                 region = (w, h) if box is None else (box[2], box[3])
-                if im.format == "JPEG" and min(region) > 2 * size:  # decode at 1/2, 1/4 or 1/8 scale: far cheaper
-                    scale = max(1, min(region) // (2 * size))
+                if size is not None and im.format == "JPEG" and min(region) > 2 * size:
+                    scale = max(1, min(region) // (2 * size))  # decode at 1/2, 1/4 or 1/8 scale: far cheaper
                     im.draft("RGB", (max(1, w // scale), max(1, h // scale)))
                 im.load()
                 sx, sy = im.size[0] / w, im.size[1] / h  # draft mode decoded a smaller pixel grid
@@ -84,8 +90,9 @@ def read_image(path: str | Path, size: int, box: tuple[int, int, int, int] | Non
                 if box is not None:
                     x, y, bw, bh = box
                     im = im.crop((round(x * sx), round(y * sy), round((x + bw) * sx), round((y + bh) * sy)))
-                im = im.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
-                arr = np.asarray(im, dtype=np.uint8).copy()
+                if size is not None:
+                    im = im.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
+                return np.asarray(im, dtype=np.uint8).copy()
     except ImageReadError:
         raise
     except IsADirectoryError:
@@ -94,4 +101,3 @@ def read_image(path: str | Path, size: int, box: tuple[int, int, int, int] | Non
         raise ImageReadError(f"{path}: no such image file") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc or type(exc).__name__})") from None
-    return torch.from_numpy(arr).permute(2, 0, 1).float() / 255

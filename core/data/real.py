@@ -9,6 +9,7 @@ Face detection, landmark alignment and histogram equalisation (Sec. 4.2) are not
     affectnet=/data/affectnet   training.csv (or validation.csv) + the images it lists
     vggface2=/data/vggface2     train/n000001/0001_01.jpg, bb_landmark/loose_bb_train.csv
     voxceleb=/data/voxceleb     <identity>/<video>/<clip>/<frame>.jpg
+    lfw=/data/lfw               lfw/<name>/<name>_0001.jpg (+ pairs.txt for verification)
 """
 
 from __future__ import annotations
@@ -147,6 +148,14 @@ def voxceleb(root, image_size: int = 64, name: str = "voxceleb") -> ImageListSou
     return ImageListSource(name, files, {"person": torch.tensor(person), "clip": torch.tensor(clip)}, image_size)
 
 
+def lfw(root, image_size: int = 64, name: str = "lfw") -> ImageListSource:
+    """LFW's pictures with ``person`` numbered by name in sorted order (whole pictures: LFW gives no box)."""
+    root = Path(root)
+    files = sorted(p for p in _need(root / "lfw", "LFW images").glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    names = {n: i for i, n in enumerate(sorted({f.parent.name for f in files}))}
+    return ImageListSource(name, files, {"person": torch.tensor([names[f.parent.name] for f in files])}, image_size)
+
+
 def lfw_pairs(root) -> list[tuple[Path, Path, bool, int]]:
     """LFW's pairs.txt: (image 1, image 2, same person, fold) for the 10-fold verification protocol."""
     root = Path(root)
@@ -166,4 +175,4 @@ def lfw_pairs(root) -> list[tuple[Path, Path, bool, int]]:
     return out
 
 
-LOADERS = {"celeba": celeba, "affectnet": affectnet, "vggface2": vggface2, "voxceleb": voxceleb}
+LOADERS = {"celeba": celeba, "affectnet": affectnet, "vggface2": vggface2, "voxceleb": voxceleb, "lfw": lfw}

@@ -6,6 +6,7 @@
     celeba=/data/celeba, affectnet=..., vggface2=..., voxceleb=...
                                                the paper's data sets in their official layouts (fsx.data.real)
     mine=/path/to/folder                       a folder with labels.csv (fsx.data.folder)
+    celeba=prepared:/data/prepared/celeba      fsx prepare's output (fsx.data.prepared)
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = PERS
             labels = tuple(f for f in fields.split("+") if f) if fields else (
                 LABEL_FIELDS + tuple(k for k in data.labels if k not in LABEL_FIELDS and k != "frame"))
             sources.append(synthfaces().source(labels, name=name))
+        elif kind == "prepared":
+            from fsx.data.prepared import PreparedSource
+
+            sources.append(PreparedSource(fields, image_size=image_size, name=name))
         elif name in LOADERS and Path(target).is_dir():
             sources.append(LOADERS[name](target, image_size=image_size, name=name))
         elif Path(target).is_dir():
