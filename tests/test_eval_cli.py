@@ -134,11 +134,13 @@ def test_folder_source_skips_and_counts_corrupt_images(faces, tmp_path):
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    src = FolderSource(root, image_size=32)
-    assert len(src) == 6 and len(src.skipped) == 1 and "bad.png" in src.skipped[0]
-    assert set(src.labels) == {"person", "pose"}
-    x, y = src.get_batch([0, 5])
+    src = FolderSource(root, image_size=32)  # read lazily: the bad file is met when a batch holds it
+    assert len(src) == 7 and set(src.labels) == {"person", "pose"} and not src.skipped
+    x, y = src.get_batch([0, 5, 6])
     assert x.shape == (2, 3, 32, 32) and y["person"].tolist() == [0, 2]
+    assert len(src.skipped) == 1 and "bad.png" in src.skipped[0]
+    src.get_batch([6, 1])
+    assert len(src.skipped) == 1  # counted once
     proc = run_fsx("train", "--preset", "tiny", "--stage", "disentangle", "--steps", "2", "--data", f"mine={root}",
                    "--attributes", "pose,id",
                    "--out", tmp_path / "run")

@@ -55,11 +55,14 @@ def test_metrics_have_every_loss_term_and_learning_rates(tmp_path):
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    """The cut run reads its batches through two DataLoader workers, the uninterrupted one in the loop: the
+    prefetched batches must not move what a checkpoint resumes from, nor change a bit of the result."""
     args = ["train", "--preset", "tiny", "--steps", "12", "--ckpt-every", "2", "--seed", "5"]
     full = tmp_path / "full"
     run_fsx(*args, "--out", full, check=True)
 
     cut = tmp_path / "cut"
+    args = [*args, "--workers", "2"]
     proc = subprocess.Popen([sys.executable, "-m", "fsx", *args, "--out", str(cut)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

@@ -11,8 +11,9 @@ Every column besides ``file`` is a label, typed by what the installed attributes
 ``valence`` and ``arousal`` are floats in [-1, 1], ``category`` an AffectNet class 0-7, and a plugin's own
 labels (``glasses``, ``age``, ...) are read as it declares them. An empty cell leaves that row unlabelled for
 that field only (Sec. 3.9). An optional ``split`` column (train / val / test) tells ``fsx eval`` which rows fit
-its probes and which it measures on. Images are read with Pillow, resized to the training size and kept in memory as
-uint8; an unreadable image is skipped and counted, not fatal.
+its probes and which it measures on. Images are read with Pillow, batch by batch, and resized to the training
+size (``fsx prepare`` aligns them once and makes a source read at memory speed); an unreadable image is skipped
+and counted, not fatal.
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import torch
-
-from fsx.data.images import ImageReadError, read_image
 from fsx.data.labels import SPLITS, declared_labels, parse_label_table
+from fsx.data.real import ImageListSource
 
 
 def read_rows(root: Path, name: str) -> tuple[Path, list[dict[str, str]]]:
@@ -38,41 +37,23 @@ def read_rows(root: Path, name: str) -> tuple[Path, list[dict[str, str]]]:
     return table, rows
 
 
-class FolderSource:
-    name = "folder"
+class FolderSource(ImageListSource):
+    """A folder with labels.csv, read lazily like the paper's data sets (``fsx.data.real``)."""
 
     def __init__(self, root: str | Path, image_size: int = 64, name: str | None = None, declared: dict | None = None):
-        self.root = Path(root)
-        self.name = name or self.root.name
-        table, rows = read_rows(self.root, self.name)
-        labels, self.notes = parse_label_table(table, rows, declared if declared is not None else declared_labels())
-        images, kept, self.skipped = [], [], []
-        for i, row in enumerate(rows):
-            try:
-                images.append((read_image(self.root / row["file"], image_size) * 255).round().to(torch.uint8))
-                kept.append(i)
-            except ImageReadError as exc:
-                self.skipped.append(str(exc))
-        if not kept:
-            raise ValueError(f"data source {self.name!r}: none of the {len(rows)} images in {table} could be read")
-        self.images_u8 = torch.stack(images)
-        idx = torch.tensor(kept)
-        self.labels: dict[str, torch.Tensor] = {k: v[idx] for k, v in labels.items()}
-        self.files = [rows[i]["file"] for i in kept]
+        root = Path(root)
+        name = name or root.name
+        table, rows = read_rows(root, name)
+        labels, notes = parse_label_table(table, rows, declared if declared is not None else declared_labels())
+        super().__init__(name, [root / row["file"] for row in rows], labels, image_size, note="; ".join(notes))
+        self.root, self.notes = root, notes
         self.split = None  # train / val / test per image, from an optional ``split`` column (used by fsx eval)
         if "split" in rows[0]:
-            tags = [(rows[i].get("split") or "").strip().lower() for i in range(len(rows))]
+            tags = [(row.get("split") or "").strip().lower() for row in rows]
             bad = next((i for i, t in enumerate(tags) if t not in SPLITS), None)
             if bad is not None:
                 raise ValueError(f"{table}, row {bad + 2}, column 'split': {tags[bad]!r} is not one of {', '.join(SPLITS)}")
-            self.split = [tags[i] for i in kept]
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def get_batch(self, indices) -> tuple[torch.Tensor, dict]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.images_u8[idx].float() / 255, {k: v[idx] for k, v in self.labels.items()}
+            self.split = tags
 
     def __repr__(self) -> str:
         notes = "".join(f"; {n}" for n in self.notes)

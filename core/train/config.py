@@ -108,6 +108,7 @@ class TrainConfig:
     sample_every: int = attrs.field(default=500, validator=v.ge(1))
     ckpt_every: int = attrs.field(default=200, validator=v.ge(1))
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    workers: int = attrs.field(default=0, validator=v.ge(0))  # DataLoader worker processes; 0 = read in the loop
 
     @property
     def stages(self) -> tuple[str, ...]:

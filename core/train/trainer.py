@@ -109,7 +109,8 @@ class Trainer:
                 warm()
         self.skips_reported = {s.name: 0 for s in self.sources}
         self.schedule = BatchSchedule(self.sources, self.attributes, max(2, config.batch_size // self.world),
-                                      config.seed, self.rank, config.mirror_p, self.gen)
+                                      config.seed, self.rank, config.mirror_p, self.gen, workers=config.workers,
+                                      pin_memory=self.device.type == "cuda")
         self.label_counts = LabelCounts(self.attributes, self.sources, self.device, self.world)
         autocast = None
         if config.precision == "bf16":
@@ -179,6 +180,7 @@ class Trainer:
                 self._run_stage(stage)
             return self._finish()
         finally:
+            self.schedule.close()
             signal.signal(signal.SIGINT, old)
             if self.log is not None:
                 self.log.close()
