@@ -24,6 +24,10 @@ DETECTORS = ("hog", "cnn")
 # Where the eye centres and the mouth centre land in an aligned crop, as fractions of its side: a framing close to
 # SynthFaces' (the head with some hair and background around it).
 TEMPLATE = np.array([[0.375, 0.45], [0.625, 0.45], [0.50, 0.735]])
+# The box dlib's detector would draw around a face aligned on TEMPLATE (x, y, w, h as fractions of the crop side;
+# measured on detections: about 2.1x the eye-mouth distance wide, its top 0.65x that distance above the eyes):
+# the landmark and descriptor models read an aligned or decoded face from it without detecting it again.
+TEMPLATE_BOX = (0.195, 0.267, 0.61, 0.61)
 LEFT_EYE, RIGHT_EYE, MOUTH = slice(36, 42), slice(42, 48), slice(48, 60)  # dlib's 68-point indices (image left/right)
 # A 3-D mean face for PnP, in millimetres, in the head frame of a camera-facing head: x to the image's right,
 # y down, z away from the camera (the nose tip is nearest). Landmark index -> point; the jaw line is left out
@@ -209,14 +213,26 @@ class FaceAnalyser:
         return Face(self._equalize(crop), in_crop.astype(np.float32), self.pose(points, width, height), score,
                     len(faces))
 
-    def descriptor(self, rgb: np.ndarray) -> np.ndarray:
-        """dlib's 128-d face descriptor of the largest face (an identity reader independent of fsx), or raises
-        :class:`Rejected`."""
+    def descriptor(self, rgb: np.ndarray, box=None) -> np.ndarray:
+        """dlib's 128-d face descriptor (an identity reader independent of fsx; same person below ~0.6 apart) of
+        the face in ``box``, else of the largest face found; raises :class:`Rejected` when there is none."""
         if not hasattr(self, "_recogniser"):
             self._recogniser = self._dlib.face_recognition_model_v1(
                 str(model_file("dlib_face_recognition_resnet_model_v1.dat")))
-        faces = self.detect(rgb)
-        if not faces:
-            raise Rejected("no face")
-        shape = self._shape(rgb, max(faces, key=lambda f: f[0][2] * f[0][3])[0])
-        return np.array(self._recogniser.compute_face_descriptor(rgb, shape), dtype=np.float32)
+        if box is None:
+            faces = self.detect(rgb)
+            if not faces:
+                raise Rejected("no face")
+            box = max(faces, key=lambda f: f[0][2] * f[0][3])[0]
+        return np.array(self._recogniser.compute_face_descriptor(rgb, self._shape(rgb, box)), dtype=np.float32)
+
+    def aligned_descriptors(self, images) -> np.ndarray:
+        """(N, 128) descriptors of aligned faces (N, 3, S, S) floats in [0, 1], read from ``TEMPLATE_BOX``
+        (enlarged to 150 px, the size dlib's descriptor model was trained at)."""
+        out = []
+        for image in images:
+            rgb = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            side = round(150 / TEMPLATE_BOX[2])
+            rgb = self.cv2.resize(rgb, (side, side), interpolation=self.cv2.INTER_CUBIC)
+            out.append(self.descriptor(np.ascontiguousarray(rgb), tuple(v * side for v in TEMPLATE_BOX)))
+        return np.stack(out) if out else np.zeros((0, 128), np.float32)

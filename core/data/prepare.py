@@ -157,6 +157,8 @@ def prepare_source(name: str, path: str | Path, out: str | Path, size: int = 128
     timing = {"resumed": sum(min(CHUNK, len(files) - c * CHUNK) for c in done),  # pictures a killed run had done
               "seconds": round(seconds, 2),
               "pictures_per_second": round(sum(len(j[1]) for j in jobs) / seconds, 2) if jobs and seconds > 0 else None}
+    if name == "lfw" and (root / "pairs.txt").is_file():  # the verification protocol travels with the crops
+        atomic_write_bytes(out / "pairs.txt", (root / "pairs.txt").read_bytes())
     report = _assemble(out, parts, root, files, rows, settings, n_chunks, timing)
     shutil.rmtree(parts)
     return report

@@ -25,8 +25,10 @@ def retrieval_panel(model, data, indices, emb, queries, k: int = 7) -> torch.Ten
             x = F.normalize(emb[name], dim=1)
             sim = x @ x[q]
             sim[q] = -2  # not the query itself
-            top = sim.topk(k).indices
-            rows.append(data.images(indices[torch.cat([torch.tensor([q]), top])]))
+            top = sim.topk(min(k, len(sim) - 1)).indices
+            row = data.images(indices[torch.cat([torch.tensor([q]), top])])
+            pad = torch.ones(k + 1 - len(row), *row.shape[1:])  # fewer samples than k: white cells keep rows aligned
+            rows.append(torch.cat([row, pad]))
     return torch.cat(rows)
 
 
@@ -164,8 +166,19 @@ def report(m: dict, names: list[str]) -> str:
         sizes = ", ".join(f"{k} ({v})" for k, v in lfw["sizes"].items())
         lines += ["", "## LFW verification (Table 2 protocol: pairs.txt, 10 folds)", "",
                   f"{lfw['pairs']} of {lfw['pairs_listed']} pairs ({len(lfw['skipped'])} unreadable images left "
-                  f"out); images of {sizes} px, each centre-cropped to 0.6 of its side.", "",
+                  f"out); images of {sizes} px" + ("." if any(k.startswith("prepared") for k in lfw["sizes"]) else
+                                                   ", each centre-cropped to 0.6 of its side."), "",
                   "| sub-vector | accuracy |", "|---|---|"] + [f"| {k} | {100 * v:.1f}% |" for k, v in lfw["accuracy"].items()]
+    ir = m.get("identity_reader")
+    if ir and ir.get("pairs"):
+        lines += ["", "## Identity of edits, read by an independent face descriptor", "",
+                  f"{ir['pairs']} pairs (A, B) of different persons; {ir['reader']}. transfer k: B with A's k; "
+                  "'all but k': A with B's k. Transferring identity should read as A, every other edit as B.", "",
+                  "| image | closer to A | distance to A | distance to B |", "|---|---|---|---|"]
+        lines += [f"| {e} | {100 * v['closer_to_a']:.1f}% | {v['distance_to_a']:.3f} | {v['distance_to_b']:.3f} |"
+                  for e, v in ir["edits"].items()]
+    elif ir:
+        lines += ["", f"Identity of edits not read: {ir.get('reason')}"]
     d = m.get("disentanglement")
     if d is not None:
         lines += ["", "## Disentanglement scores of f against the ground-truth factors", "",
