@@ -140,8 +140,9 @@ def test_a_killed_prepare_resumes_to_the_same_bytes(tmp_path):
     src = _lfw_subset_folder(tmp_path / "src", copies=4)  # 800 pictures, 13 chunks
     whole = run_fsx("prepare", f"s={src}", "--out", tmp_path / "whole", "--size", "32", "--min-face", "10")
     assert whole.returncode == 0, whole.stderr
+    # the killed and the resumed run work in two processes: their output must equal the one-process run's too
     cmd = [sys.executable, "-m", "fsx", "prepare", f"s={src}", "--out", str(tmp_path / "killed"), "--size", "32",
-           "--min-face", "10"]
+           "--min-face", "10", "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     parts = tmp_path / "killed" / "s" / ".parts"
     deadline = time.time() + 120
@@ -150,7 +151,8 @@ def test_a_killed_prepare_resumes_to_the_same_bytes(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "killed" / "s" / "manifest.json").exists(), "finished before it could be killed"
-    resumed = run_fsx("prepare", f"s={src}", "--out", tmp_path / "killed", "--size", "32", "--min-face", "10")
+    resumed = run_fsx("prepare", f"s={src}", "--out", tmp_path / "killed", "--size", "32", "--min-face", "10",
+                      "--workers", "2")
     assert resumed.returncode == 0, resumed.stderr
     a, b = tmp_path / "whole" / "s", tmp_path / "killed" / "s"
     report = json.loads((b / "manifest.json").read_text())["report"]

@@ -80,6 +80,11 @@ def _start_worker(settings: dict) -> None:
                              min_face=settings["min_face"], min_score=settings["min_score"])
 
 
+def _start_pool_worker(settings: dict) -> None:
+    _start_worker(settings)
+    _ANALYSER.cv2.setNumThreads(1)  # one process per core: OpenCV's own threads would only contend
+
+
 def _analyse_chunk(job: tuple[int, list[tuple[str, tuple | None]]]) -> tuple[int, bytes, bytes, list[dict]]:
     """(chunk id, the aligned crops of its faces, their landmarks, one result per picture)."""
     chunk, items = job
@@ -150,7 +155,7 @@ def prepare_source(name: str, path: str | Path, out: str | Path, size: int = 128
             keep(_analyse_chunk(job))
     else:
         # spawn: workers that do not inherit the parent's threads and torch state
-        with multiprocessing.get_context("spawn").Pool(workers, _start_worker, (settings,)) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, _start_pool_worker, (settings,)) as pool:
             for result in pool.imap(_analyse_chunk, jobs):
                 keep(result)
     seconds = time.perf_counter() - start
