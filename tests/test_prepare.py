@@ -250,3 +250,72 @@ def test_eval_on_prepared_real_faces_gives_the_tables_and_the_identity_reader(tm
     assert ir["edits"]["B itself"]["closer_to_a"] == 0.0 and ir["edits"]["B itself"]["distance_to_b"] < 1e-6
     report = (run / "eval" / "report.md").read_text()
     assert "## LFW verification" in report and "## Identity of edits" in report
+
+
+def _people(n_people, pictures_each):
+    """Real faces grouped as persons: lfw_subset faces the detector finds at 250 px (each a person), each in a few
+    variants (mirrored, turned a little, darker), as 250 x 250 RGB arrays; the astronaut is one more person."""
+    from fsx.data.faces import FaceAnalyser
+
+    detector = FaceAnalyser(size=64)
+    grey = (skdata.lfw_subset()[:100] * 255).round().astype(np.uint8)
+    big = [cv2.resize(np.repeat(f[..., None], 3, 2), (250, 250)) for f in grey]
+    found = [b for b in big if detector.detect(b)]
+    astronaut = cv2.resize(skdata.astronaut()[40:240, 120:320], (250, 250))
+    variants = lambda b: [b, np.ascontiguousarray(b[:, ::-1]), _rotated(b, 4), (b * 0.8).astype(np.uint8),  # noqa: E731
+                          _rotated(b, -4), np.ascontiguousarray(_rotated(b, 4)[:, ::-1])]
+    return [variants(b)[:pictures_each] for b in [astronaut, *found][:n_people]]
+
+
+def test_official_layouts_prepared_then_trained_with_pose_on_every_source(tmp_path):
+    """The issue's whole path on fixtures in the official layouts of CelebA, AffectNet and VoxCeleb, built from real
+    faces: fsx prepare, then fsx train of all four attributes with pose labelled on every source (from the
+    landmarks), then fsx eval on the prepared AffectNet (expression AUC per category, pose per axis)."""
+    people = _people(8, 6)
+    celeba = tmp_path / "celeba"
+    (celeba / "img_align_celeba").mkdir(parents=True)
+    ids, parts, k = [], [], 0
+    for p, pictures in enumerate(people):
+        for picture in pictures:
+            k += 1
+            Image.fromarray(picture).save(celeba / "img_align_celeba" / f"{k:06d}.jpg", quality=95)
+            ids.append(f"{k:06d}.jpg {p + 1}")
+            parts.append(f"{k:06d}.jpg 0")
+    (celeba / "identity_CelebA.txt").write_text("\n".join(ids) + "\n")
+    (celeba / "list_eval_partition.txt").write_text("\n".join(parts) + "\n")
+    affectnet = tmp_path / "affectnet"
+    (affectnet / "Manually_Annotated_Images" / "1").mkdir(parents=True)
+    with open(affectnet / "training.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
+                    "expression", "valence", "arousal"])
+        for i, picture in enumerate(p for pictures in people for p in pictures):
+            Image.fromarray(picture).save(affectnet / "Manually_Annotated_Images" / "1" / f"{i}.jpg", quality=95)
+            w.writerow([f"1/{i}.jpg", 0, 0, 250, 250, "", i % 8, round(0.2 * (i % 5) - 0.4, 2), 0.1])
+    vox = tmp_path / "voxceleb"
+    for p, pictures in enumerate(people):
+        for i, picture in enumerate(pictures):
+            path = vox / f"id{p:05d}" / "video" / f"{i // 3:05d}" / f"{i % 3:03d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(picture).save(path, quality=95)
+    prep = tmp_path / "prep"
+    p = run_fsx("prepare", f"celeba={celeba},affectnet={affectnet},voxceleb={vox}", "--out", prep, "--size", "32")
+    assert p.returncode == 0, p.stderr
+    for name in ("celeba", "affectnet", "voxceleb"):
+        assert f"{name}: {len(people) * 6} pictures" in p.stdout, p.stdout
+        rows = list(csv.DictReader(open(prep / name / "labels.csv")))
+        assert len(rows) >= 0.75 * len(people) * 6 and all(r["yaw"] and r["roll"] for r in rows), name
+    data = ",".join(f"{n}=prepared:{prep / n}" for n in ("celeba", "affectnet", "voxceleb"))
+    run = tmp_path / "run"
+    t = run_fsx("train", "--preset", "tiny", "--attributes", "pose,id,expr,style", "--data", data, "--out", run)
+    assert t.returncode == 0, t.stderr[-3000:]
+    labels = json.loads((run / "config.json").read_text())["labels"]
+    assert labels["pose"]["labelled_by"] == ["celeba", "affectnet", "voxceleb"]
+    assert labels["identity"]["labelled_by"] == ["celeba", "voxceleb"] and labels["style"]["labelled_by"] == ["voxceleb"]
+    assert labels["expression"]["labelled_by"] == ["affectnet"]
+    e = run_fsx("eval", run / "model.safetensors", "--data", f"affectnet=prepared:{prep / 'affectnet'}",
+                "--train-samples", "10", "--test-samples", "10")
+    assert e.returncode == 0, e.stderr[-3000:]
+    m = json.loads((run / "eval" / "metrics.json").read_text())
+    assert set(m["table"]["pose"]["results"]["pose"]["per_component"]) == {"yaw", "pitch", "roll"}
+    assert "expression" in m["table"] or "expression" in m["not_measured"]
