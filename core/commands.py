@@ -385,7 +385,7 @@ def _output_file(path: str) -> str:
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Embeddings file (.safetensors).")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
 def encode(checkpoint, images, out, strict):
-    """Encode IMAGES (files or synthfaces:SPLIT:INDEX) into sub-vectors, saved as safetensors (unreadable images
+    """Encode IMAGES (files, synthfaces:SPLIT:INDEX or prepared:DIR:ROW) into sub-vectors, saved as safetensors (unreadable images
     are skipped and listed)."""
     from fsx.tools import encode_files, save_embeddings
 
@@ -405,7 +405,7 @@ def encode(checkpoint, images, out, strict):
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--query", required=True, help="Query image (file or synthfaces:SPLIT:INDEX).")
+@click.option("--query", required=True, help="Query image (file, synthfaces:SPLIT:INDEX or prepared:DIR:ROW).")
 @click.option("--gallery", required=True, help="A folder of images or an embeddings file from fsx encode.")
 @click.option("--by", default=None, help="Sub-vector to compare: an attribute, or 'all' for the whole f "
               "[default: the model's first attribute that verifies persons, else all].")

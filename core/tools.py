@@ -41,7 +41,20 @@ def _load_one(spec: str, size: int) -> torch.Tensor:
             return _synthfaces(split, size).images([int(index)])[0]
         except (ValueError, IndexError, KeyError) as exc:
             raise ImageReadError(f"{spec}: not a SynthFaces sample (synthfaces:train|test:INDEX): {exc}") from None
+    if spec.startswith("prepared:"):  # prepared:DIR:ROW, a crop of fsx prepare's output
+        folder, _, row = spec[len("prepared:"):].rpartition(":")
+        try:
+            return _prepared(folder, size).get_batch([int(row)])[0][0]
+        except (ValueError, IndexError, FileNotFoundError) as exc:
+            raise ImageReadError(f"{spec}: not a prepared crop (prepared:DIR:ROW): {exc}") from None
     return read_image(spec, size)
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared(folder: str, size: int):
+    from fsx.data.prepared import PreparedSource
+
+    return PreparedSource(folder, image_size=size)
 
 
 def list_images(folder: str | Path) -> list[str]:

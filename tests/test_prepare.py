@@ -250,6 +250,13 @@ def test_eval_on_prepared_real_faces_gives_the_tables_and_the_identity_reader(tm
     assert ir["edits"]["B itself"]["closer_to_a"] == 0.0 and ir["edits"]["B itself"]["distance_to_b"] < 1e-6
     report = (run / "eval" / "report.md").read_text()
     assert "## LFW verification" in report and "## Identity of edits" in report
+    # the tools read prepared crops too
+    ed = run_fsx("edit", run / "model.safetensors", "--source", f"prepared:{lfw}:0", "--target", f"prepared:{lfw}:3",
+                 "--attributes", "pose", "--out", tmp_path / "edit.png")
+    assert ed.returncode == 0 and (tmp_path / "edit.png").is_file(), ed.stderr
+    bad = run_fsx("encode", run / "model.safetensors", f"prepared:{lfw}:9999", "--out", tmp_path / "e.safetensors",
+                  "--strict")
+    assert bad.returncode == 1 and "prepared:" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def _people(n_people, pictures_each):

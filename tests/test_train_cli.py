@@ -87,7 +87,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_nproc_2_gloo_writes_one_set_of_files(tmp_path):
-    proc = run_fsx("train", "--preset", "tiny", "--steps", "2", "--nproc", "2", "--device", "cpu", "--out", tmp_path)
+    proc = run_fsx("train", "--preset", "tiny", "--steps", "2", "--nproc", "2", "--device", "cpu", "--workers", "1",
+                   "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = metrics(tmp_path)
     assert [r["global_step"] for r in rows] == list(range(1, 9))  # 4 stages x 2 steps, one writer, not two
