@@ -244,7 +244,7 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
               help="Folder to write as a labelled data set instead: PNG files and labels.csv.")
 @click.option("--size", type=click.Choice([str(s) for s in SUPPORTED_SIZES]), default="64", show_default=True)
 @click.option("-n", "--n", "n", type=click.IntRange(1), default=64, show_default=True, help="Number of faces.")
-@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True,
               help="With --export: the persons to draw from (train and test persons are disjoint).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--vary", type=click.Choice(["pose", "identity", "expression", "style"]), default=None,
@@ -334,12 +334,16 @@ def _load_model(path):
               help="Inception-v3 weights (safetensors) for FID.")
 @click.option("--fid-samples", type=click.IntRange(min=2), default=10000, show_default=True)
 @click.option("--test-persons", type=click.IntRange(min=2), default=PERSONS["test"], show_default=True)
+@click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True,
+              help="SynthFaces only: measure on the validation persons (to choose settings) or the test persons "
+                   "(to report); both are unseen in training and disjoint.")
 @click.option("--train-samples", type=click.IntRange(min=10), default=4000, show_default=True)
 @click.option("--test-samples", type=click.IntRange(min=10), default=3200, show_default=True)
 @click.option("--lfw", type=click.Path(file_okay=False, exists=True), default=None,
               help="LFW folder (lfw/<name>/*.jpg and pairs.txt): add Table 2's verification on real faces.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def eval_(checkpoint, data, probe_data, out, inception, fid_samples, test_persons, train_samples, test_samples, lfw, seed):
+def eval_(checkpoint, data, probe_data, out, inception, fid_samples, test_persons, split, train_samples, test_samples,
+          lfw, seed):
     """Evaluate a model: metrics.json and report.md with figures, as Section 5 of the paper does."""
     from pathlib import Path
 
@@ -348,7 +352,7 @@ def eval_(checkpoint, data, probe_data, out, inception, fid_samples, test_person
     model = _load_model(checkpoint)
     out = out or str(Path(checkpoint).parent / "eval")
     try:
-        m = evaluate(model, out, data=data, test_persons=test_persons, train_samples=train_samples,
+        m = evaluate(model, out, data=data, test_persons=test_persons, split=split, train_samples=train_samples,
                      test_samples=test_samples, inception=inception, fid_samples=fid_samples, seed=seed,
                      lfw=lfw, probe_data=probe_data, progress=lambda s: click.echo(s, err=True))
     except (ValueError, FileNotFoundError) as exc:
@@ -503,7 +507,7 @@ def generate(checkpoint, n, out, seed):
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--data", default="synthfaces", show_default=True,
               help="synthfaces, or any source fsx train reads (its test rows, as fsx eval splits it).")
-@click.option("--split", type=click.Choice(["train", "test"]), default="test", show_default=True,
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="SynthFaces only: the persons to audit.")
 @click.option("--attribute", default=None,
               help="Any attribute with a classification or regression probe [default: the model's first with a "

@@ -62,6 +62,21 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     chance = (y_tr.mean(0) - y_te).abs().mean().item()
     assert m["table"]["pose"]["results"]["pose"]["chance"] == pytest.approx(chance, rel=1e-5)
     assert f"| {chance:.2f} |" in next(line for line in report.splitlines() if line.startswith("| pose |"))
+    # the shipped judge reads the pictures, the reconstructions, every edit and the samples
+    j = m["judge"]
+    assert set(j["of"]) == {"x", "G(E(x))", "G(Phi^-1(Phi(E(x))))"} and j["edits"]["pairs"] > 0
+    assert set(j["edits"]["transfer"]) == set(j["edits"]["all_but"]) == {"pose", "identity", "expression", "style"}
+    assert set(j["edits"]["transfer"]["pose"]) == {"pose", "identity", "expression", "style"}
+    assert "## What the pictures show, read by an independent judge" in report
+    assert "6 test persons (split 'test'" in m["split"]
+
+
+def test_eval_on_the_validation_persons_says_so(tiny, tmp_path):
+    proc = run_fsx("eval", tiny, "--out", tmp_path, "--split", "val", "--test-persons", "4", "--train-samples", "100",
+                   "--test-samples", "100")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert "4 validation persons (split 'val'" in m["split"]
 
 
 def test_fid_with_local_inception_weights(tiny, tmp_path):

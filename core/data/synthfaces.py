@@ -2,8 +2,9 @@
 
 A clip fixes a person's identity and a style (background, light, colour temperature, glasses, hat, noise,
 blur); its frames move the head smoothly between two poses and play expression segments of four frames,
-each segment one category whose valence and arousal glide inside that category's region. Train and test
-persons are disjoint (different person ids and parameter streams).
+each segment one category whose valence and arousal glide inside that category's region. Train, validation and
+test persons are disjoint (different person ids and parameter streams): settings are chosen on ``val`` and
+reported on ``test``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from fsx.data.face_params import (
 )
 from fsx.data.render import render
 
-SPLITS = {"train": 0, "test": 1}
-TEST_PERSON_OFFSET = 1_000_000  # test person ids never collide with train ids
+SPLITS = {"train": 0, "test": 1, "val": 2}
+PERSON_OFFSET = {"train": 0, "test": 1_000_000, "val": 2_000_000}  # person ids never collide across splits
 # Every rendered factor is a label as well, so a plugin attribute can train on it: the identity parameters (one
 # value per person: face shape, skin and hair colour, ...) and the style parameters (one per clip: background,
 # light, colour temperature, glasses, hat, noise, blur); glasses and hat are 0/1 classes, the rest floats in the
@@ -38,7 +39,7 @@ CLASS_FACTORS = ("glasses", "hat")
 LABEL_FIELDS = ("pose", "person", "clip", "valence", "arousal", "category") + FACTOR_LABELS
 SEGMENT = 4  # frames per expression segment
 # The default size of each split (the one place it is set: training, evaluation and the CLI read it from here).
-PERSONS = {"train": 400, "test": 100}
+PERSONS = {"train": 400, "test": 100, "val": 100}
 CLIPS_PER_PERSON, FRAMES_PER_CLIP = 4, 16
 
 
@@ -98,7 +99,7 @@ class SynthFaces:
         expression = torch.stack([v, a, cat[:, seg].float()], -1)  # (clips, F, 3)
 
         person_of_clip = torch.arange(P).repeat_interleave(C)
-        offset = TEST_PERSON_OFFSET if split == "test" else 0
+        offset = PERSON_OFFSET[split]
         self.params = {
             "pose": pose.reshape(-1, 3),
             "identity": identity[person_of_clip].repeat_interleave(F, 0),

@@ -283,11 +283,12 @@ def identity_reader(model, data, indices, pairs: int = 100, seed: int = 0, batch
 
 def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int = PERSONS["test"], train_samples: int = 4000,
              test_samples: int = 3200, inception: str | None = None, fid_samples: int = 10000, seed: int = 0,
-             lfw: str | None = None, probe_data: str | None = None, progress=print) -> dict:
+             lfw: str | None = None, probe_data: str | None = None, split: str = "test", progress=print) -> dict:
     """Run the whole evaluation; returns the metrics (also written to OUT/metrics.json with OUT/report.md).
 
-    ``data``: "synthfaces" (probes fitted on training persons, measured on ``test_persons`` unseen ones, with the
-    measures only exact ground truth allows: counterfactual edits, MIG, DCI) or any source ``fsx train`` reads,
+    ``data``: "synthfaces" (probes fitted on training persons, measured on ``test_persons`` unseen ones of
+    ``split``, "val" to choose settings or "test" to report, with the measures only exact ground truth allows:
+    counterfactual edits, MIG, DCI, the judge) or any source ``fsx train`` reads,
     split as ``fsx.eval.data`` describes (``probe_data``: fit the probes on another source)."""
     from fsx.data.sources import join_vector_labels
     from fsx.eval.data import split_source
@@ -300,12 +301,15 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
     synthetic = data == "synthfaces" and probe_data is None
     if synthetic:
         train = SynthFaces("train", image_size=size, seed=seed, cache=False)
-        test = SynthFaces("test", image_size=size, persons=test_persons, seed=seed, cache=False)
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be val or test, got {split!r}")
+        test = SynthFaces(split, image_size=size, persons=test_persons, seed=seed, cache=False)
         join_vector_labels(train.labels), join_vector_labels(test.labels)
         tr_idx = torch.randperm(len(train), generator=g)[:train_samples].sort().values
         te_idx = torch.randperm(len(test), generator=g)[:test_samples].sort().values
         how = (f"SynthFaces: probes fitted on {len(tr_idx)} images of training persons, measured on {len(te_idx)} "
-               f"images of {test_persons} persons unseen in training")
+               f"images of {test_persons} {'validation' if split == 'val' else 'test'} persons (split {split!r}, "
+               f"unseen in training)")
     else:
         progress(f"reading {data} ...")
         split = split_source(data, size, probe_data, train_samples, test_samples, seed)
@@ -336,6 +340,11 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
         metrics["counterfactual"] = counterfactual_errors(model, test, seed=seed)
         progress("MIG and DCI ...")
         metrics["disentanglement"] = disentanglement_scores(emb_te, test, te_idx)
+        from fsx.eval.judge import WEIGHTS, judge_model
+
+        if WEIGHTS.is_file():
+            progress("the judge reads pictures, reconstructions, edits and samples ...")
+            metrics["judge"] = judge_model(model, test, te_idx, seed=seed)
     if not synthetic:
         from fsx.data.faces import FacesExtraMissing
 

@@ -179,6 +179,10 @@ def report(m: dict, names: list[str]) -> str:
                   for e, v in ir["edits"].items()]
     elif ir:
         lines += ["", f"Identity of edits not read: {ir.get('reason')}"]
+    if m.get("judge"):
+        from fsx.eval.judge import report_lines
+
+        lines += report_lines(m["judge"])
     d = m.get("disentanglement")
     if d is not None:
         lines += ["", "## Disentanglement scores of f against the ground-truth factors", "",
