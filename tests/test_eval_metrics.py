@@ -170,21 +170,24 @@ def test_verification_gets_the_pairs_it_asks_for_when_positives_are_rare():
 
 
 def test_fid_is_zero_for_the_real_images_themselves_and_grows_with_a_shift(tmp_path):
-    """fsx.eval.fid end to end (torchvision's inception_v3 from a safetensors file, random weights: the real ones
-    cannot be downloaded here). The generator is replaced by one that replays the real images of the same batch
-    (FID of a set against itself: 0) or replays them darkened (FID clearly above 0), so the number is checked,
-    not only its sign."""
-    import torchvision
+    """fsx.eval.fid end to end with the FID network's architecture read from a safetensors file (random weights,
+    He-initialised, stand in for the converted ones, which the FID test in test_eval_cli checks). The generator is
+    replaced by one that replays the real images of the same batch (FID of a set against itself: 0) or replays
+    them darkened (FID clearly above 0), so the number is checked, not only its sign."""
     from safetensors.torch import save_file
 
     from fsx.data import SynthFaces
     from fsx.eval.fid import fid
+    from fsx.eval.inception import InceptionFID
 
     torch.manual_seed(0)
-    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True)
+    net = InceptionFID()
+    for name, p in net.named_parameters():
+        if name.endswith("weight"):
+            torch.nn.init.kaiming_normal_(p)
     weights = tmp_path / "inception.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
-    data = SynthFaces("test", image_size=32, persons=4, clips_per_person=2, frames_per_clip=4, cache=False)
+    data = SynthFaces("test", image_size=32, persons=4, clips_per_person=2, frames_per_clip=8, cache=False)
 
     class Recording:  # the data set, remembering the batch fid() asked for last
         def __len__(self):
@@ -195,13 +198,20 @@ def test_fid_is_zero_for_the_real_images_themselves_and_grows_with_a_shift(tmp_p
             return data.images(idx)
 
     class Replay:
+        device = torch.device("cpu")
+
         def __init__(self, source, scale):
             self.source, self.scale = source, scale
 
         def generate(self, n, generator=None):
             return data.images(self.source.last[:n]) * self.scale
 
+        def autoencode(self, x):
+            return x * self.scale
+
     source = Recording()
     same = fid(Replay(source, 1.0), source, str(weights), n=24, batch=8)
     darker = fid(Replay(source, 0.5), source, str(weights), n=24, batch=8)
-    assert abs(same) < 1e-3 * darker and darker > 0
+    assert same["count"] == darker["count"] == 24
+    assert abs(same["samples"]) < 1e-3 * darker["samples"] and darker["samples"] > 0
+    assert darker["reconstructions"] > same["reconstructions"] > 0  # other pictures: never exactly the same set

@@ -155,3 +155,17 @@ def test_a_plugin_attribute_trains_and_is_evaluated_on_a_folder_of_its_own_label
     assert "persons in two disjoint halves" in m["split"] and m["table"]["age"]["unit"] == "years"
     assert "| age | MAE (years) |" in (run / "eval" / "report.md").read_text()
     assert "counterfactual" not in m  # only SynthFaces has exact counterfactuals
+
+
+def test_a_split_column_is_read_and_a_bad_value_named(tmp_path):
+    """The folder reads lazily, so the table alone is enough here."""
+    import pytest
+
+    from fsx.data.folder import FolderSource
+    from fsx.data.labels import LabelTableError
+
+    (tmp_path / "labels.csv").write_text("file,person,split\na.png,1,train\nb.png,2,TEST\nc.png,3,val\n")
+    assert FolderSource(tmp_path).split == ["train", "test", "val"]
+    (tmp_path / "labels.csv").write_text("file,person,split\na.png,1,train\nb.png,2,holdout\n")
+    with pytest.raises(LabelTableError, match=r"labels.csv, row 3, column 'split': 'holdout'"):
+        FolderSource(tmp_path)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from fsx.data.labels import SPLITS, declared_labels, parse_label_table
+from fsx.data.labels import declared_labels, parse_label_table, read_split
 from fsx.data.real import ImageListSource
 
 
@@ -47,13 +47,7 @@ class FolderSource(ImageListSource):
         labels, notes = parse_label_table(table, rows, declared if declared is not None else declared_labels())
         super().__init__(name, [root / row["file"] for row in rows], labels, image_size, note="; ".join(notes))
         self.root, self.notes = root, notes
-        self.split = None  # train / val / test per image, from an optional ``split`` column (used by fsx eval)
-        if "split" in rows[0]:
-            tags = [(row.get("split") or "").strip().lower() for row in rows]
-            bad = next((i for i, t in enumerate(tags) if t not in SPLITS), None)
-            if bad is not None:
-                raise ValueError(f"{table}, row {bad + 2}, column 'split': {tags[bad]!r} is not one of {', '.join(SPLITS)}")
-            self.split = tags
+        self.split = read_split(table, rows)  # train / val / test per row, for fsx eval
 
     def __repr__(self) -> str:
         notes = "".join(f"; {n}" for n in self.notes)

@@ -85,6 +85,19 @@ def parse_label_table(table: Path, rows: Sequence[Mapping[str, str]], declared: 
     return labels, notes
 
 
+def read_split(table: Path, rows: Sequence[Mapping[str, str]], first_row: int = 2) -> list[str] | None:
+    """The optional ``split`` column (train / val / test per row, which ``fsx eval`` fits and measures on), or
+    None without one; a value outside SPLITS is an error naming the file, row and column."""
+    if not rows or "split" not in rows[0]:
+        return None
+    tags = [(row.get("split") or "").strip().lower() for row in rows]
+    bad = next((i for i, t in enumerate(tags) if t not in SPLITS), None)
+    if bad is not None:
+        raise LabelTableError(f"{table}, row {bad + first_row}, column 'split': {tags[bad]!r} is not one of "
+                              f"{', '.join(SPLITS)}")
+    return tags
+
+
 def _parses(v: str) -> bool:
     try:
         float(v)

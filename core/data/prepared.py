@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fsx.data.labels import SPLITS, declared_labels, parse_label_table
+from fsx.data.labels import declared_labels, parse_label_table, read_split
 from fsx.data.prepare import FORMAT, VERSION
 
 
@@ -60,13 +60,7 @@ class PreparedSource:
         self.labels, self.notes = parse_label_table(table, rows, declared if declared is not None else declared_labels())
         self.files = [r["file"] for r in rows]
         self.skipped: list[str] = []  # nothing to skip: fsx prepare reported its unreadable pictures
-        self.split = None
-        if "split" in rows[0]:
-            tags = [(r.get("split") or "").strip().lower() for r in rows]
-            bad = next((i for i, t in enumerate(tags) if t not in SPLITS), None)
-            if bad is not None:
-                raise ValueError(f"{table}, row {bad + 2}, column 'split': {tags[bad]!r} is not one of {', '.join(SPLITS)}")
-            self.split = tags
+        self.split = read_split(table, rows)  # train / val / test per row, for fsx eval
 
     def __len__(self) -> int:
         return len(self.files)
