@@ -68,6 +68,7 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     assert set(j["edits"]["transfer"]) == set(j["edits"]["all_but"]) == {"pose", "identity", "expression", "style"}
     assert set(j["edits"]["transfer"]["pose"]) == {"pose", "identity", "expression", "style"}
     assert "## What the pictures show, read by an independent judge" in report
+    assert (out / "judge.png").is_file() and "(judge.png)" in report
     assert "6 test persons (split 'test'" in m["split"]
 
 

@@ -340,11 +340,12 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
         metrics["counterfactual"] = counterfactual_errors(model, test, seed=seed)
         progress("MIG and DCI ...")
         metrics["disentanglement"] = disentanglement_scores(emb_te, test, te_idx)
-        from fsx.eval.judge import WEIGHTS, judge_model
+        from fsx.eval.judge import WEIGHTS, judge_figure, judge_model
 
         if WEIGHTS.is_file():
             progress("the judge reads pictures, reconstructions, edits and samples ...")
             metrics["judge"] = judge_model(model, test, te_idx, seed=seed)
+            judge_figure(model, test, te_idx, out / "judge.png", seed=seed)
     if not synthetic:
         from fsx.data.faces import FacesExtraMissing
 

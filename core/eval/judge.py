@@ -266,6 +266,22 @@ def judge_model(model, data, indices, judge: Judge | None = None, n: int = 512, 
     return out
 
 
+@torch.no_grad()
+def judge_figure(model, data, indices, out_path, judge: Judge | None = None, n: int = 8, seed: int = 0) -> None:
+    """Inputs over their embedding reconstructions, each captioned with the expression the judge reads on the
+    input and on the reconstruction (green frame: the same): what a viewer would see, for looking not reading."""
+    from fsx.data.face_params import CATEGORIES
+    from fsx.eval.figures import labelled_panel
+
+    judge = judge or load_judge()
+    idx = indices[torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed + 7))[:n]]
+    x = data.images(idx)
+    rec = model.reconstruct(x.to(model.device)).cpu()
+    on_x, on_rec = read(judge, x)["category"].argmax(1), read(judge, rec)["category"].argmax(1)
+    captions = [f"x: {CATEGORIES[int(a)]}\nG: {CATEGORIES[int(b)]}" for a, b in zip(on_x, on_rec)]
+    labelled_panel(x, rec, captions, (on_x == on_rec).tolist(), out_path)
+
+
 def report_lines(j: dict) -> list[str]:
     """The judge's tables for report.md."""
     lines = ["", "## What the pictures show, read by an independent judge (SynthFaces)", "",
@@ -291,6 +307,8 @@ def report_lines(j: dict) -> list[str]:
             lines.append(f"| {k} | " + " | ".join(f"{row[c]['as_a']:.2f} / {row[c]['as_b']:.2f}" for c in groups) + " |")
         lines += ["", "Units: " + "; ".join(f"{c}: {e[key][groups[0]][c]['unit']}" for c in groups) + "."]
     gen = j["generated"]
+    lines += ["", "**The judge's reading, to look at**: inputs over their embedding reconstructions, each with the "
+              "expression the judge reads on both (green: the same)", "", "![judge](judge.png)"]
     lines += ["", f"Random samples G(z*): the judge's mean confidence in an expression category "
               f"{gen['expression_confidence']:.2f} on {gen['samples']} samples (on the real pictures: "
               f"{gen['expression_confidence_on_x']:.2f})."]
