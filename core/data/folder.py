@@ -45,7 +45,7 @@ class FolderSource(ImageListSource):
         name = name or root.name
         table, rows = read_rows(root, name)
         labels, notes = parse_label_table(table, rows, declared if declared is not None else declared_labels())
-        super().__init__(name, [root / row["file"] for row in rows], labels, image_size, note="; ".join(notes))
+        super().__init__(name, [root / row["file"] for row in rows], labels, image_size)
         self.root, self.notes = root, notes
         self.split = read_split(table, rows)  # train / val / test per row, for fsx eval
 

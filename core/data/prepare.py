@@ -137,8 +137,9 @@ def prepare_source(name: str, path: str | Path, out: str | Path, size: int = 128
     done = {c for c in range(n_chunks) if (parts / f"{c:06d}.json").exists()}
     jobs = [(c, [(str(files[i]), boxes[i]) for i in range(c * CHUNK, min((c + 1) * CHUNK, len(files)))])
             for c in range(n_chunks) if c not in done]
-    if progress is not None and done:
-        progress(sum(min(CHUNK, len(files) - c * CHUNK) for c in done))  # the bar starts where the killed run was
+    resumed = sum(min(CHUNK, len(files) - c * CHUNK) for c in done)  # pictures a killed run had done
+    if progress is not None and resumed:
+        progress(resumed)  # the bar starts where the killed run was
     start = time.perf_counter()
 
     def keep(result: tuple[int, bytes, bytes, list[dict]]) -> None:
@@ -159,7 +160,7 @@ def prepare_source(name: str, path: str | Path, out: str | Path, size: int = 128
             for result in pool.imap(_analyse_chunk, jobs):
                 keep(result)
     seconds = time.perf_counter() - start
-    timing = {"resumed": sum(min(CHUNK, len(files) - c * CHUNK) for c in done),  # pictures a killed run had done
+    timing = {"resumed": resumed,
               "seconds": round(seconds, 2),
               "pictures_per_second": round(sum(len(j[1]) for j in jobs) / seconds, 2) if jobs and seconds > 0 else None}
     if name == "lfw" and (root / "pairs.txt").is_file():  # the verification protocol travels with the crops

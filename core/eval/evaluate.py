@@ -254,10 +254,9 @@ def identity_reader(model, data, indices, pairs: int = 100, seed: int = 0, batch
     n = min(pairs, len(indices) // 2)
     order = torch.randperm(len(indices), generator=g)
     a, b = indices[order[:n]], indices[order[n : 2 * n]]
-    person = data.labels_of(indices).get("person") if hasattr(data, "labels_of") else None
-    if person is not None:  # keep pairs of two different persons
-        pa, pb = data.labels_of(a)["person"], data.labels_of(b)["person"]
-        keep = pa != pb
+    la, lb = data.labels_of(a), data.labels_of(b)
+    if "person" in la:  # keep pairs of two different persons
+        keep = la["person"] != lb["person"]
         a, b = a[keep], b[keep]
     if len(a) == 0:
         return {"pairs": 0, "reason": "no pair of two different persons among the test samples"}
@@ -312,8 +311,8 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
                f"unseen in training)")
     else:
         progress(f"reading {data} ...")
-        split = split_source(data, size, probe_data, train_samples, test_samples, seed)
-        train, test, how = split.fit, split.test, split.how
+        chosen = split_source(data, size, probe_data, train_samples, test_samples, seed)
+        train, test, how = chosen.fit, chosen.test, chosen.how
         tr_idx, te_idx = torch.arange(len(train)), torch.arange(len(test))
         if test.skipped:
             progress(f"{len(test.skipped)} unreadable image(s) skipped, e.g. {test.skipped[0]}")
@@ -346,7 +345,7 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
             progress("the judge reads pictures, reconstructions, edits and samples ...")
             metrics["judge"] = judge_model(model, test, te_idx, seed=seed)
             judge_figure(model, test, te_idx, out / "judge.png", seed=seed)
-    if not synthetic:
+    else:
         from fsx.data.faces import FacesExtraMissing
 
         progress("identity reader on edits (dlib) ...")

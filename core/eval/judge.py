@@ -243,9 +243,9 @@ def judge_model(model, data, indices, judge: Judge | None = None, n: int = 512, 
     a = idx[torch.randperm(len(idx), generator=g)[:pairs]]
     b = idx[torch.randperm(len(idx), generator=g)[:pairs]]
     la, lb = data.labels_of(a), data.labels_of(b)
-    keep = la["person"] != lb["person"]
+    keep = la["person"] != lb["person"]  # pairs of two different persons
     a, b = a[keep], b[keep]
-    la, lb = data.labels_of(a), data.labels_of(b)
+    la, lb = {k: v[keep] for k, v in la.items()}, {k: v[keep] for k, v in lb.items()}
     xa, xb = data.images(a), data.images(b)
     ra, rb = read(judge, xa), read(judge, xb)
     groups = [k for k in model.attributes if k in GROUPS]
