@@ -28,6 +28,25 @@ def reconstruction_l1(x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
     return (x - x_rec).abs().mean()
 
 
+def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Band-pass images, finest first (each the detail that 2x2 average pooling removes), then the coarse rest."""
+    bands = []
+    for _ in range(levels):
+        if min(x.shape[-2:]) < 2:
+            break
+        low = F.avg_pool2d(x, 2)
+        bands.append(x - F.interpolate(low, scale_factor=2, mode="bilinear", align_corners=False))
+        x = low
+    return bands + [x]
+
+
+def laplacian_l1(x: torch.Tensor, x_rec: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """L1 per band of a Laplacian pyramid, each band's mean counted once (Bojanowski et al., 2018): the few
+    pixels of an eye or a mouth weigh as much in their band as the whole face's colour does in the coarsest,
+    where plain L1 lets the large smooth areas decide."""
+    return sum((a - b).abs().mean() for a, b in zip(laplacian_pyramid(x, levels), laplacian_pyramid(x_rec, levels)))
+
+
 def aae_generator_losses(d_z_enc, d_x_rec, d_x_prior) -> dict[str, torch.Tensor]:
     """The E/G side of Eq. (2)-(4): fool D_z with E(x), D_x with G(E(x)) and with G(z*)."""
     return {"enc": bce_real(d_z_enc), "adv": bce_real(d_x_rec), "gen": bce_real(d_x_prior)}

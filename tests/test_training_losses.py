@@ -30,6 +30,24 @@ def test_reconstruction_l1():
     assert L.reconstruction_l1(torch.zeros(2, 3), torch.tensor([[1.0, -1.0, 0.0], [0.5, 0.5, 0.0]])).item() == pytest.approx(3 / 6)
 
 
+def test_laplacian_pyramid_collapses_back_to_the_image_and_its_l1_weighs_fine_detail():
+    x = torch.rand(2, 3, 32, 32)
+    bands = L.laplacian_pyramid(x, 4)
+    assert [b.shape[-1] for b in bands] == [32, 16, 8, 4, 2]
+    rebuilt = bands[-1]
+    for band in reversed(bands[:-1]):
+        rebuilt = band + torch.nn.functional.interpolate(rebuilt, scale_factor=2, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(rebuilt, x)
+    # A small dot (an eye at 64 px) against the same picture shifted in colour over its whole area: plain L1
+    # ranks the colour shift as the larger error, the pyramid the missing dot.
+    face = torch.zeros(1, 3, 64, 64)
+    dot = face.clone()
+    dot[..., 30:33, 30:33] = 1.0
+    tinted = face + 0.01
+    assert L.reconstruction_l1(face, dot) < L.reconstruction_l1(face, tinted)
+    assert L.laplacian_l1(face, dot) > L.laplacian_l1(face, tinted)
+
+
 def test_shuffle_changes_only_the_attributes_slice():
     layout = Layout([("pose", 1), ("identity", 2)])
     f = torch.arange(12, dtype=torch.float32).view(4, 3)
