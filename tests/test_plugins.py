@@ -151,8 +151,8 @@ def test_a_regression_plugin_learns_its_label_by_a_clear_margin_over_the_other_s
     by pip for real and trained beside pose in a short seeded run: in ``fsx eval``'s table its own sub-vector reads
     the light clearly better than chance and than the pose sub-vector and f_not_light. Measured (SynthFaces test
     persons, chance 0.335): at 500 joint steps MAE 0.163 from its own sub-vector against 0.318 from pose (seed 0,
-    Intel Xeon); at 350 steps 0.188 on that CPU but 0.270 on an AMD EPYC, under the bar: so short a run follows the
-    CPU's floating-point path, so the test trains 500 (docs/experiments.md)."""
+    Intel Xeon); at 350 steps 0.188 on that CPU but 0.270 on an AMD EPYC, above the bar: so short a run follows the
+    CPU's floating-point path, hence 500 (docs/experiments.md)."""
     import json
     import subprocess
     import sys
