@@ -4,12 +4,14 @@ GEMM peak. FLOPs are counted by torch.utils.flop_counter over the same real step
 
     python bench/train_step.py [--preset demo|paper|mad] [--batch 16] [--repeats 2] [--sizes 64,128]
                                [--widths 0.25,1.0] [--cycle-samples N] [--precision fp32|bf16] [--nchw]
-                               [--stages aae,disentangle,joint] [--profile] [--device cpu|cuda]
+                               [--stages aae,disentangle,joint] [--profile] [--compile] [--device cpu|cuda]
 
 A preset that updates D_x or D_z only every n-th step (``mad``: D_x every 4th, D_z every 2nd) is timed over a
 whole schedule (4 consecutive steps), so images/s is what a run sees on average. ``--profile`` prints, per stage,
 where the time goes: the forward time of each network and the ops with the most self time (torch.profiler).
 On CUDA each stage also reports its peak memory; GFLOP/img is the work of one image's step (FLOPs / images).
+``--compile`` wraps E, G and D_x in ``torch.compile`` and prints each stage's compile time (its first schedule),
+to see whether compiling pays back within a run on this device (on 2 CPU cores it does not: docs/experiments.md).
 """
 
 import argparse
@@ -87,7 +89,7 @@ def network_ranges(model):
 
 def bench(preset: str, size: int, width: float, batch: int, repeats: int, cycle_samples=None,
           precision: str = "fp32", channels_last: bool = False, stages=STAGES, profile: bool = False,
-          device: str = "cpu"):
+          device: str = "cpu", compile_: bool = False):
     """stage -> (images/s, GFLOP/s, peak memory in GiB or None on CPU)."""
     reg = get_registry()
     attrs_ = reg.resolve("pose,id,expr,style")
@@ -95,6 +97,9 @@ def bench(preset: str, size: int, width: float, batch: int, repeats: int, cycle_
                       loss=dict(cycle_samples=cycle_samples))
     model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, cfg.model)).to(device)
     opt = build_optimizers(model, cfg)
+    eager = {name: getattr(model.aae, name) for name in ("E", "G", "D_x")}
+    compiled = {name: torch.compile(net) for name, net in eager.items()} if compile_ else eager  # same parameters
+    use = lambda nets: [setattr(model.aae, name, net) for name, net in nets.items()]  # noqa: E731
     kind = torch.device(device).type
     autocast = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if precision == "bf16" else None
     steps = Steps(model, attrs_, cfg, opt, torch.Generator().manual_seed(0), autocast=autocast)
@@ -109,10 +114,14 @@ def bench(preset: str, size: int, width: float, batch: int, repeats: int, cycle_
         enter_stage(model, STAGE_TABLE[stage])
         fn = getattr(steps, stage)
         run = lambda: [fn(x, y, i) for i in range(schedule)]  # noqa: E731
+        use(eager)  # FLOPs are counted on the eager networks: the counter does not see into compiled graphs
         run()  # warm-up
         with FlopCounterMode(display=False) as counter:
             run()
         flops = counter.get_total_flops()
+        if compile_:
+            use(compiled)
+            print(f"  {stage}: first schedule (compiling) {_timed(run):.0f} s", flush=True)
         if kind == "cuda":
             torch.cuda.reset_peak_memory_stats()
         best = min(_timed(run) for _ in range(repeats))
@@ -155,6 +164,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: CPU autocast")
     ap.add_argument("--nchw", action="store_true", help="keep torch's default layout (fsx trains in channels_last)")
     ap.add_argument("--profile", action="store_true", help="print where each stage's time goes")
+    ap.add_argument("--compile", action="store_true", help="torch.compile E, G and D_x; report the compile time")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
     peak = gemm_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32, device=args.device)
@@ -169,7 +179,7 @@ def main() -> None:
     for size in map(int, args.sizes.split(",")):
         for width in map(float, args.widths.split(",")):
             result = bench(args.preset, size, width, args.batch, args.repeats, args.cycle_samples, args.precision,
-                           not args.nchw, tuple(args.stages.split(",")), args.profile, args.device)
+                           not args.nchw, tuple(args.stages.split(",")), args.profile, args.device, args.compile)
             for stage, (ips, gflops, gib) in result.items():
                 print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}% "
                       f"{gflops / ips:9.2f}{f'{gib:6.1f}' if gib is not None else '     -'}", flush=True)
