@@ -360,6 +360,8 @@ def eval_(checkpoint, data, probe_data, out, inception, fid_samples, test_person
         raise click.ClickException(str(exc))
     if m["fid"]["value"] is None:
         click.echo(f"note: FID skipped: {m['fid']['reason']}", err=True)
+    if "reason" in (m.get("judge") or {}):
+        click.echo(f"note: judge skipped: {m['judge']['reason']}", err=True)
     click.echo(f"wrote {out}/metrics.json and {out}/report.md ({m['wall_time_s']} s)")
 
 

@@ -72,12 +72,26 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     assert "6 test persons (split 'test'" in m["split"]
 
 
-def test_eval_on_the_validation_persons_says_so(tiny, tmp_path):
-    proc = run_fsx("eval", tiny, "--out", tmp_path, "--split", "val", "--test-persons", "4", "--train-samples", "100",
-                   "--test-samples", "100")
+def test_eval_on_the_validation_persons_says_so_and_names_missing_judge_weights(tiny, tmp_path):
+    """The validation split is named in the metrics. The same run stands in for an install that lost the judge's
+    weights (fsx ships them; the real CLI runs with ``fsx.eval.judge.WEIGHTS`` pointed at a missing file): eval still
+    completes, and the console, metrics.json and the report say why the judge was not measured."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "no-judge.safetensors"
+    code = ("import pathlib, sys, fsx.eval.judge as judge; judge.WEIGHTS = pathlib.Path(sys.argv[1]); "
+            "from fsx.cli import main; main(sys.argv[2:])")
+    args = ["eval", tiny, "--out", tmp_path, "--split", "val", "--test-persons", "4", "--train-samples", "100",
+            "--test-samples", "100"]
+    proc = subprocess.run([sys.executable, "-c", code, str(missing), *map(str, args)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert "4 validation persons (split 'val'" in m["split"]
+    assert str(missing) in m["judge"]["reason"] and "python -m fsx.eval.judge" in m["judge"]["reason"]
+    assert f"note: judge skipped: no judge weights at {missing}" in proc.stderr
+    assert "Judge not measured: no judge weights" in (tmp_path / "report.md").read_text()
+    assert not (tmp_path / "judge.png").exists()
 
 
 def test_fid_with_the_standard_network_converted_once_to_safetensors(tiny, tmp_path):

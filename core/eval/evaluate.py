@@ -345,6 +345,9 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
             progress("the judge reads pictures, reconstructions, edits and samples ...")
             metrics["judge"] = judge_model(model, test, te_idx, seed=seed)
             judge_figure(model, test, te_idx, out / "judge.png", seed=seed)
+        else:  # fsx ships the weights: their absence is a broken install, said rather than skipped in silence
+            metrics["judge"] = {"reason": f"no judge weights at {WEIGHTS} (an incomplete install); "
+                                          "python -m fsx.eval.judge rebuilds them"}
     else:
         from fsx.data.faces import FacesExtraMissing
 

@@ -181,7 +181,9 @@ def report(m: dict, names: list[str]) -> str:
                   for e, v in ir["edits"].items()]
     elif ir:
         lines += ["", f"Identity of edits not read: {ir.get('reason')}"]
-    if m.get("judge"):
+    if m.get("judge") and "reason" in m["judge"]:
+        lines += ["", f"Judge not measured: {m['judge']['reason']}"]
+    elif m.get("judge"):
         from fsx.eval.judge import report_lines
 
         lines += report_lines(m["judge"])
