@@ -24,8 +24,6 @@ import torch
 from fsx import losses as L
 from fsx.backbones.encoder import resnet18_encoder
 from fsx.backbones.generator import resnet18_generator
-from fsx.data.face_params import mix
-from fsx.data.render import render
 from fsx.data.synthfaces import SynthFaces
 from fsx.eval.judge import load_judge, read, readings, verification
 
@@ -59,9 +57,8 @@ def judged(E, G, judge, held: dict, batch: int = 128) -> str:
 
 def expression_parts(data: SynthFaces, idx: list, x: torch.Tensor, threshold: float = 0.03) -> torch.Tensor:
     """(B, 1, S, S) mask of the pixels that another sample's expression changes in each picture."""
-    p = data.params_of(idx)
-    other = {k: v.roll(1, 0) for k, v in p.items()}
-    changed = (render(mix(other, p, "expression"), data.image_size) - x).abs().amax(1, keepdim=True)
+    donors = idx[-1:] + idx[:-1]
+    changed = (data.counterfactual(donors, idx, "expression") - x).abs().amax(1, keepdim=True)
     return (changed > threshold).float()
 
 
