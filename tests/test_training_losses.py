@@ -298,3 +298,21 @@ def test_latent_r1_enters_the_discriminator_update(tmp_path):
 def test_latent_r1_must_not_be_negative(tmp_path):
     with pytest.raises(ValueError, match="latent_r1"):
         _tiny_trainer(tmp_path, loss={"latent_r1": -1.0})
+
+
+@pytest.mark.parametrize("trains_encoder", [True, False])
+def test_cycle_trains_the_encoder_only_when_asked(tmp_path, trains_encoder):
+    """With ``loss.cycle_trains_encoder`` off, the cycle's gradient reaches G and Phi^-1 through the generated
+    images but none of it reaches E's parameters: E learns from real faces only."""
+    tr = _tiny_trainer(tmp_path, loss={"cycle_trains_encoder": trains_encoder})
+    m = tr.model
+    enter_stage(m, STAGE_TABLE["joint"])
+    _, x, y = tr.schedule.next(tr.global_step)
+    with torch.no_grad():
+        z = m.aae.E(x * 2 - 1)  # no gradient into E from the real path: only the cycle's can reach it
+    _, terms = tr.steps._phi_terms(z, y)
+    (terms["cyc"] + sum(v for k, v in terms.items() if k.startswith("aug_"))).backward()
+    grad_norm = lambda mod: sum(float(p.grad.abs().sum()) for p in mod.parameters() if p.grad is not None)  # noqa: E731
+    assert grad_norm(m.aae.G) > 0 and grad_norm(m.disentangler.phi_inv) > 0
+    assert (grad_norm(m.aae.E) > 0) == trains_encoder
+    assert all(p.requires_grad for p in m.aae.E.parameters())  # E trains on real faces as before

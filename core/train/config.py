@@ -69,6 +69,11 @@ class LossConfig:
     # Rows per attribute sent through the cycle G(Phi^-1(f*)) -> E -> Phi of Eq. (8)-(10); 0 = the whole batch
     # for every attribute (K x batch images through G and E per step, the costliest part of a step).
     cycle_samples: int = attrs.field(default=0, validator=v.ge(0))
+    # Whether the cycle's generated images train E (Eq. 14 as written: yes). With False they train G, Phi and
+    # Phi^-1 but not E, which then learns to read attributes from real faces alone: G must draw what E sees in
+    # real faces instead of a code that E and G agree on between themselves (AttGAN's attribute classifier learns
+    # from real images only for the same reason).
+    cycle_trains_encoder: bool = True
 
 
 @attrs.frozen

@@ -36,6 +36,20 @@ def running_stats_frozen(*modules):
             b.momentum = mom
 
 
+@contextmanager
+def parameters_frozen(module):
+    """Gradients flow through ``module`` to its input but none reach its parameters (autograd records at forward
+    time which tensors require gradients)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 class Steps:
     """The stage steps over one model, its optimisers and the training configuration."""
 
@@ -129,7 +143,8 @@ class Steps:
         z_tilde_star = phi_inv(f_star)
         with self.autocast(), running_stats_frozen(m.aae.G, m.aae.E):
             x_star = m.aae.G(z_tilde_star)  # every attribute's shuffled batch in one pass through G ...
-            z_star = m.aae.E(x_star)  # ... and one through E
+            with nullcontext() if w.cycle_trains_encoder else parameters_frozen(m.aae.E):
+                z_star = m.aae.E(x_star)  # ... and one through E
         f_cyc = phi(z_star.float())
         terms["cyc"] = L.cycle_l1(f_star, f_cyc)
         aug = L.augmentation_losses(f_cyc, perms, self.names, labels, self.attributes, m.layout, self.gen)
