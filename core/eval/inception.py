@@ -176,8 +176,12 @@ class InceptionFID(nn.Module):
         return self.net.layers(self.preprocess(images))
 
 
-def load_inception(path: str | os.PathLike | None = None) -> InceptionFID:
-    """The FID network from its safetensors file (default: :func:`default_path`), in eval mode."""
+def load_inception(path: str | os.PathLike | None = None, channels_last: bool = True) -> InceptionFID:
+    """The FID network from its safetensors file (default: :func:`default_path`), in eval mode.
+
+    ``channels_last``: its convolutions run in NHWC, which oneDNN computes faster on a CPU (``bench/fid.py``); the
+    features then differ from the NCHW network's in the last bits only (FID needs the same network, not the same
+    rounding)."""
     from fsx.checkpoint import load_tensors
 
     path = Path(path) if path is not None else default_path()
@@ -190,7 +194,7 @@ def load_inception(path: str | os.PathLike | None = None) -> InceptionFID:
     if missing or unexpected:
         raise ValueError(f"{path}: not the FID Inception network ({len(missing)} tensors missing, e.g. "
                          f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
-    return net.eval()
+    return net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
 
 
 def torchscript_file() -> Path:
