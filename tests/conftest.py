@@ -12,6 +12,12 @@ REPO = Path(__file__).resolve().parent.parent
 # fsx's cache (the converted FID network) points at an empty folder for the whole session: a developer's own
 # converted weights must not make every test evaluation compute FID. Subprocesses inherit it.
 os.environ["FSX_CACHE"] = tempfile.mkdtemp(prefix="fsx-test-cache-")
+# Under pytest-xdist (``-n 2``) each worker computes on one thread, it and the CLI subprocesses it starts (which
+# inherit the variables): two workers then share two cores instead of four threads contending for them, which slows
+# torch's OpenMP loops several-fold.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 
 
 def write_dist(site: Path, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
