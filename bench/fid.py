@@ -11,6 +11,7 @@ random weights is timed (the same arithmetic).
 """
 
 import argparse
+import copy
 import json
 import time
 
@@ -28,14 +29,11 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     args = ap.parse_args()
     path = args.weights or default_path()
-    nets = {}
-    for layout in ("nchw", "channels_last"):
-        try:
-            nets[layout], weights = load_inception(path, channels_last=layout == "channels_last"), str(path)
-        except FileNotFoundError:
-            net = InceptionFID().eval()
-            nets[layout] = net.to(memory_format=torch.channels_last) if layout == "channels_last" else net
-            weights = "random (no converted network found)"
+    try:
+        net, weights = load_inception(path, channels_last=False), str(path)
+    except FileNotFoundError:
+        net, weights = InceptionFID().eval(), "random (no converted network found)"
+    nets = {"nchw": net, "channels_last": copy.deepcopy(net).to(memory_format=torch.channels_last)}
     x = torch.rand(args.images, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     out, feats = {"weights": weights, "images": args.images, "size": args.size, "threads": torch.get_num_threads()}, {}
     for layout in ("nchw", "channels_last"):
