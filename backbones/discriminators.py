@@ -29,6 +29,16 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logit(self.features(x)).flatten(1).squeeze(1)  # (N,)
 
+    def feature_maps(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(the activation after each LeakyReLU, the logits (N,)) in one pass: what the feature-matching loss
+        compares between a real picture and its reconstruction."""
+        maps = []
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                maps.append(x)
+        return maps, self.logit(x).flatten(1).squeeze(1)
+
 
 class LatentDiscriminator(nn.Module):
     """Three fully connected layers of ``hidden`` units with BatchNorm, ReLU and dropout 0.2, then a logit."""

@@ -9,19 +9,26 @@ the adversarial and disentangling terms cost.
 
     python bench/autoencoder.py [--loss l1|laplacian] [--steps 1500] [--width 0.25] [--g-width W]
                                 [--batch 40] [--lr 5e-4] [--eval-every 500] [--split val|test] [--part-weight A]
+                                [--feature-match W] [--gan W] [--save PNG]
 
 ``--part-weight A`` asks whether paying for the expression's parts lets G draw them: each training batch is
 rendered a second time with other samples' expressions (SynthFaces' exact counterfactual), the pixels that change
 (eyes, brows, mouth) form a mask, and the L1 of those pixels weighs 1 + A (a privilege of synthetic data; on real
 faces the analogue is a mask from the prepared landmarks).
+
+``--feature-match W`` trains fsx's D_x beside E and G (real pictures against their reconstructions, BCE) and adds
+W x the L1 between D_x's activations of each picture and of its reconstruction (``fsx.losses.feature_matching_l1``,
+VAE-GAN's learned similarity); ``--gan W`` adds the plain adversarial term of G at weight W.
 """
 
 import argparse
 import time
 
 import torch
+from torchvision.utils import save_image
 
 from fsx import losses as L
+from fsx.backbones.discriminators import dcgan_discriminator
 from fsx.backbones.encoder import resnet18_encoder
 from fsx.backbones.generator import resnet18_generator
 from fsx.data.synthfaces import SynthFaces
@@ -40,13 +47,15 @@ def ceiling(judge, data, idx) -> tuple[dict, str]:
 
 
 @torch.no_grad()
-def judged(E, G, judge, held: dict, batch: int = 128) -> str:
+def judged(E, G, judge, held: dict, batch: int = 128, save: str | None = None) -> str:
     x, labels, real = held["x"], held["labels"], held["real"]
     E.eval()
     G.eval()
     rec = torch.cat([(G(E(x[s : s + batch] * 2 - 1)) + 1) / 2 for s in range(0, len(x), batch)]).clamp(0, 1)
     E.train()
     G.train()
+    if save:  # 8 pictures over their reconstructions
+        save_image(torch.cat([x[:8], rec[:8]]), save, nrow=8, padding=1)
     out = read(judge, rec)
     r = readings(out, labels)
     ver = verification(out["identity"], real["identity"], labels["person"])
@@ -79,6 +88,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--part-weight", type=float, default=0.0, help="extra L1 weight on the expression's pixels")
+    ap.add_argument("--feature-match", type=float, default=0.0, help="weight of D_x's feature matching")
+    ap.add_argument("--save", help="write 8 held-out pictures over their reconstructions to this PNG at the end")
+    ap.add_argument("--gan", type=float, default=0.0, help="weight of G's adversarial term against D_x")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -91,6 +103,8 @@ def main() -> None:
     E = resnet18_encoder(99, 64, args.width)
     G = resnet18_generator(99, 64, args.g_width or args.width)
     opt = torch.optim.Adam([*E.parameters(), *G.parameters()], args.lr, betas=(0.5, 0.999))  # the demo's Adam
+    D = dcgan_discriminator(64, args.width) if args.feature_match or args.gan else None
+    opt_d = torch.optim.Adam(D.parameters(), args.lr, betas=(0.5, 0.999)) if D else None
     loss_fn = L.reconstruction_l1 if args.loss == "l1" else L.laplacian_l1
     draw = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
@@ -98,17 +112,29 @@ def main() -> None:
         batch = torch.randint(len(train), (args.batch,), generator=draw).tolist()
         x, _ = train.get_batch(batch)
         xn = x * 2 - 1
+        x_rec = G(E(xn))
         if args.part_weight:
             weight = 1 + args.part_weight * expression_parts(train, batch, x)
-            loss = weighted_l1(xn, G(E(xn)), weight)
+            loss = weighted_l1(xn, x_rec, weight)
         else:
-            loss = loss_fn(xn, G(E(xn)))
+            loss = loss_fn(xn, x_rec)
+        if D is not None:
+            d_loss = L.bce_real(D(xn)) + L.bce_fake(D(x_rec.detach()))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            D.requires_grad_(False)
+            with torch.no_grad():
+                real_maps, _ = D.feature_maps(xn)
+            rec_maps, logits = D.feature_maps(x_rec)
+            loss = loss + args.feature_match * L.feature_matching_l1(real_maps, rec_maps) + args.gan * L.bce_real(logits)
+            D.requires_grad_(True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % args.eval_every == 0 or step == args.steps:
             print(f"step {step} ({time.perf_counter() - t0:.0f} s, loss {loss.item():.4f}): "
-                  f"{judged(E, G, judge, reference)}", flush=True)
+                  f"{judged(E, G, judge, reference, save=args.save if step == args.steps else None)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,14 @@ def laplacian_l1(x: torch.Tensor, x_rec: torch.Tensor, levels: int = 4) -> torch
     return sum((a - b).abs().mean() for a, b in zip(laplacian_pyramid(x, levels), laplacian_pyramid(x_rec, levels)))
 
 
+def feature_matching_l1(real_maps: Sequence[torch.Tensor], rec_maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean L1 between D_x's activations of each real picture and of its reconstruction, averaged over layers
+    (the learned similarity of VAE-GAN, Larsen et al., 2016): D_x learns what tells a reconstruction from its
+    original (missing eyes, a blurred mouth), so matching its features pays for parts that pixel L1 weighs by
+    their few pixels. The real side is a fixed target."""
+    return sum((r.detach().float() - f.float()).abs().mean() for r, f in zip(real_maps, rec_maps)) / len(real_maps)
+
+
 def aae_generator_losses(d_z_enc, d_x_rec, d_x_prior) -> dict[str, torch.Tensor]:
     """The E/G side of Eq. (2)-(4): fool D_z with E(x), D_x with G(E(x)) and with G(z*)."""
     return {"enc": bce_real(d_z_enc), "adv": bce_real(d_x_rec), "gen": bce_real(d_x_prior)}

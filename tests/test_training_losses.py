@@ -8,7 +8,7 @@ import torch
 from fsx import losses as L
 from fsx.attributes import Attribute
 from fsx.layout import Layout
-from fsx.train.stages import STAGE_TABLE, enter_stage
+from fsx.train.stages import STAGE_TABLE, enter_stage, set_requires_grad
 
 
 def test_bce_terms_match_the_formula():
@@ -316,3 +316,48 @@ def test_cycle_trains_the_encoder_only_when_asked(tmp_path, trains_encoder):
     assert grad_norm(m.aae.G) > 0 and grad_norm(m.disentangler.phi_inv) > 0
     assert (grad_norm(m.aae.E) > 0) == trains_encoder
     assert all(p.requires_grad for p in m.aae.E.parameters())  # E trains on real faces as before
+
+
+def test_feature_matching_l1_against_hand_computation():
+    real = [torch.zeros(2, 3, 4, 4), torch.ones(2, 5, 2, 2)]
+    rec = [torch.full((2, 3, 4, 4), 0.5, requires_grad=True), torch.full((2, 5, 2, 2), 3.0, requires_grad=True)]
+    real[0].requires_grad_(True)
+    loss = L.feature_matching_l1(real, rec)
+    assert loss.item() == pytest.approx((0.5 + 2.0) / 2)  # each layer's mean |difference|, averaged over layers
+    loss.backward()
+    assert real[0].grad is None and rec[0].grad is not None  # the real side is a fixed target
+
+
+def test_image_discriminator_feature_maps_end_in_its_logits():
+    from fsx.backbones.discriminators import dcgan_discriminator
+
+    D = dcgan_discriminator(64, 0.125).eval()
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    maps, logits = D.feature_maps(x)
+    assert [m.shape[-1] for m in maps] == [32, 16, 8, 4]  # one map per halving, 64 -> 4
+    torch.testing.assert_close(logits, D(x))
+
+
+@pytest.mark.parametrize("weight", [0.0, 2.0])
+def test_feature_matching_trains_e_and_g_when_weighted(tmp_path, weight):
+    """``loss.feature_match`` adds the D_x feature-matching term to the E/G objective, lambda_AE x weight x
+    L_fm, with gradient into G (and E) but not into D_x; at 0 the term is not computed at all."""
+    tr = _tiny_trainer(tmp_path, loss={"feature_match": weight})
+    m = tr.model
+    enter_stage(m, STAGE_TABLE["aae"])
+    set_requires_grad([m.aae.D_x, m.aae.D_z], False)  # as after the discriminators' update in a step
+    _, x, y = tr.schedule.next(tr.global_step)
+    xn = x * 2 - 1
+    z, x_rec, x_prior, _ = tr.steps._encode_decode(xn)
+    obj, g = tr.steps._aae_generator_terms(xn, z, x_rec, x_prior)
+    assert ("fm" in g) == bool(weight)
+    if not weight:
+        return
+    w = tr.cfg.loss
+    without_fm = L.aae_objective(g, w.lambda_ae, w.rec, w.image_gan)
+    torch.testing.assert_close(obj, without_fm + w.lambda_ae * weight * g["fm"])
+    assert g["fm"].item() > 0
+    g["fm"].backward()
+    grad_norm = lambda mod: sum(float(p.grad.abs().sum()) for p in mod.parameters() if p.grad is not None)  # noqa: E731
+    assert grad_norm(m.aae.G) > 0 and grad_norm(m.aae.E) > 0
+    assert grad_norm(m.aae.D_x) == 0

@@ -59,6 +59,10 @@ class LossConfig:
     lambda_ae: float = 0.9
     rec: float = 1.0  # factor on L_rec inside Eq. (5)
     image_gan: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5)
+    # Feature matching (not in the paper; VAE-GAN's learned similarity): weight of the L1 between D_x's
+    # activations of each real picture and of its reconstruction, added to the E/G side of Eq. (5). Pixel L1 weighs
+    # an eye or a mouth by its few pixels; D_x's features weigh what tells a reconstruction from its original.
+    feature_match: float = attrs.field(default=0.0, validator=v.ge(0))
     # R1 penalty (Mescheder et al., 2018) on D_z: gamma/2 * E||grad D_z(z*)||^2 over prior samples.
     latent_r1: float = attrs.field(default=0.0, validator=v.ge(0))
     rec_phi: float = 1.0  # lambda of L_rec^Phi in Eq. (14)

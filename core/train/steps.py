@@ -60,6 +60,9 @@ class Steps:
         self.autocast = autocast or nullcontext
         self.names = model.layout.names
         self.owned = {key: [model.get_submodule(path) for path in paths] for key, paths in OPTIMIZED.items()}
+        if cfg.loss.feature_match and not callable(getattr(model.aae.D_x, "feature_maps", None)):
+            raise ValueError(f"loss.feature_match needs an image discriminator with feature_maps(x) "
+                             f"(dcgan_discriminator has it); {model.config.image_discriminator!r} has none")
 
     def update(self, objective: torch.Tensor, *optimizers: str) -> None:
         """One update of the named optimisers from ``objective``: the only place gradients are zeroed, averaged
@@ -128,9 +131,19 @@ class Steps:
     def _aae_generator_terms(self, xn, z, x_rec, x_prior) -> tuple[torch.Tensor, dict]:
         aae, w = self.m.aae, self.cfg.loss
         with self.autocast():
-            g = L.aae_generator_losses(self._latent_logits_for_encoder(z), aae.D_x(x_rec), aae.D_x(x_prior))
+            if w.feature_match:
+                with torch.no_grad():
+                    real_maps, _ = aae.D_x.feature_maps(xn)
+                rec_maps, logits_rec = aae.D_x.feature_maps(x_rec)
+            else:
+                logits_rec = aae.D_x(x_rec)
+            g = L.aae_generator_losses(self._latent_logits_for_encoder(z), logits_rec, aae.D_x(x_prior))
         g["rec"] = L.reconstruction_l1(xn, x_rec.float())
-        return L.aae_objective(g, w.lambda_ae, w.rec, w.image_gan), g
+        obj = L.aae_objective(g, w.lambda_ae, w.rec, w.image_gan)
+        if w.feature_match:
+            g["fm"] = L.feature_matching_l1(real_maps, rec_maps)
+            obj = obj + w.lambda_ae * w.feature_match * g["fm"]
+        return obj, g
 
     def _phi_terms(self, z, labels, rec_phi_weight: float | None = None) -> tuple[torch.Tensor, dict]:
         """Eq. (6)-(14) on encodings z (with or without gradient into E)."""
