@@ -89,12 +89,12 @@ def network_ranges(model):
 
 def bench(preset: str, size: int, width: float, batch: int, repeats: int, cycle_samples=None,
           precision: str = "fp32", channels_last: bool = False, stages=STAGES, profile: bool = False,
-          device: str = "cpu", compile_: bool = False):
+          device: str = "cpu", compile_: bool = False, feature_match: float | None = None):
     """stage -> (images/s, GFLOP/s, peak memory in GiB or None on CPU)."""
     reg = get_registry()
     attrs_ = reg.resolve("pose,id,expr,style")
     cfg = make_config(preset, model=dict(image_size=size, width=width), batch_size=batch,
-                      loss=dict(cycle_samples=cycle_samples))
+                      loss=dict(cycle_samples=cycle_samples, feature_match=feature_match))
     model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, cfg.model)).to(device)
     opt = build_optimizers(model, cfg)
     eager = {name: getattr(model.aae, name) for name in ("E", "G", "D_x")}
@@ -161,6 +161,7 @@ def main() -> None:
     ap.add_argument("--widths", default="0.25,1.0")
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--cycle-samples", type=int, default=None, help="rows per attribute in the cycle (the preset's by default)")
+    ap.add_argument("--feature-match", type=float, default=None, help="loss.feature_match (the preset's by default)")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: CPU autocast")
     ap.add_argument("--nchw", action="store_true", help="keep torch's default layout (fsx trains in channels_last)")
     ap.add_argument("--profile", action="store_true", help="print where each stage's time goes")
@@ -179,7 +180,8 @@ def main() -> None:
     for size in map(int, args.sizes.split(",")):
         for width in map(float, args.widths.split(",")):
             result = bench(args.preset, size, width, args.batch, args.repeats, args.cycle_samples, args.precision,
-                           not args.nchw, tuple(args.stages.split(",")), args.profile, args.device, args.compile)
+                           not args.nchw, tuple(args.stages.split(",")), args.profile, args.device, args.compile,
+                           args.feature_match)
             for stage, (ips, gflops, gib) in result.items():
                 print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}% "
                       f"{gflops / ips:9.2f}{f'{gib:6.1f}' if gib is not None else '     -'}", flush=True)

@@ -361,3 +361,26 @@ def test_feature_matching_trains_e_and_g_when_weighted(tmp_path, weight):
     grad_norm = lambda mod: sum(float(p.grad.abs().sum()) for p in mod.parameters() if p.grad is not None)  # noqa: E731
     assert grad_norm(m.aae.G) > 0 and grad_norm(m.aae.E) > 0
     assert grad_norm(m.aae.D_x) == 0
+
+
+def _plain_critic(image_size: int = 64, width: float = 1.0):
+    """An image discriminator that gives logits but no ``feature_maps``."""
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 1, image_size), torch.nn.Flatten(0))
+
+
+def test_feature_matching_with_a_discriminator_that_has_no_feature_maps_is_a_named_error(tmp_path, monkeypatch):
+    import fsx.plugins
+    from fsx.plugins import hookimpl, load_registry
+
+    class PlainCriticPlugin:
+        @staticmethod
+        @hookimpl
+        def fsx_register_backbones():
+            return {"plain_critic": _plain_critic}
+
+    registry = load_registry([PlainCriticPlugin], entry_points=False)
+    monkeypatch.setattr(fsx.plugins, "get_registry", lambda: registry)  # this test's registry, not the process's
+    model = {"image_discriminator": "plain_critic"}
+    _tiny_trainer(tmp_path / "ok", model=model)  # without feature matching the plugin's D_x trains as it is
+    with pytest.raises(ValueError, match="feature_match.*'plain_critic' has none"):
+        _tiny_trainer(tmp_path / "fm", model=model, loss={"feature_match": 1.0})
