@@ -127,7 +127,8 @@ def main() -> None:
             with torch.no_grad():
                 real_maps, _ = D.feature_maps(xn)
             rec_maps, logits = D.feature_maps(x_rec)
-            loss = loss + args.feature_match * L.feature_matching_l1(real_maps, rec_maps) + args.gan * L.bce_real(logits)
+            fm = L.feature_matching_l1(real_maps, rec_maps)
+            loss = loss + args.feature_match * fm + args.gan * L.bce_real(logits)
             D.requires_grad_(True)
         opt.zero_grad(set_to_none=True)
         loss.backward()

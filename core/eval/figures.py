@@ -124,9 +124,9 @@ def report(m: dict, names: list[str]) -> str:
         "| path | RMSE (0-255) |", "|---|---|",
         f"| autoencoder G(E(x)) | {m['rmse']['aae']:.2f} |",
         f"| embedding G(Phi^-1(Phi(E(x)))) | {m['rmse']['embedding']:.2f} |", "",
-        (f"FID against {m['fid']['count']} real pictures of the evaluated persons (standard FID network; biased upwards at small "
-         f"counts): random samples G(z*) {m['fid']['samples']:.1f}, reconstructions G(E(x)) of other pictures "
-         f"{m['fid']['reconstructions']:.1f}" if m['fid']['value'] is not None else f"FID: {m['fid']['reason']}"), "",
+        (f"FID against {m['fid']['count']} real pictures of the evaluated persons (standard FID network; biased "
+         f"upwards at small counts): random samples G(z*) {m['fid']['samples']:.1f}, reconstructions G(E(x)) of "
+         f"other pictures {m['fid']['reconstructions']:.1f}" if m['fid']['value'] is not None else f"FID: {m['fid']['reason']}"), "",
         *_latent_lines(m.get("latent")),
         "## Each attribute read from each sub-vector (Tables 2 and 3, generalised)", "",
         "Rows: the attribute probed; columns: the sub-vector it is read from; `not_k` is everything but the "

@@ -287,7 +287,8 @@ def report_lines(j: dict) -> list[str]:
     lines = ["", "## What the pictures show, read by an independent judge (SynthFaces)", "",
              f"A small CNN trained on the renders' exact factors (fsx.eval.judge; never on fsx's networks) reads "
              f"{j['samples']} pictures of the evaluated persons and what fsx draws of them. Its reading of the real "
-             "pictures (row x) is the ceiling. Identity: verification of each picture against the real picture of another sample.", "",
+             "pictures (row x) is the ceiling. Identity: verification of each picture against the real picture of "
+             "another sample.", "",
              "| pictures | pose MAE (deg) | expression accuracy (chance 12.5%) | valence/arousal MAE | identity "
              "verification | style MAE | glasses/hat accuracy |", "|---|---|---|---|---|---|---|"]
     for name, r in j["of"].items():
