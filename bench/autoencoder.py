@@ -8,8 +8,9 @@ the RMSE on the 0-255 scale. It separates what the reconstruction loss and the d
 the adversarial and disentangling terms cost.
 
     python bench/autoencoder.py [--loss l1|laplacian] [--steps 1500] [--width 0.25] [--g-width W]
-                                [--batch 40] [--lr 5e-4] [--eval-every 500] [--split val|test] [--part-weight A]
-                                [--feature-match W] [--gan W] [--save PNG]
+                                [--batch 40] [--lr 5e-4] [--eval-every 500] [--split val|test|train] [--part-weight A]
+                                [--feature-match W] [--gan W] [--code encoder|exact] [--precision fp32|bf16]
+                                [--save PNG]
 
 ``--part-weight A`` asks whether paying for the expression's parts lets G draw them: each training batch is
 rendered a second time with other samples' expressions (SynthFaces' exact counterfactual), the pixels that change
@@ -19,12 +20,19 @@ faces the analogue is a mask from the prepared landmarks).
 ``--feature-match W`` trains fsx's D_x beside E and G (real pictures against their reconstructions, BCE) and adds
 W x the L1 between D_x's activations of each picture and of its reconstruction (``fsx.losses.feature_matching_l1``,
 VAE-GAN's learned similarity); ``--gan W`` adds the plain adversarial term of G at weight W.
+
+``--code exact`` takes E out: G is fed the exact render parameters of each picture (pose, identity, valence, arousal,
+the category one-hot and style, each standardised over the train split, zero-padded to 99), so what it draws is
+the most G can draw at that width and step count whatever an encoder learns. ``--precision bf16`` runs the
+forward passes in bf16 autocast (channels_last in both precisions, as fsx trains).
 """
 
 import argparse
+import contextlib
 import time
 
 import torch
+import torch.nn.functional as F
 from torchvision.utils import save_image
 
 from fsx import losses as L
@@ -46,12 +54,36 @@ def ceiling(judge, data, idx) -> tuple[dict, str]:
                                                      f"{100 * r['expression_accuracy']:.1f}%, identity {100 * ver:.1f}%")
 
 
+class ExactCode(torch.nn.Module):
+    """Stands in for E: a picture's exact render parameters as a standardised 99-d code (needs no pixels)."""
+
+    def __init__(self, train: SynthFaces, dim: int = 99):
+        super().__init__()
+        self.dim = dim
+        every = self.raw(train.params_of(range(len(train))))
+        self.register_buffer("mean", every.mean(0))
+        self.register_buffer("std", every.std(0).clamp_min(1e-6))
+
+    @staticmethod
+    def raw(p: dict) -> torch.Tensor:
+        e = p["expression"]  # valence, arousal, category
+        return torch.cat([p["pose"] / 30, p["identity"], e[:, :2], F.one_hot(e[:, 2].long(), 8).float(), p["style"]], 1)
+
+    def forward(self, params: dict) -> torch.Tensor:
+        code = (self.raw(params) - self.mean) / self.std
+        return F.pad(code, (0, self.dim - code.shape[1]))
+
+
 @torch.no_grad()
 def judged(E, G, judge, held: dict, batch: int = 128, save: str | None = None) -> str:
     x, labels, real = held["x"], held["labels"], held["real"]
     E.eval()
     G.eval()
-    rec = torch.cat([(G(E(x[s : s + batch] * 2 - 1)) + 1) / 2 for s in range(0, len(x), batch)]).clamp(0, 1)
+    if isinstance(E, ExactCode):
+        rec = torch.cat([(G(E({k: v[s : s + batch] for k, v in held["params"].items()})) + 1) / 2
+                         for s in range(0, len(x), batch)]).clamp(0, 1)
+    else:
+        rec = torch.cat([(G(E(x[s : s + batch] * 2 - 1)) + 1) / 2 for s in range(0, len(x), batch)]).clamp(0, 1)
     E.train()
     G.train()
     if save:  # 8 pictures over their reconstructions
@@ -84,13 +116,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=40)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--eval-every", type=int, default=500)
-    ap.add_argument("--split", choices=("val", "test"), default="val")
+    ap.add_argument("--split", choices=("val", "test", "train"), default="val",
+                    help="whose pictures are read: unseen persons (val, test) or the training persons")
     ap.add_argument("--samples", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--part-weight", type=float, default=0.0, help="extra L1 weight on the expression's pixels")
     ap.add_argument("--feature-match", type=float, default=0.0, help="weight of D_x's feature matching")
     ap.add_argument("--save", help="write 8 held-out pictures over their reconstructions to this PNG at the end")
     ap.add_argument("--gan", type=float, default=0.0, help="weight of G's adversarial term against D_x")
+    ap.add_argument("--code", choices=("encoder", "exact"), default="encoder",
+                    help="G's input: E(x), or the exact render parameters (E not trained)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -99,10 +135,13 @@ def main() -> None:
     idx = torch.randperm(len(held), generator=torch.Generator().manual_seed(1))[: args.samples]
     judge = load_judge()
     reference, summary = ceiling(judge, held, idx)
+    reference["params"] = held.params_of(idx)
     print(f"the judge on {len(idx)} real {args.split} pictures (the ceiling): {summary}", flush=True)
-    E = resnet18_encoder(99, 64, args.width)
-    G = resnet18_generator(99, 64, args.g_width or args.width)
+    exact = args.code == "exact"
+    E = ExactCode(train) if exact else resnet18_encoder(99, 64, args.width).to(memory_format=torch.channels_last)
+    G = resnet18_generator(99, 64, args.g_width or args.width).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam([*E.parameters(), *G.parameters()], args.lr, betas=(0.5, 0.999))  # the demo's Adam
+    autocast = (lambda: torch.autocast("cpu", torch.bfloat16)) if args.precision == "bf16" else contextlib.nullcontext
     D = dcgan_discriminator(64, args.width) if args.feature_match or args.gan else None
     opt_d = torch.optim.Adam(D.parameters(), args.lr, betas=(0.5, 0.999)) if D else None
     loss_fn = L.reconstruction_l1 if args.loss == "l1" else L.laplacian_l1
@@ -111,8 +150,9 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         batch = torch.randint(len(train), (args.batch,), generator=draw).tolist()
         x, _ = train.get_batch(batch)
-        xn = x * 2 - 1
-        x_rec = G(E(xn))
+        xn = (x * 2 - 1).contiguous(memory_format=torch.channels_last)
+        with autocast():
+            x_rec = G(E(train.params_of(batch) if exact else xn)).float()
         if args.part_weight:
             weight = 1 + args.part_weight * expression_parts(train, batch, x)
             loss = weighted_l1(xn, x_rec, weight)
