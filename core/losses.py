@@ -28,6 +28,14 @@ def reconstruction_l1(x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
     return (x - x_rec).abs().mean()
 
 
+def reconstruction_squared(x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
+    """Mean squared error: Eq. (1) with the square (``loss.rec_error="squared"``)."""
+    return (x - x_rec).pow(2).mean()
+
+
+RECONSTRUCTION_ERRORS = {"l1": reconstruction_l1, "squared": reconstruction_squared}
+
+
 def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
     """Band-pass images, finest first (each the detail that 2x2 average pooling removes), then the coarse rest."""
     bands = []

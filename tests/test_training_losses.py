@@ -384,3 +384,29 @@ def test_feature_matching_with_a_discriminator_that_has_no_feature_maps_is_a_nam
     _tiny_trainer(tmp_path / "ok", model=model)  # without feature matching the plugin's D_x trains as it is
     with pytest.raises(ValueError, match="feature_match.*'plain_critic' has none"):
         _tiny_trainer(tmp_path / "fm", model=model, loss={"feature_match": 1.0})
+
+
+@pytest.mark.parametrize("error", ["l1", "squared"])
+def test_reconstruction_error_is_the_one_the_configuration_names(tmp_path, error):
+    """``loss.rec_error`` picks L_rec's pixel error in Eq. (5): the mean absolute error (the paper) or the mean
+    squared error, and the E/G objective weighs it as before."""
+    tr = _tiny_trainer(tmp_path, loss={"rec_error": error})
+    m = tr.model
+    enter_stage(m, STAGE_TABLE["aae"])
+    set_requires_grad([m.aae.D_x, m.aae.D_z], False)
+    _, x, _ = tr.schedule.next(tr.global_step)
+    xn = x * 2 - 1
+    z, x_rec, x_prior, _ = tr.steps._encode_decode(xn)
+    obj, g = tr.steps._aae_generator_terms(xn, z, x_rec, x_prior)
+    diff = (xn - x_rec.float()).detach()
+    expected = diff.abs().mean() if error == "l1" else diff.pow(2).mean()
+    torch.testing.assert_close(g["rec"].detach(), expected)
+    w = tr.cfg.loss
+    torch.testing.assert_close(obj, L.aae_objective(g, w.lambda_ae, w.rec, w.image_gan))
+
+
+def test_an_unknown_reconstruction_error_is_refused_by_name():
+    from fsx.train import make_config
+
+    with pytest.raises(ValueError, match="rec_error"):
+        make_config("tiny", loss={"rec_error": "cubic"})

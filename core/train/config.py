@@ -58,6 +58,10 @@ class LossConfig:
 
     lambda_ae: float = 0.9
     rec: float = 1.0  # factor on L_rec inside Eq. (5)
+    # The pixel error of L_rec: "l1" (Eq. 1) or "squared". L1's gradient is the same size for every pixel, so an
+    # eye's few badly wrong pixels pull no harder than the background's noise; the squared error pulls in
+    # proportion to the error (docs/experiments.md: from the exact render parameters G draws eyes only with it).
+    rec_error: str = attrs.field(default="l1", validator=v.in_(("l1", "squared")))
     image_gan: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5)
     # Feature matching (not in the paper; VAE-GAN's learned similarity): weight of the L1 between D_x's
     # activations of each real picture and of its reconstruction, added to the E/G side of Eq. (5). Pixel L1 weighs

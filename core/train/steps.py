@@ -138,7 +138,7 @@ class Steps:
             else:
                 logits_rec = aae.D_x(x_rec)
             g = L.aae_generator_losses(self._latent_logits_for_encoder(z), logits_rec, aae.D_x(x_prior))
-        g["rec"] = L.reconstruction_l1(xn, x_rec.float())
+        g["rec"] = L.RECONSTRUCTION_ERRORS[w.rec_error](xn, x_rec.float())
         obj = L.aae_objective(g, w.lambda_ae, w.rec, w.image_gan)
         if w.feature_match:
             g["fm"] = L.feature_matching_l1(real_maps, rec_maps)
