@@ -39,6 +39,7 @@ from fsx import losses as L
 from fsx.backbones.discriminators import dcgan_discriminator
 from fsx.backbones.encoder import resnet18_encoder
 from fsx.backbones.generator import resnet18_generator
+from fsx.data.face_params import CATEGORIES
 from fsx.data.synthfaces import SynthFaces
 from fsx.eval.judge import load_judge, read, readings, verification
 
@@ -67,7 +68,7 @@ class ExactCode(torch.nn.Module):
     @staticmethod
     def raw(p: dict) -> torch.Tensor:
         e = p["expression"]  # valence, arousal, category
-        return torch.cat([p["pose"] / 30, p["identity"], e[:, :2], F.one_hot(e[:, 2].long(), 8).float(), p["style"]], 1)
+        return torch.cat([p["pose"] / 30, p["identity"], e[:, :2], F.one_hot(e[:, 2].long(), len(CATEGORIES)).float(), p["style"]], 1)
 
     def forward(self, params: dict) -> torch.Tensor:
         code = (self.raw(params) - self.mean) / self.std
@@ -79,11 +80,10 @@ def judged(E, G, judge, held: dict, batch: int = 128, save: str | None = None) -
     x, labels, real = held["x"], held["labels"], held["real"]
     E.eval()
     G.eval()
-    if isinstance(E, ExactCode):
-        rec = torch.cat([(G(E({k: v[s : s + batch] for k, v in held["params"].items()})) + 1) / 2
-                         for s in range(0, len(x), batch)]).clamp(0, 1)
-    else:
-        rec = torch.cat([(G(E(x[s : s + batch] * 2 - 1)) + 1) / 2 for s in range(0, len(x), batch)]).clamp(0, 1)
+    exact = isinstance(E, ExactCode)
+    chunk = (lambda s: {k: v[s : s + batch] for k, v in held["params"].items()}) if exact else (
+        lambda s: x[s : s + batch] * 2 - 1)
+    rec = torch.cat([(G(E(chunk(s))) + 1) / 2 for s in range(0, len(x), batch)]).clamp(0, 1)
     E.train()
     G.train()
     if save:  # 8 pictures over their reconstructions
@@ -144,7 +144,7 @@ def main() -> None:
     autocast = (lambda: torch.autocast("cpu", torch.bfloat16)) if args.precision == "bf16" else contextlib.nullcontext
     D = dcgan_discriminator(64, args.width) if args.feature_match or args.gan else None
     opt_d = torch.optim.Adam(D.parameters(), args.lr, betas=(0.5, 0.999)) if D else None
-    loss_fn = {"l1": L.reconstruction_l1, "laplacian": L.laplacian_l1, "mse": F.mse_loss}[args.loss]
+    loss_fn = {"l1": L.reconstruction_l1, "laplacian": L.laplacian_l1, "mse": L.reconstruction_squared}[args.loss]
     draw = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):

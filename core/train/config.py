@@ -9,6 +9,7 @@ import attrs
 from attrs import validators as v
 
 from fsx.config import NetworkConfig, from_fields
+from fsx.losses import RECONSTRUCTION_ERRORS
 from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, PERSONS
 
 # aae, disentangle and joint are the paper's Sec. 3.1, 3.2-3.7 and 3.8. refit (not in the paper) trains Phi and
@@ -61,7 +62,7 @@ class LossConfig:
     # The pixel error of L_rec: "l1" (Eq. 1) or "squared". L1's gradient is the same size for every pixel, so an
     # eye's few badly wrong pixels pull no harder than the background's noise; the squared error pulls in
     # proportion to the error (docs/experiments.md: from the exact render parameters G draws eyes only with it).
-    rec_error: str = attrs.field(default="l1", validator=v.in_(("l1", "squared")))
+    rec_error: str = attrs.field(default="l1", validator=v.in_(tuple(RECONSTRUCTION_ERRORS)))
     image_gan: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5)
     # Feature matching (not in the paper; VAE-GAN's learned similarity): weight of the L1 between D_x's
     # activations of each real picture and of its reconstruction, added to the E/G side of Eq. (5). Pixel L1 weighs
