@@ -7,7 +7,7 @@ pose MAE, expression accuracy and identity verification against the judge's read
 the RMSE on the 0-255 scale. It separates what the reconstruction loss and the decoder's size allow from what
 the adversarial and disentangling terms cost.
 
-    python bench/autoencoder.py [--loss l1|laplacian|mse] [--steps 1500] [--width 0.25] [--g-width W]
+    python bench/autoencoder.py [--loss l1|squared|laplacian] [--steps 1500] [--width 0.25] [--g-width W]
                                 [--batch 40] [--lr 5e-4] [--eval-every 500] [--split val|test|train] [--part-weight A]
                                 [--feature-match W] [--gan W] [--code encoder|exact] [--precision fp32|bf16]
                                 [--save PNG]
@@ -68,7 +68,8 @@ class ExactCode(torch.nn.Module):
     @staticmethod
     def raw(p: dict) -> torch.Tensor:
         e = p["expression"]  # valence, arousal, category
-        return torch.cat([p["pose"] / 30, p["identity"], e[:, :2], F.one_hot(e[:, 2].long(), len(CATEGORIES)).float(), p["style"]], 1)
+        category = F.one_hot(e[:, 2].long(), len(CATEGORIES)).float()
+        return torch.cat([p["pose"] / 30, p["identity"], e[:, :2], category, p["style"]], 1)
 
     def forward(self, params: dict) -> torch.Tensor:
         code = (self.raw(params) - self.mean) / self.std
@@ -109,7 +110,8 @@ def weighted_l1(x: torch.Tensor, x_rec: torch.Tensor, weight: torch.Tensor) -> t
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--loss", choices=("l1", "laplacian", "mse"), default="l1")
+    losses = {**L.RECONSTRUCTION_ERRORS, "laplacian": L.laplacian_l1}  # training's pixel errors and the pyramid
+    ap.add_argument("--loss", choices=tuple(losses), default="l1")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--g-width", type=float, help="the generator's width (default: --width)")
@@ -144,7 +146,7 @@ def main() -> None:
     autocast = (lambda: torch.autocast("cpu", torch.bfloat16)) if args.precision == "bf16" else contextlib.nullcontext
     D = dcgan_discriminator(64, args.width) if args.feature_match or args.gan else None
     opt_d = torch.optim.Adam(D.parameters(), args.lr, betas=(0.5, 0.999)) if D else None
-    loss_fn = {"l1": L.reconstruction_l1, "laplacian": L.laplacian_l1, "mse": L.reconstruction_squared}[args.loss]
+    loss_fn = losses[args.loss]
     draw = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):
