@@ -38,7 +38,8 @@ from torchvision.utils import save_image
 from fsx import losses as L
 from fsx.backbones.discriminators import dcgan_discriminator
 from fsx.backbones.encoder import resnet18_encoder
-from fsx.backbones.generator import resnet18_generator
+from fsx.backbones import create_backbone
+from fsx.perceptual import RandomPerceptual
 from fsx.data.face_params import CATEGORIES
 from fsx.data.synthfaces import SynthFaces
 from fsx.eval.judge import load_judge, read, readings, verification
@@ -129,6 +130,13 @@ def main() -> None:
     ap.add_argument("--code", choices=("encoder", "exact"), default="encoder",
                     help="G's input: E(x), or the exact render parameters (E not trained)")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--generator", default="resnet18_generator", help="G's registered backbone name")
+    ap.add_argument("--floor", type=int, help="skip_generator's channel floor")
+    ap.add_argument("--ssim", type=float, default=0.0, help="weight of 1 - SSIM beside the pixel error")
+    ap.add_argument("--scales", type=float, default=0.0,
+                    help="weight of the pixel error on each coarser output of a multi-scale G (skip_generator)")
+    ap.add_argument("--perceptual", type=float, default=0.0, help="weight of the random-CNN perceptual distance")
+    ap.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes (0: run every step)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -141,7 +149,11 @@ def main() -> None:
     print(f"the judge on {len(idx)} real {args.split} pictures (the ceiling): {summary}", flush=True)
     exact = args.code == "exact"
     E = ExactCode(train) if exact else resnet18_encoder(99, 64, args.width).to(memory_format=torch.channels_last)
-    G = resnet18_generator(99, 64, args.g_width or args.width).to(memory_format=torch.channels_last)
+    g_options = {"floor": args.floor} if args.floor else {}
+    G = create_backbone(args.generator, in_dim=99, image_size=64, width=args.g_width or args.width, **g_options)
+    G = G.to(memory_format=torch.channels_last)
+    print(f"G: {args.generator} {g_options}, {sum(p.numel() for p in G.parameters())} parameters", flush=True)
+    perceptual = RandomPerceptual() if args.perceptual else None
     opt = torch.optim.Adam([*E.parameters(), *G.parameters()], args.lr, betas=(0.5, 0.999))  # the demo's Adam
     autocast = (lambda: torch.autocast("cpu", torch.bfloat16)) if args.precision == "bf16" else contextlib.nullcontext
     D = dcgan_discriminator(64, args.width) if args.feature_match or args.gan else None
@@ -154,12 +166,20 @@ def main() -> None:
         x, _ = train.get_batch(batch)
         xn = (x * 2 - 1).contiguous(memory_format=torch.channels_last)
         with autocast():
-            x_rec = G(E(train.params_of(batch) if exact else xn)).float()
+            code = E(train.params_of(batch) if exact else xn)
+            scales = G.pyramid(code) if args.scales else [G(code)]
+            x_rec = scales[-1].float()
         if args.part_weight:
             weight = 1 + args.part_weight * expression_parts(train, batch, x)
             loss = weighted_l1(xn, x_rec, weight)
         else:
             loss = loss_fn(xn, x_rec)
+        if args.scales:
+            loss = loss + args.scales * L.pyramid_reconstruction(xn, scales, loss_fn)
+        if args.ssim:
+            loss = loss + args.ssim * L.ssim_loss(xn, x_rec)
+        if perceptual is not None:
+            loss = loss + args.perceptual * perceptual(xn, x_rec)
         if D is not None:
             d_loss = L.bce_real(D(xn)) + L.bce_fake(D(x_rec.detach()))
             opt_d.zero_grad(set_to_none=True)
@@ -175,9 +195,13 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % args.eval_every == 0 or step == args.steps:
+        out_of_time = args.minutes and time.perf_counter() - t0 > 60 * args.minutes
+        if step % args.eval_every == 0 or step == args.steps or out_of_time:
             print(f"step {step} ({time.perf_counter() - t0:.0f} s, loss {loss.item():.4f}): "
-                  f"{judged(E, G, judge, reference, save=args.save if step == args.steps else None)}", flush=True)
+                  f"{judged(E, G, judge, reference, save=args.save if step == args.steps or out_of_time else None)}",
+                  flush=True)
+        if out_of_time:
+            break
 
 
 if __name__ == "__main__":

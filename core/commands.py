@@ -64,7 +64,7 @@ FLAGGED = {"attributes": "--attributes", "attribute_options": "--option", "data"
            "stage": "--stage", "steps": "--steps", "batch_size": "--batch-size", "model.image_size": "--image-size",
            "model.width": "--width", "seed": "--seed", "device": "--device", "precision": "--precision",
            "log_every": "--log-every", "sample_every": "--sample-every", "ckpt_every": "--ckpt-every",
-           "threads": "--threads", "workers": "--workers"}
+           "judge_every": "--judge-every", "threads": "--threads", "workers": "--workers"}
 
 
 def _parse_settings(values) -> dict:
@@ -168,13 +168,16 @@ def _relaunch_distributed(nproc: int) -> None:
 @click.option("--log-every", type=click.IntRange(min=1), default=None)
 @click.option("--sample-every", type=click.IntRange(min=1), default=None)
 @click.option("--ckpt-every", type=click.IntRange(min=1), default=None)
+@click.option("--judge-every", type=click.IntRange(min=0), default=None,
+              help="SynthFaces runs: every N steps the judge reads G(E(x)) and the embedding's decode of 256 "
+                   "validation pictures into metrics.jsonl and the console (0: never) [default: 250].")
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="CPU threads (0: torch's default).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="DataLoader worker processes that read the coming batches (0: read in the loop); the batches "
                    "are the same for any number.")
 @click.option("--force", is_flag=True, help="Replace the run already in OUT (its files are removed first).")
 def train(attributes, data, preset, stage, steps, batch_size, image_size, width, out, resume, init, seed, device,
-          precision, nproc, options, settings, log_every, sample_every, ckpt_every, threads, workers, force):
+          precision, nproc, options, settings, log_every, sample_every, ckpt_every, judge_every, threads, workers, force):
     """Train the AAE, the disentangler, both jointly, then refit the disentangler (stages aae, disentangle, joint,
     refit; "all" runs those the preset gives steps).
 
@@ -198,7 +201,7 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
         if resume and not (given - {"out", "resume", "init", "nproc", *BOOKKEEPING}):
             cfg = None  # the run's own configuration, with the bookkeeping given now on top
             bookkeeping = {k: v for k, v in dict(log_every=log_every, sample_every=sample_every, ckpt_every=ckpt_every,
-                                                  threads=threads, device=device, workers=workers).items()
+                                                  judge_every=judge_every, threads=threads, device=device, workers=workers).items()
                            if k in given}
         else:
             settings = _parse_settings(settings)
@@ -206,7 +209,7 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
                 attributes=names, data=data, stage=stage, steps=_parse_steps(steps, preset, stage),
                 batch_size=batch_size, seed=seed, device=device, precision=precision,
                 attribute_options=_parse_options(options) or None, log_every=log_every, sample_every=sample_every,
-                ckpt_every=ckpt_every, threads=threads, workers=workers)
+                ckpt_every=ckpt_every, judge_every=judge_every, threads=threads, workers=workers)
             model = {**settings.pop("model", {}), "image_size": int(image_size) if image_size else None, "width": width}
             cfg = make_config(preset, model=model, **flags, **settings)
     except (ValueError, TypeError) as exc:

@@ -36,6 +36,25 @@ def reconstruction_squared(x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor
 RECONSTRUCTION_ERRORS = {"l1": reconstruction_l1, "squared": reconstruction_squared}
 
 
+def ssim_loss(x: torch.Tensor, x_rec: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """1 - SSIM (Wang et al., 2004) between images in [-1, 1], from ``pytorch_msssim``. SSIM compares local
+    means, contrasts and structure in every 7x7 window, so an eye or a mouth missing from a skin-coloured patch
+    costs as much as a wrong colour over a whole window, where a pixel error spreads it over the picture."""
+    from pytorch_msssim import ssim
+
+    return 1 - ssim((x.float() + 1) / 2, (x_rec.float() + 1) / 2, data_range=1.0, win_size=window)
+
+
+def pyramid_reconstruction(x: torch.Tensor, scales: Sequence[torch.Tensor], error) -> torch.Tensor:
+    """``error`` between each coarse image of a multi-scale generator (``pyramid(z)`` but its last) and ``x``
+    average-pooled to that size, averaged over the scales: each scale is asked for its own picture, so the coarse
+    ones settle where the face's parts go before the fine ones draw them."""
+    coarse = scales[:-1]
+    if not coarse:
+        return x.new_zeros(())
+    return sum(error(F.adaptive_avg_pool2d(x, s.shape[-1]), s.float()) for s in coarse) / len(coarse)
+
+
 def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
     """Band-pass images, finest first (each the detail that 2x2 average pooling removes), then the coarse rest."""
     bands = []

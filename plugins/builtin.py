@@ -8,6 +8,7 @@ from fsx.attributes.style import style
 from fsx.backbones.discriminators import dcgan_discriminator, mlp_latent_discriminator
 from fsx.backbones.encoder import resnet18_encoder
 from fsx.backbones.generator import mad_generator, resnet18_generator
+from fsx.backbones.skip_generator import skip_generator
 from fsx.plugins.hookspecs import hookimpl
 
 
@@ -18,5 +19,5 @@ def fsx_register_attributes():
 
 @hookimpl
 def fsx_register_backbones():
-    return {f.__name__: f for f in (resnet18_encoder, resnet18_generator, mad_generator, dcgan_discriminator,
-                                      mlp_latent_discriminator)}
+    return {f.__name__: f for f in (resnet18_encoder, resnet18_generator, skip_generator, mad_generator,
+                                      dcgan_discriminator, mlp_latent_discriminator)}

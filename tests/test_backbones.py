@@ -11,11 +11,12 @@ def test_every_backbone_at_every_size(size):
     E = create_backbone("resnet18_encoder", out_dim=99, image_size=size, width=0.125)
     G = create_backbone("resnet18_generator", in_dim=99, image_size=size, width=0.125)
     G_mad = create_backbone("mad_generator", in_dim=99, image_size=size, width=0.125)
+    G_skip = create_backbone("skip_generator", in_dim=99, image_size=size, width=0.125, floor=8)
     D_x = create_backbone("dcgan_discriminator", image_size=size, width=0.125)
     D_z = create_backbone("mlp_latent_discriminator", in_dim=99, hidden=64)
     z = E(x)
     assert z.shape == (2, 99)
-    for gen in (G, G_mad):
+    for gen in (G, G_mad, G_skip):
         img = gen(z)
         assert img.shape == (2, 3, size, size)
         assert img.min() >= -1 and img.max() <= 1

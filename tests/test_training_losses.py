@@ -265,7 +265,7 @@ def _aae_step_inputs(tr):
     _, x, _ = tr.schedule.next(tr.global_step)
     torch.manual_seed(0)
     with torch.no_grad():
-        z, x_rec, x_prior, _ = tr.steps._encode_decode(x * 2 - 1)
+        z, x_rec, x_prior, _, _ = tr.steps._encode_decode(x * 2 - 1)
     return x * 2 - 1, z, x_rec, x_prior
 
 
@@ -348,7 +348,7 @@ def test_feature_matching_trains_e_and_g_when_weighted(tmp_path, weight):
     set_requires_grad([m.aae.D_x, m.aae.D_z], False)  # as after the discriminators' update in a step
     _, x, y = tr.schedule.next(tr.global_step)
     xn = x * 2 - 1
-    z, x_rec, x_prior, _ = tr.steps._encode_decode(xn)
+    z, x_rec, x_prior, _, _ = tr.steps._encode_decode(xn)
     obj, g = tr.steps._aae_generator_terms(xn, z, x_rec, x_prior)
     assert ("fm" in g) == bool(weight)
     if not weight:
@@ -396,7 +396,7 @@ def test_reconstruction_error_is_the_one_the_configuration_names(tmp_path, error
     set_requires_grad([m.aae.D_x, m.aae.D_z], False)
     _, x, _ = tr.schedule.next(tr.global_step)
     xn = x * 2 - 1
-    z, x_rec, x_prior, _ = tr.steps._encode_decode(xn)
+    z, x_rec, x_prior, _, _ = tr.steps._encode_decode(xn)
     obj, g = tr.steps._aae_generator_terms(xn, z, x_rec, x_prior)
     diff = (xn - x_rec.float()).detach()
     expected = diff.abs().mean() if error == "l1" else diff.pow(2).mean()
@@ -410,3 +410,67 @@ def test_an_unknown_reconstruction_error_is_refused_by_name():
 
     with pytest.raises(ValueError, match="rec_error"):
         make_config("tiny", loss={"rec_error": "cubic"})
+
+
+def test_ssim_loss_is_zero_for_equal_pictures_and_pays_more_for_a_missing_part_than_pixels_do():
+    """A dark 4x4 'eye' missing from a 64 px face costs 1/256 of the pixels but a window's worth of structure."""
+    torch.manual_seed(0)
+    x = torch.full((2, 3, 64, 64), 0.4) + 0.02 * torch.randn(2, 3, 64, 64)
+    eyeless = x.clone()
+    x[:, :, 20:24, 20:24] = -0.8
+    assert L.ssim_loss(x, x).abs() < 1e-6
+    dimmer = x * 0.97  # every pixel a little off: a larger mean squared error than the missing eye's ...
+    assert L.reconstruction_squared(x, dimmer) < L.reconstruction_squared(x, eyeless)
+    assert L.ssim_loss(x, eyeless) > 5 * L.ssim_loss(x, dimmer)  # ... but SSIM weighs the eye far more
+    y = eyeless.clone().requires_grad_(True)
+    L.ssim_loss(x, y).backward()
+    assert y.grad[:, :, 20:24, 20:24].abs().mean() > 10 * y.grad[:, :, 40:, 40:].abs().mean()
+
+
+def test_pyramid_reconstruction_asks_each_coarse_scale_for_the_pooled_picture():
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    exact = [torch.nn.functional.avg_pool2d(x, k) for k in (4, 2)] + [x]
+    assert L.pyramid_reconstruction(x, exact, L.reconstruction_squared) == 0
+    off = [exact[0] + 0.5, exact[1], x]
+    torch.testing.assert_close(L.pyramid_reconstruction(x, off, L.reconstruction_squared), torch.tensor(0.125))
+    assert L.pyramid_reconstruction(x, [x], L.reconstruction_squared) == 0  # a single scale has no coarse one
+
+
+def test_random_perceptual_is_fixed_by_its_seed_and_never_trained():
+    from fsx.perceptual import RandomPerceptual
+
+    a, b, c = RandomPerceptual(seed=0), RandomPerceptual(seed=0), RandomPerceptual(seed=1)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.stages[0][0].weight, c.stages[0][0].weight)
+    assert not any(p.requires_grad for p in a.parameters())
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert a(x, x) == 0
+    y = (x + 0.3 * torch.randn_like(x)).requires_grad_(True)
+    d = a(x, y)
+    d.backward()
+    assert d > 0 and y.grad.abs().sum() > 0
+
+
+def test_added_reconstruction_terms_enter_l_rec_with_their_weights(tmp_path):
+    """loss.rec_ssim, rec_scales and rec_perceptual: each logged and added inside L_rec (lambda_AE x rec x weight)."""
+    weights = {"rec_ssim": 0.5, "rec_scales": 2.0, "rec_perceptual": 0.25}
+    tr = _tiny_trainer(tmp_path, loss={"rec_error": "squared", **weights},
+                       model={"generator": "skip_generator", "backbone_options": {"generator": {"floor": 8}}})
+    m = tr.model
+    enter_stage(m, STAGE_TABLE["aae"])
+    set_requires_grad([m.aae.D_x, m.aae.D_z], False)
+    _, x, _ = tr.schedule.next(tr.global_step)
+    xn = x * 2 - 1
+    z, x_rec, x_prior, _, scales = tr.steps._encode_decode(xn)
+    assert len(scales) == 4 and scales[-1] is x_rec  # 4 .. 32 px
+    obj, g = tr.steps._aae_generator_terms(xn, z, x_rec, x_prior, scales)
+    w = tr.cfg.loss
+    expected = L.aae_objective(g, w.lambda_ae, w.rec, w.image_gan) + sum(
+        w.lambda_ae * w.rec * weight * g[name] for name, weight in weights.items())
+    torch.testing.assert_close(obj, expected)
+    torch.testing.assert_close(g["rec_ssim"], L.ssim_loss(xn, x_rec))
+
+
+def test_coarse_scale_loss_with_a_generator_without_pyramid_is_a_named_error(tmp_path):
+    with pytest.raises(ValueError, match="rec_scales.*'resnet18_generator' has none"):
+        _tiny_trainer(tmp_path, loss={"rec_scales": 1.0})

@@ -17,7 +17,9 @@ import torch
 
 from fsx.data.folder import FolderSource
 from fsx.data.real import LOADERS
-from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, LABEL_FIELDS, PERSONS, SynthFaces
+from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, LABEL_FIELDS, PERSONS, SynthFaces, SynthStream
+
+STREAM_PERSONS = 64  # persons a streamed SynthFaces renders per step (its macro-batches choose among them)
 
 
 def join_vector_labels(labels: dict, declared: dict | None = None) -> dict:
@@ -34,15 +36,19 @@ def join_vector_labels(labels: dict, declared: dict | None = None) -> dict:
 def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = PERSONS["train"],
                   clips: int = CLIPS_PER_PERSON, frames: int = FRAMES_PER_CLIP,
                   split: str = "train") -> list:
-    """A list of sources (each with ``name``, ``labels``, ``__len__`` and ``get_batch``)."""
+    """A list of sources (each with ``name``, ``labels``, ``__len__`` and ``get_batch``). ``persons`` 0 streams
+    SynthFaces: new persons every step (``SynthStream``), the train split only."""
     synth = None
 
     def synthfaces():
         nonlocal synth
         if synth is None:
-            synth = SynthFaces(split, image_size=image_size, persons=persons, clips_per_person=clips,
-                               frames_per_clip=frames, seed=seed)
-            join_vector_labels(synth.labels)
+            if persons == 0 and split == "train":
+                synth = SynthStream(image_size, STREAM_PERSONS, clips, frames, seed, add_labels=join_vector_labels)
+            else:
+                synth = SynthFaces(split, image_size=image_size, persons=persons or PERSONS[split],
+                                   clips_per_person=clips, frames_per_clip=frames, seed=seed)
+                join_vector_labels(synth.labels)
         return synth
 
     sources = []

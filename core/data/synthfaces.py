@@ -204,5 +204,71 @@ class LabelledView:
     def get_batch(self, indices) -> tuple[torch.Tensor, dict]:
         return self.parent.get_batch(indices, self.fields)
 
+    def at_step(self, step: int, indices: Sequence[int]) -> list[int]:
+        """The indices a step reads: the sampler's, or a stream's generation of them (``SynthStream``)."""
+        at_step = getattr(self.parent, "at_step", None)
+        return at_step(step, indices) if at_step is not None else list(indices)
+
     def __repr__(self) -> str:
         return f"{self.name}: {self.parent!r} labelled with {list(self.fields)}"
+
+
+class SynthStream:
+    """Unlimited SynthFaces persons: every training step draws its batch from persons rendered for that step only.
+
+    The sampler sees a template of ``persons`` x ``clips_per_person`` x ``frames_per_clip`` samples (so identity's
+    and style's macro-batches still get persons with several clips and frames); ``at_step(step, indices)`` turns
+    the template indices a sampler drew for a step into indices of that step's own generation of persons, whose
+    factors come from a seeded stream of (seed, step): nothing is cached, no person comes back, and a resumed run
+    renders the same pictures for the same step. A fixed set lets G learn its persons instead of how to draw a
+    face (docs/experiments.md); persons cost nothing here, the renderer draws thousands of faces a second.
+    Streamed persons are drawn like the train split's and never from the validation or test persons' streams."""
+
+    name = "synthfaces"
+
+    def __init__(self, image_size: int = 64, persons: int = 64, clips_per_person: int = CLIPS_PER_PERSON,
+                 frames_per_clip: int = FRAMES_PER_CLIP, seed: int = 0, add_labels=None):
+        self.image_size, self.seed = image_size, seed
+        self.shape = (persons, clips_per_person, frames_per_clip)
+        self.add_labels = add_labels  # labels derived from the rendered ones (a plugin's vector label), per generation
+        self.template = self.generation(0)
+        self.labels = self.template.labels
+
+    def generation(self, g: int) -> SynthFaces:
+        """The persons of generation ``g`` (one training step's): a train-split SynthFaces of the template's size
+        whose parameter stream is (seed, g), person and clip ids numbered apart from every other generation's."""
+        P, C, F = self.shape
+        # train-split streams have seeds s * 7919 + 1; these use s = 1 + seed * 2**20 + g (no clash with the
+        # fixed train split's s = seed while g < 2**20 - 1 per seed)
+        data = SynthFaces("train", self.image_size, persons=P, clips_per_person=C, frames_per_clip=F,
+                          seed=1 + self.seed * 2**20 + g, cache=False)
+        data.labels["person"] = data.labels["person"] + g * P
+        data.labels["clip"] = data.labels["clip"] + g * P * C
+        if self.add_labels is not None:
+            self.add_labels(data.labels)
+        return data
+
+    def __len__(self) -> int:
+        return len(self.template)
+
+    def __repr__(self) -> str:
+        P, C, F = self.shape
+        return (f"SynthFaces(stream: new persons every step, {P} persons x {C} clips x {F} frames per step, "
+                f"{self.image_size} px)")
+
+    def at_step(self, step: int, indices: Sequence[int]) -> list[int]:
+        """Template indices -> the same positions in generation ``step``."""
+        return [int(step) * len(self) + int(i) for i in indices]
+
+    def get_batch(self, indices, fields: Iterable[str] | None = None) -> tuple[torch.Tensor, dict]:
+        """Pictures and labels of stream indices (``at_step``'s; plain template indices are generation 0)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        gens = (idx // len(self)).unique()
+        if len(gens) != 1:
+            raise ValueError("SynthStream.get_batch: one batch must come from one generation (one step)")
+        data = self.generation(int(gens[0])) if int(gens[0]) else self.template
+        local = idx % len(self)
+        return render(data.params_of(local), self.image_size), data.labels_of(local, fields)
+
+    def source(self, labels: Sequence[str] | None = None, name: str | None = None) -> "LabelledView":
+        return LabelledView(self, tuple(labels) if labels is not None else LABEL_FIELDS, name or self.name)

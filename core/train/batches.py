@@ -90,6 +90,9 @@ class BatchSchedule:
         source = self.sources[si]
         ki = (global_step // len(self.sources)) % len(self.specs[source.name])
         indices = next(self._sampler(f"{source.name}:{ki}", seed=self.seed * 31 + si * 7 + ki))
+        at_step = getattr(source, "at_step", None)  # a stream renders each step's own persons
+        if at_step is not None:
+            indices = at_step(global_step, indices)
         if self.workers:
             self._drawn.append((global_step, self._sampler_states()))
         return si, indices

@@ -63,6 +63,13 @@ class LossConfig:
     # eye's few badly wrong pixels pull no harder than the background's noise; the squared error pulls in
     # proportion to the error (docs/experiments.md: from the exact render parameters G draws eyes only with it).
     rec_error: str = attrs.field(default="l1", validator=v.in_(tuple(RECONSTRUCTION_ERRORS)))
+    # Terms added to L_rec, each weighted relative to the pixel error (all 0 in the paper): 1 - SSIM, which pays
+    # for local structure (an eye missing from a patch of skin) rather than for pixels; the pixel error of each
+    # coarser output of a multi-scale generator (skip_generator's pyramid) against the downsampled picture, so
+    # that coarse scales place the parts; and a perceptual distance from a fixed random-weight CNN (fsx.perceptual).
+    rec_ssim: float = attrs.field(default=0.0, validator=v.ge(0))
+    rec_scales: float = attrs.field(default=0.0, validator=v.ge(0))
+    rec_perceptual: float = attrs.field(default=0.0, validator=v.ge(0))
     image_gan: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5)
     # Feature matching (not in the paper; VAE-GAN's learned similarity): weight of the L1 between D_x's
     # activations of each real picture and of its reconstruction, added to the E/G side of Eq. (5). Pixel L1 weighs
@@ -87,9 +94,10 @@ class LossConfig:
 
 @attrs.frozen
 class SynthConfig:
-    """The size of SynthFaces' train split when ``data`` uses it."""
+    """The size of SynthFaces' train split when ``data`` uses it; ``persons`` 0 streams it instead (new persons
+    every step, ``fsx.data.synthfaces.SynthStream``), ``clips`` and ``frames`` then per streamed person."""
 
-    persons: int = attrs.field(default=PERSONS["train"], validator=v.ge(2))
+    persons: int = attrs.field(default=PERSONS["train"], validator=v.or_(v.in_((0,)), v.ge(2)))
     clips: int = attrs.field(default=CLIPS_PER_PERSON, validator=v.ge(1))
     frames: int = attrs.field(default=FRAMES_PER_CLIP, validator=v.ge(1))
 
@@ -121,6 +129,9 @@ class TrainConfig:
     log_every: int = attrs.field(default=10, validator=v.ge(1))
     sample_every: int = attrs.field(default=500, validator=v.ge(1))
     ckpt_every: int = attrs.field(default=200, validator=v.ge(1))
+    # The SynthFaces judge reads G(E(x)) and the embedding's decode of 256 validation pictures every N steps (0:
+    # never); only runs that train on SynthFaces have the judge's pictures (fsx.train.judging).
+    judge_every: int = attrs.field(default=250, validator=v.ge(0))
     threads: int = 0  # torch CPU threads; 0 = torch's default
     workers: int = attrs.field(default=0, validator=v.ge(0))  # DataLoader worker processes; 0 = read in the loop
 

@@ -21,7 +21,7 @@ RUN_FILES = ("config.json", "metrics.jsonl", "skipped.txt", "checkpoint.safetens
              *(f"{stage}.safetensors" for stage in STAGES))
 RUN_FOLDERS = ("samples", "tensorboard")
 # Settings that change how a run is watched, not what it computes: a resumed run may change them.
-BOOKKEEPING = ("log_every", "sample_every", "ckpt_every", "threads", "device", "workers")
+BOOKKEEPING = ("log_every", "sample_every", "ckpt_every", "judge_every", "threads", "device", "workers")
 
 
 class RunFolderError(ValueError):

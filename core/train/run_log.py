@@ -8,6 +8,9 @@ from pathlib import Path
 
 import torch
 
+from fsx.data.render import render
+from fsx.data.synthfaces import SynthStream
+
 CONSOLE_TERMS = ("rec", "adv", "rec_phi", "cyc")  # shown on the progress bar with every task_* term
 
 
@@ -45,21 +48,42 @@ class MetricsLog:
             print(f"[{stage} {record['step']}/{total}] " + " ".join(
                 f"{k}={v:.4f}" for k, v in sorted(means.items())) + f" img/s={rate:.1f}", flush=True)
 
+    def write_judge(self, record: dict) -> None:
+        """A line of the judge's readings (``fsx.train.judging``), against global step and training minutes."""
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if k.startswith("judge/"):
+                    self.writer.add_scalar(k, v, record["global_step"])
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
 @torch.no_grad()
-def save_grids(model, source, folder: Path, tag: str) -> None:
-    """Reconstructions, random samples and one-attribute swaps of a fixed preview batch of ``source``, as PNGs
-    (the caller puts the model back into its stage's modes)."""
+def preview_batch(source) -> torch.Tensor:
+    """The 8 pictures of ``source`` that every sample grid of a run shows, read once.
+
+    A stream's are drawn by the torch renderer: a process that has run the compiled (numba, OpenMP) renderer can
+    no longer fork DataLoader workers that render, and its later torch steps take another floating-point path, so
+    with workers the training process must never run it (without workers it renders every step, resumed or not)."""
+    indices = list(range(0, min(len(source), 8 * 37), 37))[:8]
+    stream = getattr(source, "parent", None)
+    if isinstance(stream, SynthStream):
+        return render(stream.template.params_of(indices), stream.image_size, backend="torch")
+    return source.get_batch(indices)[0]
+
+
+def save_grids(model, images: torch.Tensor, folder: Path, tag: str) -> None:
+    """Reconstructions, random samples and one-attribute swaps of the preview batch ``images``, as PNGs (the
+    caller puts the model back into its stage's modes)."""
     from torchvision.utils import save_image
 
     from fsx.eval.figures import reconstructions
 
     model.eval()
-    images, _ = source.get_batch(list(range(0, min(len(source), 8 * 37), 37))[:8])
     images = images.to(model.device)
     save_image(reconstructions(model, images), folder / f"{tag}-reconstructions.png", nrow=8)
     save_image(model.generate(16, generator=torch.Generator().manual_seed(0)), folder / f"{tag}-samples.png", nrow=8)

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from fsx import losses as L
 from fsx.model import FaceModel
+from fsx.perceptual import RandomPerceptual
 from fsx.train.stages import OPTIMIZED, set_requires_grad
 
 
@@ -63,6 +64,11 @@ class Steps:
         if cfg.loss.feature_match and not callable(getattr(model.aae.D_x, "feature_maps", None)):
             raise ValueError(f"loss.feature_match needs an image discriminator with feature_maps(x) "
                              f"(dcgan_discriminator has it); {model.config.image_discriminator!r} has none")
+        if cfg.loss.rec_scales and not callable(getattr(model.aae.G, "pyramid", None)):
+            raise ValueError(f"loss.rec_scales needs a generator with pyramid(z) (skip_generator has it); "
+                             f"{model.config.generator!r} has none")
+        # not a submodule of the model: fixed, never trained, never saved (rebuilt from its seed)
+        self.perceptual = RandomPerceptual().to(model.device) if cfg.loss.rec_perceptual else None
 
     def update(self, objective: torch.Tensor, *optimizers: str) -> None:
         """One update of the named optimisers from ``objective``: the only place gradients are zeroed, averaged
@@ -128,7 +134,20 @@ class Steps:
         set_requires_grad([aae.D_z, aae.D_x], False)
         return d
 
-    def _aae_generator_terms(self, xn, z, x_rec, x_prior) -> tuple[torch.Tensor, dict]:
+    def _reconstruction_terms(self, xn, x_rec, scales) -> dict:
+        """L_rec's pixel error and the terms the configuration adds to it (SSIM, coarse scales, perceptual)."""
+        w = self.cfg.loss
+        error = L.RECONSTRUCTION_ERRORS[w.rec_error]
+        terms = {"rec": error(xn, x_rec.float())}
+        if w.rec_ssim:
+            terms["rec_ssim"] = L.ssim_loss(xn, x_rec)
+        if w.rec_scales:
+            terms["rec_scales"] = L.pyramid_reconstruction(xn, scales, error)
+        if w.rec_perceptual:
+            terms["rec_perceptual"] = self.perceptual(xn, x_rec)
+        return terms
+
+    def _aae_generator_terms(self, xn, z, x_rec, x_prior, scales=None) -> tuple[torch.Tensor, dict]:
         aae, w = self.m.aae, self.cfg.loss
         with self.autocast():
             if w.feature_match:
@@ -138,8 +157,11 @@ class Steps:
             else:
                 logits_rec = aae.D_x(x_rec)
             g = L.aae_generator_losses(self._latent_logits_for_encoder(z), logits_rec, aae.D_x(x_prior))
-        g["rec"] = L.RECONSTRUCTION_ERRORS[w.rec_error](xn, x_rec.float())
+        g.update(self._reconstruction_terms(xn, x_rec, scales))
         obj = L.aae_objective(g, w.lambda_ae, w.rec, w.image_gan)
+        for name in ("rec_ssim", "rec_scales", "rec_perceptual"):  # inside L_rec: lambda_AE x rec x its weight
+            if name in g:
+                obj = obj + w.lambda_ae * w.rec * getattr(w, name) * g[name]
         if w.feature_match:
             g["fm"] = L.feature_matching_l1(real_maps, rec_maps)
             obj = obj + w.lambda_ae * w.feature_match * g["fm"]
@@ -172,20 +194,22 @@ class Steps:
         return obj, terms
 
     def _encode_decode(self, xn):
+        """E(x), G(E(x)) (with every scale of a multi-scale G when a loss needs them), G(z*) and z*."""
         aae = self.m.aae
         z_prior = torch.randn(xn.shape[0], aae.z_dim, device=xn.device)
         with self.autocast():
             z = aae.E(xn)
-            x_rec = aae.G(z)
+            scales = aae.G.pyramid(z) if self.cfg.loss.rec_scales else None
+            x_rec = scales[-1] if scales is not None else aae.G(z)
             with running_stats_frozen(aae.G):
                 x_prior = aae.G(z_prior)
-        return z.float(), x_rec, x_prior, z_prior
+        return z.float(), x_rec, x_prior, z_prior, scales
 
     # --- the stages --------------------------------------------------------------------------------
     def aae(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
-        z, x_rec, x_prior, z_prior = self._encode_decode(xn)
+        z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
-        obj, g = self._aae_generator_terms(xn, z, x_rec, x_prior)
+        obj, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales)
         self.update(obj, "eg")
         return {**g, **d}
 
@@ -197,9 +221,9 @@ class Steps:
         return terms
 
     def joint(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
-        z, x_rec, x_prior, z_prior = self._encode_decode(xn)
+        z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
-        obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior)
+        obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales)
         obj_phi, terms = self._phi_terms(z, labels)
         self.update(obj_ae + obj_phi, "eg", "phi")
         return {**g, **d, **terms}

@@ -24,8 +24,9 @@ from fsx.model import FaceModel
 from fsx.train import distributed
 from fsx.train.batches import BatchSchedule, LabelCounts
 from fsx.train.config import TrainConfig
+from fsx.train.judging import TrainingJudge, judge_line
 from fsx.train.run_folder import check_run_folder, config_differences, write_config
-from fsx.train.run_log import MetricsLog, save_grids
+from fsx.train.run_log import MetricsLog, preview_batch, save_grids
 from fsx.train.stages import STAGE_TABLE, build_optimizers, enter_stage
 from fsx.train.state import read_state, write_state
 from fsx.train.steps import Steps
@@ -107,6 +108,7 @@ class Trainer:
             warm = getattr(getattr(source, "parent", None), "warm_cache", None)
             if warm is not None:
                 warm()
+        self.preview = preview_batch(self.sources[0])
         self.skips_reported = {s.name: 0 for s in self.sources}
         self.schedule = BatchSchedule(self.sources, self.attributes, max(2, config.batch_size // self.world),
                                       config.seed, self.rank, config.mirror_p, self.gen, workers=config.workers,
@@ -120,6 +122,11 @@ class Trainer:
                            distributed.GradientAverager(self.model, self.world), autocast)
         self.completed: list[str] = []
         self.stage, self.step, self.global_step = None, 0, 0
+        self.elapsed = 0.0  # seconds spent in training steps, over every resume (the judge's curve is against it)
+        self.judging = config.judge_every > 0 and self.rank == 0 and any(
+            kind.partition(":")[0].strip() == "synthfaces"
+            for kind in (item.partition("=")[2] or item for item in config.data.split(",")))
+        self.judge: TrainingJudge | None = None  # built at its first reading
         self.progress = progress and self.rank == 0
         self.stop_requested = False
         self.last_checkpoint: Path | None = None
@@ -204,6 +211,7 @@ class Trainer:
                        disable=None, mininterval=1.0)
         sums, counts, t0, seen, used = {}, {}, time.perf_counter(), 0, []
         while self.step < total:
+            t_step = time.perf_counter()
             source, images, labels = self.schedule.next(self.global_step)
             self.label_counts.add(source, labels)
             if source not in used:
@@ -215,6 +223,7 @@ class Trainer:
             distributed.broadcast_buffers(self.model, self.world)
             self.step += 1
             self.global_step += 1
+            self.elapsed += time.perf_counter() - t_step
             seen += images.shape[0] * self.world
             for k, v in values.items():  # a term may be computed on some steps only (d_x_every, d_z_every)
                 sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
@@ -228,6 +237,8 @@ class Trainer:
                 bar.update(1)
             if self.rank == 0 and (self.step % self.cfg.sample_every == 0):
                 self.save_grids()
+            if self.judging and self.global_step % self.cfg.judge_every == 0:
+                self.judge_now(bar)
             if self.step % self.cfg.ckpt_every == 0 and self.step < total:
                 self.save_state()
             if self.stop_requested:
@@ -266,8 +277,24 @@ class Trainer:
         record.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
         self.log.write(record, means, self.cfg.steps[stage], rate, bar)
 
+    def judge_now(self, bar=None) -> dict:
+        """The judge's readings of G(E(x)) and G(Phi^-1(Phi(E(x)))) now, logged with the training minutes."""
+        if self.judge is None:
+            self.judge = TrainingJudge(self.model.image_size, seed=0)
+        values = self.judge(self.model)
+        enter_stage(self.model, STAGE_TABLE[self.stage])
+        record = {"stage": self.stage, "step": self.step, "global_step": self.global_step,
+                  "minutes": round(self.elapsed / 60, 3), **values}
+        self.log.write_judge(record)
+        line = f"[{self.stage} {self.step}, {self.elapsed / 60:.1f} min] {judge_line(values)}"
+        if bar is not None and not bar.disable:
+            bar.write(line, file=sys.stderr)
+        else:
+            self.report(line)
+        return values
+
     def save_grids(self, tag: str | None = None) -> None:
-        save_grids(self.model, self.sources[0], self.out / "samples", tag or f"{self.stage}-{self.step:06d}")
+        save_grids(self.model, self.preview, self.out / "samples", tag or f"{self.stage}-{self.step:06d}")
         if self.stage is not None:
             enter_stage(self.model, STAGE_TABLE[self.stage])
 
@@ -294,7 +321,7 @@ class Trainer:
         if self.rank == 0:
             write_state(self.checkpoint_path, self.model, self.optimizers, states, {
                 "config": attrs.asdict(self.cfg), "stage": self.stage, "step": self.step,
-                "global_step": self.global_step, "completed": self.completed,
+                "global_step": self.global_step, "completed": self.completed, "elapsed_s": self.elapsed,
                 "samplers": sorted(self.schedule.samplers), "label_counts": self.label_counts.total.tolist()})
             self.last_checkpoint = self.checkpoint_path
             write_config(self.out, self.cfg, self.source_summary(), self.label_summary())
@@ -305,6 +332,7 @@ class Trainer:
         meta, rng = read_state(self.checkpoint_path, self.model, self.optimizers, self.rank)
         self.stage, self.step = meta["stage"], meta["step"]
         self.global_step, self.completed = meta["global_step"], list(meta["completed"])
+        self.elapsed = float(meta.get("elapsed_s", 0.0))
         if "label_counts" in meta:
             self.label_counts.total = torch.tensor(meta["label_counts"], dtype=torch.float64)
         torch.set_rng_state(rng["torch"])
