@@ -10,7 +10,8 @@ the adversarial and disentangling terms cost.
     python bench/autoencoder.py [--loss l1|squared|laplacian] [--steps 1500] [--width 0.25] [--g-width W]
                                 [--batch 40] [--lr 5e-4] [--eval-every 500] [--split val|test|train] [--part-weight A]
                                 [--feature-match W] [--gan W] [--code encoder|exact] [--precision fp32|bf16]
-                                [--save PNG]
+                                [--save PNG] [--generator NAME] [--floor C] [--ssim W] [--scales W] [--perceptual W]
+                                [--stream] [--minutes M]
 
 ``--part-weight A`` asks whether paying for the expression's parts lets G draw them: each training batch is
 rendered a second time with other samples' expressions (SynthFaces' exact counterfactual), the pixels that change
@@ -25,6 +26,11 @@ VAE-GAN's learned similarity); ``--gan W`` adds the plain adversarial term of G 
 the category one-hot and style, each standardised over the train split, zero-padded to 99), so what it draws is
 the most G can draw at that width and step count whatever an encoder learns. ``--precision bf16`` runs the
 forward passes in bf16 autocast (channels_last in both precisions, as fsx trains).
+
+``--generator skip_generator --floor C`` trains fsx's multi-scale generator (``--scales W`` adds the pixel error of
+each coarser output against the pooled picture); ``--ssim W`` and ``--perceptual W`` add 1 - SSIM and the random-CNN
+perceptual distance (``fsx.losses``, ``fsx.perceptual``); ``--stream`` renders new persons for every step; and
+``--minutes M`` stops at a wall-clock budget, so that settings of different cost compare at equal time.
 """
 
 import argparse
@@ -41,7 +47,7 @@ from fsx.backbones.encoder import resnet18_encoder
 from fsx.backbones import create_backbone
 from fsx.perceptual import RandomPerceptual
 from fsx.data.face_params import CATEGORIES
-from fsx.data.synthfaces import SynthFaces
+from fsx.data.synthfaces import SynthFaces, SynthStream
 from fsx.eval.judge import load_judge, read, readings, verification
 
 
@@ -136,11 +142,15 @@ def main() -> None:
     ap.add_argument("--scales", type=float, default=0.0,
                     help="weight of the pixel error on each coarser output of a multi-scale G (skip_generator)")
     ap.add_argument("--perceptual", type=float, default=0.0, help="weight of the random-CNN perceptual distance")
+    ap.add_argument("--stream", action="store_true",
+                    help="train on new persons every step (SynthStream, 64 persons per step) instead of the fixed "
+                         "400 training persons")
     ap.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes (0: run every step)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
     train = SynthFaces("train", image_size=64, seed=0)
+    stream = SynthStream(image_size=64, persons=64, seed=0) if args.stream else None
     held = SynthFaces(args.split, image_size=64, cache=False)
     idx = torch.randperm(len(held), generator=torch.Generator().manual_seed(1))[: args.samples]
     judge = load_judge()
@@ -162,15 +172,16 @@ def main() -> None:
     draw = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):
-        batch = torch.randint(len(train), (args.batch,), generator=draw).tolist()
-        x, _ = train.get_batch(batch)
+        batch = torch.randint(len(stream if stream is not None else train), (args.batch,), generator=draw).tolist()
+        data = stream.generation(step) if stream is not None else train  # a stream: this step's own persons
+        x, _ = data.get_batch(batch)
         xn = (x * 2 - 1).contiguous(memory_format=torch.channels_last)
         with autocast():
-            code = E(train.params_of(batch) if exact else xn)
+            code = E(data.params_of(batch) if exact else xn)
             scales = G.pyramid(code) if args.scales else [G(code)]
             x_rec = scales[-1].float()
         if args.part_weight:
-            weight = 1 + args.part_weight * expression_parts(train, batch, x)
+            weight = 1 + args.part_weight * expression_parts(data, batch, x)
             loss = weighted_l1(xn, x_rec, weight)
         else:
             loss = loss_fn(xn, x_rec)

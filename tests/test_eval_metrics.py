@@ -215,3 +215,47 @@ def test_fid_is_zero_for_the_real_images_themselves_and_grows_with_a_shift(tmp_p
     assert same["count"] == darker["count"] == 24
     assert abs(same["samples"]) < 1e-3 * darker["samples"] and darker["samples"] > 0
     assert darker["reconstructions"] > same["reconstructions"] > 0  # other pictures: never exactly the same set
+
+
+def test_fid_keeps_the_real_pictures_features_and_reads_them_back_for_the_same_pictures(tmp_path, monkeypatch):
+    """The second evaluation of the same real pictures reads their features from $FSX_CACHE (the FID network
+    then sees only the samples and reconstructions: 2n pictures, not 3n) and gives the same FID; other pictures
+    (another size here) are computed afresh."""
+    from safetensors.torch import save_file
+
+    from fsx.data import SynthFaces
+    from fsx.eval import fid as fid_module
+    from fsx.eval.inception import InceptionFID
+
+    monkeypatch.setenv("FSX_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    net = InceptionFID()
+    for name, p in net.named_parameters():
+        if name.endswith("weight"):
+            torch.nn.init.kaiming_normal_(p)
+    weights = tmp_path / "inception.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    seen = []
+    real_features = fid_module.features
+    monkeypatch.setattr(fid_module, "features", lambda net, images, batch=50: (
+        seen.append(len(images)), real_features(net, images, batch))[1])
+
+    class Model:
+        device = torch.device("cpu")
+
+        def generate(self, n, generator=None):
+            return torch.rand(n, 3, 32, 32, generator=generator)
+
+        def autoencode(self, x):
+            return x * 0.8
+
+    data = SynthFaces("test", image_size=32, persons=4, clips_per_person=2, frames_per_clip=8, cache=False)
+    first = fid_module.fid(Model(), data, str(weights), n=16, batch=8)
+    assert sum(seen) == 48 and len(list((tmp_path / "cache").glob("fid-real-*.safetensors"))) == 1
+    seen.clear()
+    second = fid_module.fid(Model(), data, str(weights), n=16, batch=8)
+    assert sum(seen) == 32 and second == first
+    seen.clear()
+    other = SynthFaces("test", image_size=32, persons=4, clips_per_person=2, frames_per_clip=8, seed=1, cache=False)
+    fid_module.fid(Model(), other, str(weights), n=16, batch=8)
+    assert sum(seen) == 48 and len(list((tmp_path / "cache").glob("fid-real-*.safetensors"))) == 2

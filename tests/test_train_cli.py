@@ -286,3 +286,44 @@ def test_gradients_are_averaged_in_buckets_sent_while_backward_runs(tmp_path):
                            str(script), str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.glob("ok-*")) == ["ok-0", "ok-1"]
+
+
+def test_judge_every_logs_what_the_judge_reads_against_training_minutes(tmp_path):
+    proc = run_fsx("train", "--preset", "tiny", "--steps", "aae=4,disentangle=0,joint=2,refit=0", "--judge-every", "2",
+                   "--out", tmp_path, check=True)
+    rows = [r for r in metrics(tmp_path) if "judge/ae/expression" in r]
+    assert [(r["stage"], r["global_step"]) for r in rows] == [("aae", 2), ("aae", 4), ("joint", 6)]
+    minutes = [r["minutes"] for r in rows]
+    assert 0 < minutes[0] < minutes[1] < minutes[2]
+    for r in rows:
+        for who in ("x", "ae", "emb"):
+            assert 0 <= r[f"judge/{who}/expression"] <= 1 and 0.3 <= r[f"judge/{who}/identity"] <= 1
+            assert r[f"judge/{who}/pose_mae"] > 0
+        assert r["judge/x/expression"] > 0.3  # the real pictures: far above chance (12.5%), even at 32 px
+    assert proc.stderr.count("judge: G(E(x)) pose") == 3
+    off = tmp_path / "off"
+    run_fsx("train", "--preset", "tiny", "--steps", "aae=2,disentangle=0,joint=0,refit=0", "--judge-every", "0",
+            "--out", off, check=True)
+    assert not [r for r in metrics(off) if "judge/ae/expression" in r]
+
+
+def test_the_training_judge_reads_a_perfect_autoencoder_as_the_pictures_themselves():
+    """A stand-in model whose decodes are the input pictures (it only forwards them) must read exactly as x."""
+    from fsx.train.judging import TrainingJudge
+
+    class Perfect:
+        device = torch.device("cpu")
+
+        def eval(self):
+            return self
+
+        def autoencode(self, x):
+            return x
+
+        reconstruct = autoencode
+
+    judge = TrainingJudge(64, n=64)
+    values = judge(Perfect())
+    for k in ("pose_mae", "expression", "identity"):
+        assert values[f"judge/ae/{k}"] == values[f"judge/emb/{k}"] == values[f"judge/x/{k}"]
+    assert values["judge/x/expression"] > 0.5
