@@ -5,7 +5,7 @@
 For each size: images/s that ``BatchSchedule`` (the trainer's data path: samplers, reading, mirroring; DataLoader
 workers when > 0) delivers from prepared data (``fsx prepare``'s format, written here from SynthFaces renders: the
 reading cost does not depend on what the crops show), from SynthFaces (rendered once into its cache, as the
-trainer does) and from a folder of PNG files with labels.csv (decoded batch by batch), then the demo preset's aae
+trainer does), from a SynthFaces stream (``synth.persons=0``: every step's persons rendered for it) and from a folder of PNG files with labels.csv (decoded batch by batch), then the demo preset's aae
 and joint steps in images/s at that size. The data path bounds a run
 where its images/s are below the step's.
 """
@@ -90,7 +90,9 @@ def main() -> None:
             synth[0].parent.warm_cache()
             export_folder(Path(tmp) / f"f{size}", args.files, size=size)
             folder = FolderSource(Path(tmp) / f"f{size}", image_size=size, name="folder")
-            for name, sources in (("prepared", [prepared]), ("synthfaces", synth), ("folder (PNG)", [folder])):
+            stream = parse_sources("synthfaces", size, persons=0)  # new persons rendered for every step
+            for name, sources in (("prepared", [prepared]), ("synthfaces", synth), ("stream", stream),
+                                  ("folder (PNG)", [folder])):
                 rates = [delivered(sources, args.batch, args.steps, w) for w in workers]
                 print(f"{size:>4} {name:<12} " + " ".join(f"{r:10.0f}" for r in rates), flush=True)
             steps = step_bench("demo", size, 0.25, args.batch, repeats=1, stages=("aae", "joint"),

@@ -187,6 +187,7 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
 
     import fsx
     from fsx.checkpoint import CheckpointError
+    from fsx.folder_lock import FolderBusyError
     from fsx.train import NonFiniteLossError, TrainingInterrupted, make_config, train as run_training
     from fsx.train.run_folder import BOOKKEEPING
 
@@ -223,6 +224,9 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
             cfg = attrs.evolve(TrainConfig.from_dict(check_run_folder(Path(out), True, False)), **bookkeeping)
         path = run_training(cfg, out, resume=resume, init=init, force=force,
                             report=lambda line: click.echo(line, err=True))
+    except FolderBusyError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2)
     except NonFiniteLossError as exc:
         raise click.ClickException(str(exc))
     except TrainingInterrupted as exc:
@@ -297,6 +301,7 @@ def prepare(sources, out, size, equalize, detector, workers, min_face):
 
     from fsx.data.faces import FacesExtraMissing
     from fsx.data.prepare import prepare_source
+    from fsx.folder_lock import FolderBusyError, folder_lock
 
     items = [s.strip() for s in sources.split(",") if s.strip()]
     pairs = [item.partition("=") for item in items]
@@ -305,9 +310,13 @@ def prepare(sources, out, size, equalize, detector, workers, min_face):
     for name, _, path in pairs:
         target = Path(out) / name
         try:
-            with tqdm(desc=f"prepare {name}", unit="img", leave=False, disable=None) as bar:
+            with folder_lock(target, "fsx prepare"), tqdm(desc=f"prepare {name}", unit="img", leave=False,
+                                                          disable=None) as bar:
                 report = prepare_source(name, path, target, size=int(size), equalize=equalize, detector=detector,
                                         workers=workers, min_face=min_face, progress=bar.update)
+        except FolderBusyError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            raise SystemExit(2)
         except (FacesExtraMissing, FileExistsError, FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc))
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(report["rejected"].items())) or "none"

@@ -83,3 +83,26 @@ def test_a_streamed_run_killed_and_resumed_ends_bit_identical(tmp_path, workers)
     run_fsx(*args, "--workers", workers, "--out", cut, "--resume", check=True)
     a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_workers_render_a_stream_after_this_process_rendered(tmp_path):
+    """The compiled renderer runs on GNU OpenMP, which aborts a forked child of a process that used it: a notebook
+    that drew a grid and then trains on a stream with workers must still get its batches (started by spawn), the
+    same ones as without workers."""
+    from fsx.plugins import get_registry
+    from fsx.train.batches import BatchSchedule
+
+    SynthFaces("val", image_size=32, persons=2, frames_per_clip=2, cache=False).images([0, 1])  # OpenMP now in use
+    attributes = get_registry().resolve("pose,id,expr,style")
+
+    def first_batches(workers):
+        sources = parse_sources("synthfaces", 32, seed=0, persons=0, clips=2, frames=4)
+        schedule = BatchSchedule(sources, attributes, 8, seed=0, rank=0, mirror_p=0.5,
+                                 generator=torch.Generator().manual_seed(0), workers=workers)
+        try:
+            return [schedule.next(step)[1] for step in range(3)]
+        finally:
+            schedule.close()
+
+    for a, b in zip(first_batches(0), first_batches(1)):
+        assert torch.equal(a, b)

@@ -474,3 +474,27 @@ def test_added_reconstruction_terms_enter_l_rec_with_their_weights(tmp_path):
 def test_coarse_scale_loss_with_a_generator_without_pyramid_is_a_named_error(tmp_path):
     with pytest.raises(ValueError, match="rec_scales.*'resnet18_generator' has none"):
         _tiny_trainer(tmp_path, loss={"rec_scales": 1.0})
+
+
+def test_reread_task_pays_g_for_what_e_and_phi_read_in_its_reconstruction(tmp_path):
+    """loss.rec_task: the task losses on Phi(E(G(E(x)))) against x's labels train G (and E through the code it
+    produced) but not E or Phi as readers of the reconstruction."""
+    tr = _tiny_trainer(tmp_path, loss={"rec_task": 2.0})
+    m = tr.model
+    enter_stage(m, STAGE_TABLE["joint"])
+    _, x, labels = tr.schedule.next(tr.global_step)
+    xn = x * 2 - 1
+    with torch.no_grad():
+        z = m.aae.E(xn)
+    x_rec = m.aae.G(z)  # the reader's input, with no path back into E's first pass
+    obj, terms = tr.steps._reread_terms(x_rec, labels)
+    assert set(terms) == {f"reread_{k}" for k in ("pose", "identity", "expression", "style")}
+    torch.testing.assert_close(obj, 2.0 * sum(terms.values()))
+    for p in m.parameters():
+        p.grad = None
+    obj.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.aae.G.parameters())
+    assert all(p.grad is None for p in m.aae.E.parameters())
+    assert all(p.grad is None for p in m.disentangler.phi.parameters())
+    row = tr.steps.joint(xn, labels, 0)
+    assert "reread_expression" in row

@@ -204,6 +204,10 @@ class LabelledView:
     def get_batch(self, indices) -> tuple[torch.Tensor, dict]:
         return self.parent.get_batch(indices, self.fields)
 
+    @property
+    def renders(self) -> bool:
+        return getattr(self.parent, "renders", False)
+
     def at_step(self, step: int, indices: Sequence[int]) -> list[int]:
         """The indices a step reads: the sampler's, or a stream's generation of them (``SynthStream``)."""
         at_step = getattr(self.parent, "at_step", None)
@@ -225,6 +229,7 @@ class SynthStream:
     Streamed persons are drawn like the train split's and never from the validation or test persons' streams."""
 
     name = "synthfaces"
+    renders = True  # draws its pictures when asked for them (a DataLoader worker's work; see BatchSchedule)
 
     def __init__(self, image_size: int = 64, persons: int = 64, clips_per_person: int = CLIPS_PER_PERSON,
                  frames_per_clip: int = FRAMES_PER_CLIP, seed: int = 0, add_labels=None):

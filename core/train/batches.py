@@ -104,9 +104,13 @@ class BatchSchedule:
             return (self.sources[si].name, *self.mirror(images, labels))
         if self._batches is None:
             self._used_state = self._sampler_states()
+            # Workers that render (a SynthFaces stream) are started fresh ("spawn"): the compiled renderer runs on
+            # GNU OpenMP, which aborts a forked child once the parent has used it (the parent renders its preview
+            # pictures, the judge's, or a notebook's grids before training).
+            renders = any(getattr(s, "renders", False) for s in self.sources)
             loader = DataLoader(_SourceBatches(self.sources), batch_size=None, sampler=_Keys(self, global_step),
                                 num_workers=self.workers, pin_memory=self.pin_memory, prefetch_factor=2,
-                                collate_fn=_as_is,
+                                collate_fn=_as_is, multiprocessing_context="spawn" if renders else None,
                                 # its own generator: starting workers must not draw from the global RNG training uses
                                 generator=torch.Generator().manual_seed(self.seed * 131 + self.rank))
             self._batches = iter(loader)

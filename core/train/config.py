@@ -90,6 +90,11 @@ class LossConfig:
     # real faces instead of a code that E and G agree on between themselves (AttGAN's attribute classifier learns
     # from real images only for the same reason).
     cycle_trains_encoder: bool = True
+    # Not in the paper: the task loss of every attribute on the re-encoded reconstruction, Phi(E(G(E(x)))) against
+    # x's labels, in the joint stage, with E and Phi as fixed readers (their parameters take no gradient from it).
+    # The cycle pays G for drawing the attributes of edited codes Phi^-1(f*), which joint training leaves apart
+    # from E's codes; this pays it for drawing them in G(E(x)) itself, the picture every edit starts from.
+    rec_task: float = attrs.field(default=0.0, validator=v.ge(0))
 
 
 @attrs.frozen

@@ -8,9 +8,6 @@ from pathlib import Path
 
 import torch
 
-from fsx.data.render import render
-from fsx.data.synthfaces import SynthStream
-
 CONSOLE_TERMS = ("rec", "adv", "rec_phi", "cyc")  # shown on the progress bar with every task_* term
 
 
@@ -64,16 +61,8 @@ class MetricsLog:
 
 @torch.no_grad()
 def preview_batch(source) -> torch.Tensor:
-    """The 8 pictures of ``source`` that every sample grid of a run shows, read once.
-
-    A stream's are drawn by the torch renderer: a process that has run the compiled (numba, OpenMP) renderer can
-    no longer fork DataLoader workers that render, and its later torch steps take another floating-point path, so
-    with workers the training process must never run it (without workers it renders every step, resumed or not)."""
-    indices = list(range(0, min(len(source), 8 * 37), 37))[:8]
-    stream = getattr(source, "parent", None)
-    if isinstance(stream, SynthStream):
-        return render(stream.template.params_of(indices), stream.image_size, backend="torch")
-    return source.get_batch(indices)[0]
+    """The 8 pictures of ``source`` that every sample grid of a run shows (read once, before the first step)."""
+    return source.get_batch(list(range(0, min(len(source), 8 * 37), 37))[:8])[0]
 
 
 def save_grids(model, images: torch.Tensor, folder: Path, tag: str) -> None:

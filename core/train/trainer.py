@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import signal
+from contextlib import nullcontext
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch.distributed as dist
 
 import fsx
 from fsx.checkpoint import CheckpointError
+from fsx.folder_lock import folder_lock
 from fsx.config import ModelConfig
 from fsx.data.sources import labelling_sources, parse_sources
 from fsx.model import FaceModel
@@ -108,6 +110,11 @@ class Trainer:
             warm = getattr(getattr(source, "parent", None), "warm_cache", None)
             if warm is not None:
                 warm()
+        # Read here, before any step, so that every run, fresh or resumed, with or without workers, has run the
+        # (numba, OpenMP) renderer in this process before its first step: having run it moves later torch
+        # operations onto another floating-point path (a stream with workers would otherwise first render here at
+        # a sample grid or a judge reading, and a resumed run would differ from an uninterrupted one in the last
+        # bits).
         self.preview = preview_batch(self.sources[0])
         self.skips_reported = {s.name: 0 for s in self.sources}
         self.schedule = BatchSchedule(self.sources, self.attributes, max(2, config.batch_size // self.world),
@@ -358,9 +365,13 @@ def train(config: TrainConfig | None, out: str | Path, **kwargs) -> Path | None:
 
     ``resume=True`` continues the run in ``out`` (``config`` None: as it was configured; otherwise ``config`` must
     equal the run's, bookkeeping such as ``log_every`` aside); ``force=True`` replaces a run that is there."""
-    trainer = Trainer(config, out, **kwargs)
-    try:
-        return trainer.fit()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    rank, _, _ = distributed.dist_info()
+    resuming_nothing = kwargs.get("resume") and not Path(out).is_dir()  # say so without creating the folder
+    hold = folder_lock(out, "fsx train") if rank == 0 and not resuming_nothing else nullcontext()
+    with hold:
+        trainer = Trainer(config, out, **kwargs)
+        try:
+            return trainer.fit()
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
