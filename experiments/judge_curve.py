@@ -25,6 +25,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--labels", help="comma-separated, one per run (default: the folder names)")
+    ap.add_argument("--offsets", help="comma-separated minutes added to each run's (a run continued from another "
+                                      "run's checkpoint starts at that run's minutes)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     import matplotlib
@@ -33,12 +35,13 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     labels = args.labels.split(",") if args.labels else [r.name for r in args.runs]
+    offsets = [float(m) for m in args.offsets.split(",")] if args.offsets else [0.0] * len(args.runs)
     fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
-    for run, label, color in zip(args.runs, labels, ("tab:red", "tab:blue", "tab:green", "tab:purple")):
+    for run, label, offset, color in zip(args.runs, labels, offsets, ("tab:red", "tab:blue", "tab:green", "tab:purple")):
         rows = judge_rows(run)
         if not rows:
             raise SystemExit(f"{run}: metrics.jsonl has no judge readings (train with --judge-every N)")
-        minutes = [r["minutes"] for r in rows]
+        minutes = [offset + r["minutes"] for r in rows]
         for ax, (key, title) in zip(axes, PANELS):
             ax.plot(minutes, [r[f"judge/ae/{key}"] for r in rows], color=color, label=f"{label}: G(E(x))")
             ax.plot(minutes, [r[f"judge/emb/{key}"] for r in rows], color=color, ls="--",

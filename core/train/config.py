@@ -211,12 +211,21 @@ PRESETS: dict[str, dict] = {
     # attribute (half the cost of a joint step); an R1 penalty that keeps D_z from winning outright and E's
     # codes on the prior; and a refit stage in which Phi^-1 catches up with the final E. The attributes' own
     # demo options (weights, contrastive objectives) are declared with each attribute (``presets``).
+    # Drawing: the skip generator (channels kept at the fine scales, at the time per step of the inverted ResNet
+    # at width 0.25), the squared pixel error (L1's equal-size gradients leave an eye's few pixels unpaid; x150,
+    # the squared error's gradients being smaller) with the pixel error of every coarser output, and a stream of
+    # new persons every step, so that G learns to draw faces rather than its training persons; and in the joint
+    # stage the attributes' task losses on the re-encoded reconstruction (rec_task), so that G is paid for drawing
+    # in G(E(x)) what E reads in real faces.
     # docs/experiments.md has the measurements behind each choice.
     "demo": dict(
-        model=dict(image_size=64, width=0.25), batch_size=40,
+        model=dict(image_size=64, width=0.25, generator="skip_generator",
+                   backbone_options={"generator": {"width": 0.125, "floor": 16}}),
+        batch_size=40, synth=dict(persons=0),
         steps={"aae": 1000, "disentangle": 150, "joint": 1500, "refit": 600},
         optim=dict(lr_aae=5e-4, betas_aae=(0.5, 0.999), lr_phi=3e-4),
-        loss=dict(rec=50.0, image_gan=0.1, latent_r1=10.0, task=5.0, rec_phi=10.0, rec_phi_refit=300.0, cycle_samples=10),
+        loss=dict(rec=150.0, rec_error="squared", rec_scales=1.0, rec_task=1.0, image_gan=0.1, latent_r1=10.0, task=5.0,
+                  rec_phi=10.0, rec_phi_refit=300.0, cycle_samples=10),
         log_every=25, sample_every=500, ckpt_every=250,
     ),
     # Sec. 4 as written: ResNet18 at full width, 128 px, batch 128, Adam settings of Sec. 4.3.
