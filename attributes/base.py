@@ -7,6 +7,8 @@ negatives, the loss itself (the feature distance F_k of Eq. 7) and how it is eva
 
 from __future__ import annotations
 
+import math
+
 import re
 from typing import Any, Callable, Mapping, Protocol
 
@@ -176,6 +178,8 @@ class Attribute:
     def configure(self, **options: Any) -> "Attribute":
         """A copy with ``weight`` and/or loss options changed, e.g. ``identity.configure(margin=0.5)``."""
         weight = options.pop("weight", self.weight)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"attribute {self.name!r}: option 'weight' must be a finite number >= 0, got {weight!r}")
         loss = self.loss
         if options:
             if not attrs.has(type(loss)):
@@ -184,6 +188,13 @@ class Attribute:
             unknown = sorted(set(options) - known)
             if unknown:
                 raise ValueError(f"attribute {self.name!r}: unknown option(s) {unknown}; known: {sorted(known | {'weight'})}")
+            for key, value in options.items():  # a value of the wrong kind fails here, not at the first step
+                default = getattr(loss, key)
+                if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                        isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                    raise ValueError(f"attribute {self.name!r}: option {key!r} must be a finite number, got {value!r}")
+                if isinstance(default, str) and not isinstance(value, str):
+                    raise ValueError(f"attribute {self.name!r}: option {key!r} must be a string, got {value!r}")
             loss = attrs.evolve(loss, **options)
         return attrs.evolve(self, loss=loss, weight=weight)
 

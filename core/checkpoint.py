@@ -166,5 +166,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", registry=N
         raise CheckpointError(
             f"{path}: tensor {k!r} has shape {tuple(tensors[k].shape)}, the model expects {tuple(expected[k].shape)}"
         )
+    nonfinite = [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if nonfinite:  # a NaN or Inf weight would encode every picture as NaN without a word
+        raise CheckpointError(f"{path}: tensor {nonfinite[0]!r} holds NaN or Inf values ({len(nonfinite)} tensor(s) "
+                              f"do); the file is damaged or its training diverged")
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()

@@ -63,7 +63,8 @@ class NetworkConfig:
 
     image_size: int = attrs.field(default=64, validator=v.in_(SUPPORTED_SIZES))
     latent_dim: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
-    width: float = attrs.field(default=1.0, converter=float, validator=v.gt(0))  # channel multiplier of E, G, D_x
+    # channel multiplier of E, G, D_x (at most 4: the paper's networks are width 1)
+    width: float = attrs.field(default=1.0, converter=float, validator=[v.gt(0), v.le(4.0)])
     latent_disc_hidden: int = attrs.field(default=1000, validator=v.ge(1))
     phi_hidden: int = attrs.field(default=1000, validator=v.ge(1))
     encoder: str = "resnet18_encoder"

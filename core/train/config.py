@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import attrs
@@ -39,6 +40,19 @@ def _nested(cls, what: str):
     return attrs.field(factory=cls, converter=convert)
 
 
+def _check_weights(section: str, obj, positive: tuple[str, ...] = ()) -> None:
+    """Every number of a section finite and >= 0 (those in ``positive`` > 0): a negative weight would train the
+    opposite of its term, and a NaN or Inf one would only fail steps later, far from the option that caused it."""
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        for x in (value if isinstance(value, tuple) else (value,)):
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                continue
+            if not math.isfinite(x) or x < 0 or (field.name in positive and x == 0):
+                need = "a finite number > 0" if field.name in positive else "a finite number >= 0"
+                raise ValueError(f"{section}.{field.name} must be {need}, got {value!r}")
+
+
 @attrs.frozen
 class OptimConfig:
     """Adam for E/G, the discriminators and Phi/Phi^-1 (Sec. 4.3), and how often each discriminator is updated."""
@@ -50,6 +64,13 @@ class OptimConfig:
     lr_disc_scale: float = 1.0  # D_x and D_z learning rate relative to lr_aae
     d_x_every: int = attrs.field(default=1, validator=v.ge(1))  # update D_x every n-th step
     d_z_every: int = attrs.field(default=1, validator=v.ge(1))
+
+    def __attrs_post_init__(self):
+        _check_weights("optim", self, positive=("lr_aae", "lr_phi", "lr_disc_scale"))
+        for name in ("betas_aae", "betas_phi"):
+            betas = getattr(self, name)
+            if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+                raise ValueError(f"optim.{name} must be two numbers in [0, 1), e.g. 0.5,0.999; got {betas!r}")
 
 
 @attrs.frozen
@@ -95,6 +116,9 @@ class LossConfig:
     # The cycle pays G for drawing the attributes of edited codes Phi^-1(f*), which joint training leaves apart
     # from E's codes; this pays it for drawing them in G(E(x)) itself, the picture every edit starts from.
     rec_task: float = attrs.field(default=0.0, validator=v.ge(0))
+
+    def __attrs_post_init__(self):
+        _check_weights("loss", self)
 
 
 @attrs.frozen

@@ -28,7 +28,7 @@ class RunFolderError(ValueError):
     """``--out`` cannot hold this run (it is a file, lies under one, or holds another run)."""
 
 
-def _check_is_folder(out: Path) -> None:
+def check_is_folder(out: Path) -> None:
     for p in (out, *out.parents):
         if p.exists():
             if not p.is_dir():
@@ -39,7 +39,7 @@ def _check_is_folder(out: Path) -> None:
 
 def check_run_folder(out: Path, resume: bool, force: bool, rank0: bool = True) -> dict | None:
     """Check ``out`` before anything is computed; returns the run's configuration (a dict) when resuming."""
-    _check_is_folder(out)
+    check_is_folder(out)
     if resume:
         ckpt = out / "checkpoint.safetensors"
         if not ckpt.exists():

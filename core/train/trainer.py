@@ -27,7 +27,7 @@ from fsx.train import distributed
 from fsx.train.batches import BatchSchedule, LabelCounts
 from fsx.train.config import TrainConfig
 from fsx.train.judging import TrainingJudge, judge_line
-from fsx.train.run_folder import check_run_folder, config_differences, write_config
+from fsx.train.run_folder import check_is_folder, check_run_folder, config_differences, write_config
 from fsx.train.run_log import MetricsLog, preview_batch, save_grids
 from fsx.train.stages import STAGE_TABLE, build_optimizers, enter_stage
 from fsx.train.state import read_state, write_state
@@ -366,6 +366,7 @@ def train(config: TrainConfig | None, out: str | Path, **kwargs) -> Path | None:
     ``resume=True`` continues the run in ``out`` (``config`` None: as it was configured; otherwise ``config`` must
     equal the run's, bookkeeping such as ``log_every`` aside); ``force=True`` replaces a run that is there."""
     rank, _, _ = distributed.dist_info()
+    check_is_folder(Path(out))  # a file, or a path under one: said as such before the lock makes the folder
     resuming_nothing = kwargs.get("resume") and not Path(out).is_dir()  # say so without creating the folder
     hold = folder_lock(out, "fsx train") if rank == 0 and not resuming_nothing else nullcontext()
     with hold:
