@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import signal
-from contextlib import nullcontext
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import attrs
@@ -19,9 +19,9 @@ import torch.distributed as dist
 
 import fsx
 from fsx.checkpoint import CheckpointError
-from fsx.folder_lock import folder_lock
 from fsx.config import ModelConfig
 from fsx.data.sources import labelling_sources, parse_sources
+from fsx.folder_lock import folder_lock
 from fsx.model import FaceModel
 from fsx.train import distributed
 from fsx.train.batches import BatchSchedule, LabelCounts
