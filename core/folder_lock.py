@@ -16,6 +16,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LOCK_NAME = ".fsx.lock"
+_HELD: set[int] = set()  # this process's lock descriptors
+
+
+def _drop_in_child() -> None:
+    """A forked child (a DataLoader or preparation worker) lets go of its copies of the lock descriptors: a lock
+    lasts while any copy is open, and a worker outliving a killed trainer must not block its --resume."""
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_in_child)
 
 
 class FolderBusyError(RuntimeError):
@@ -42,6 +58,7 @@ def folder_lock(folder: str | os.PathLike, command: str):
             raise FolderBusyError(f"{folder} is in use by {_holder(fd)}; wait for it to end or stop it "
                                   f"(nothing was changed)") from None
         locked = True
+        _HELD.add(fd)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "command": command,
                                  "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}).encode())
@@ -50,6 +67,7 @@ def folder_lock(folder: str | os.PathLike, command: str):
         if locked and created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
             (folder / LOCK_NAME).unlink()  # a folder this process made and left empty (it failed at once) goes
             folder.rmdir()
+        _HELD.discard(fd)
         os.close(fd)  # releases the lock
 
 

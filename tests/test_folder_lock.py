@@ -72,3 +72,23 @@ def test_two_trainings_into_one_folder_one_runs_the_other_is_refused(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (run / LOCK_NAME).exists()  # left in place (removing it could race a new holder): an empty file
     fsx.load(run / "model.safetensors")
+
+
+def test_a_forked_worker_does_not_keep_the_lock_of_a_killed_parent(tmp_path):
+    """DataLoader workers are forked with the trainer's descriptors; a worker that outlives its killed trainer
+    must not hold the folder (it lets go of its copy when forked)."""
+    holder = subprocess.Popen([sys.executable, "-c", "import os, sys, time; from fsx.folder_lock import folder_lock\n"
+                               f"with folder_lock({str(tmp_path)!r}, 'fsx train'):\n"
+                               "    child = os.fork()\n"
+                               "    if child == 0:\n"
+                               "        time.sleep(600)\n"
+                               f"    open({str(tmp_path / 'child')!r}, 'w').write(str(child))\n"
+                               "    print('held', flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    try:
+        with folder_lock(tmp_path, "fsx train"):  # the orphaned child is still alive, without the lock
+            pass
+    finally:
+        os.kill(int((tmp_path / "child").read_text()), signal.SIGKILL)
