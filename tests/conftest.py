@@ -70,3 +70,43 @@ def tiny_config(**kw):
     defaults = dict(image_size=32, width=0.125, latent_disc_hidden=32, phi_hidden=32)
     defaults.update(kw)
     return fsx.ModelConfig.for_attributes(attrs_, **defaults)
+
+
+def random_inception(path: Path) -> Path:
+    """The FID network's architecture with He-initialised random weights, as a safetensors file (stands in for the
+    converted network, which only the FID test in test_eval_cli needs)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from fsx.eval.inception import InceptionFID
+
+    torch.manual_seed(0)
+    net = InceptionFID()
+    for name, p in net.named_parameters():
+        if name.endswith("weight"):
+            torch.nn.init.kaiming_normal_(p)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+def kill_9_after_checkpoint(args, out: Path, global_step: int) -> int:
+    """Start ``fsx ARGS --out OUT``, SIGKILL it once its checkpoint has reached ``global_step``; returns the step the
+    checkpoint it left holds."""
+    import signal
+    import time
+
+    import fsx
+
+    proc = subprocess.Popen([sys.executable, "-m", "fsx", *map(str, args), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        ckpt = out / "checkpoint.safetensors"
+        if ckpt.exists() and fsx.read_metadata(ckpt, expected_format=None).get("global_step", 0) >= global_step:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.safetensors").exists()
+    return fsx.read_metadata(out / "checkpoint.safetensors", expected_format=None)["global_step"]

@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+from conftest import random_inception
+
 from fsx.eval.metrics import (dci, feature_statistics, frechet_distance, latent_vs_prior, mig, roc_auc,
                               verification_accuracy)
 from fsx.eval.probes import classification_auc, cosine_scores, ridge_fit_predict, sample_pairs
@@ -174,19 +176,10 @@ def test_fid_is_zero_for_the_real_images_themselves_and_grows_with_a_shift(tmp_p
     He-initialised, stand in for the converted ones, which the FID test in test_eval_cli checks). The generator is
     replaced by one that replays the real images of the same batch (FID of a set against itself: 0) or replays
     them darkened (FID clearly above 0), so the number is checked, not only its sign."""
-    from safetensors.torch import save_file
-
     from fsx.data import SynthFaces
     from fsx.eval.fid import fid
-    from fsx.eval.inception import InceptionFID
 
-    torch.manual_seed(0)
-    net = InceptionFID()
-    for name, p in net.named_parameters():
-        if name.endswith("weight"):
-            torch.nn.init.kaiming_normal_(p)
-    weights = tmp_path / "inception.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    weights = random_inception(tmp_path / "inception.safetensors")
     data = SynthFaces("test", image_size=32, persons=4, clips_per_person=2, frames_per_clip=8, cache=False)
 
     class Recording:  # the data set, remembering the batch fid() asked for last
@@ -221,20 +214,11 @@ def test_fid_keeps_the_real_pictures_features_and_reads_them_back_for_the_same_p
     """The second evaluation of the same real pictures reads their features from $FSX_CACHE (the FID network
     then sees only the samples and reconstructions: 2n pictures, not 3n) and gives the same FID; other pictures
     (another size here) are computed afresh."""
-    from safetensors.torch import save_file
-
     from fsx.data import SynthFaces
     from fsx.eval import fid as fid_module
-    from fsx.eval.inception import InceptionFID
 
     monkeypatch.setenv("FSX_CACHE", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    net = InceptionFID()
-    for name, p in net.named_parameters():
-        if name.endswith("weight"):
-            torch.nn.init.kaiming_normal_(p)
-    weights = tmp_path / "inception.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    weights = random_inception(tmp_path / "inception.safetensors")
     seen = []
     real_features = fid_module.features
     monkeypatch.setattr(fid_module, "features", lambda net, images, batch=50: (

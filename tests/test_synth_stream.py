@@ -1,17 +1,12 @@
 """SynthStream: unlimited SynthFaces persons, new every step, deterministic by (seed, step)."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-import fsx
-from conftest import run_fsx
+from conftest import kill_9_after_checkpoint, run_fsx
 from fsx.attributes.base import SamplerSpec
 from fsx.data.sampling import BatchSampler
 from fsx.data.sources import parse_sources
@@ -68,18 +63,7 @@ def test_a_streamed_run_killed_and_resumed_ends_bit_identical(tmp_path, workers)
     full, cut = tmp_path / "full", tmp_path / "cut"
     run_fsx(*args, "--workers", workers, "--out", full, check=True)
     assert json.loads((full / "config.json").read_text())["synth"]["persons"] == 0
-    proc = subprocess.Popen([sys.executable, "-m", "fsx", *args, "--workers", workers, "--out", str(cut)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        ckpt = cut / "checkpoint.safetensors"
-        if ckpt.exists() and fsx.read_metadata(ckpt, expected_format=None).get("global_step", 0) >= 4:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (cut / "model.safetensors").exists()
+    assert kill_9_after_checkpoint([*args, "--workers", workers], cut, 4) >= 4
     run_fsx(*args, "--workers", workers, "--out", cut, "--resume", check=True)
     a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

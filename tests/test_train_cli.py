@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import fsx
-from conftest import run_fsx
+from conftest import kill_9_after_checkpoint, run_fsx
 
 
 def metrics(run):
@@ -63,19 +63,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
 
     cut = tmp_path / "cut"
     args = [*args, "--workers", "2"]
-    proc = subprocess.Popen([sys.executable, "-m", "fsx", *args, "--out", str(cut)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        ckpt = cut / "checkpoint.safetensors"
-        if ckpt.exists() and fsx.read_metadata(ckpt, expected_format=None).get("global_step", 0) >= 6:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (cut / "model.safetensors").exists()
-    killed_at = fsx.read_metadata(cut / "checkpoint.safetensors", expected_format=None)["global_step"]
+    killed_at = kill_9_after_checkpoint(args, cut, 6)
     assert 6 <= killed_at < 48
     run_fsx(*args, "--out", cut, "--resume", check=True)
     a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")

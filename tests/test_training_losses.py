@@ -96,6 +96,15 @@ def _tiny_trainer(tmp_path, **over):
     return Trainer(cfg, tmp_path, progress=False)
 
 
+def _generator_side_batch(tr):
+    """The trainer's model as the aae stage's E/G update sees it (discriminators frozen) and a batch in [-1, 1]."""
+    m = tr.model
+    enter_stage(m, STAGE_TABLE["aae"])
+    set_requires_grad([m.aae.D_x, m.aae.D_z], False)
+    _, x, _ = tr.schedule.next(tr.global_step)
+    return x * 2 - 1
+
+
 def _snapshot(module):
     return {k: v.clone() for k, v in module.state_dict().items()}
 
@@ -391,11 +400,7 @@ def test_reconstruction_error_is_the_one_the_configuration_names(tmp_path, error
     """``loss.rec_error`` picks L_rec's pixel error in Eq. (5): the mean absolute error (the paper) or the mean
     squared error, and the E/G objective weighs it as before."""
     tr = _tiny_trainer(tmp_path, loss={"rec_error": error})
-    m = tr.model
-    enter_stage(m, STAGE_TABLE["aae"])
-    set_requires_grad([m.aae.D_x, m.aae.D_z], False)
-    _, x, _ = tr.schedule.next(tr.global_step)
-    xn = x * 2 - 1
+    xn = _generator_side_batch(tr)
     z, x_rec, x_prior, _, _ = tr.steps._encode_decode(xn)
     obj, g = tr.steps._aae_generator_terms(xn, z, x_rec, x_prior)
     diff = (xn - x_rec.float()).detach()
@@ -456,11 +461,7 @@ def test_added_reconstruction_terms_enter_l_rec_with_their_weights(tmp_path):
     weights = {"rec_ssim": 0.5, "rec_scales": 2.0, "rec_perceptual": 0.25}
     tr = _tiny_trainer(tmp_path, loss={"rec_error": "squared", **weights},
                        model={"generator": "skip_generator", "backbone_options": {"generator": {"floor": 8}}})
-    m = tr.model
-    enter_stage(m, STAGE_TABLE["aae"])
-    set_requires_grad([m.aae.D_x, m.aae.D_z], False)
-    _, x, _ = tr.schedule.next(tr.global_step)
-    xn = x * 2 - 1
+    xn = _generator_side_batch(tr)
     z, x_rec, x_prior, _, scales = tr.steps._encode_decode(xn)
     assert len(scales) == 4 and scales[-1] is x_rec  # 4 .. 32 px
     obj, g = tr.steps._aae_generator_terms(xn, z, x_rec, x_prior, scales)
