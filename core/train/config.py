@@ -88,9 +88,9 @@ class LossConfig:
     # for local structure (an eye missing from a patch of skin) rather than for pixels; the pixel error of each
     # coarser output of a multi-scale generator (skip_generator's pyramid) against the downsampled picture, so
     # that coarse scales place the parts; and a perceptual distance from a fixed random-weight CNN (fsx.perceptual).
-    rec_ssim: float = attrs.field(default=0.0, validator=v.ge(0))
-    rec_scales: float = attrs.field(default=0.0, validator=v.ge(0))
-    rec_perceptual: float = attrs.field(default=0.0, validator=v.ge(0))
+    rec_ssim: float = 0.0
+    rec_scales: float = 0.0
+    rec_perceptual: float = 0.0
     image_gan: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5)
     # Feature matching (not in the paper; VAE-GAN's learned similarity): weight of the L1 between D_x's
     # activations of each real picture and of its reconstruction, added to the E/G side of Eq. (5). Pixel L1 weighs
@@ -115,7 +115,7 @@ class LossConfig:
     # x's labels, in the joint stage, with E and Phi as fixed readers (their parameters take no gradient from it).
     # The cycle pays G for drawing the attributes of edited codes Phi^-1(f*), which joint training leaves apart
     # from E's codes; this pays it for drawing them in G(E(x)) itself, the picture every edit starts from.
-    rec_task: float = attrs.field(default=0.0, validator=v.ge(0))
+    rec_task: float = 0.0
 
     def __attrs_post_init__(self):
         _check_weights("loss", self)

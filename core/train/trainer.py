@@ -21,6 +21,7 @@ import fsx
 from fsx.checkpoint import CheckpointError
 from fsx.config import ModelConfig
 from fsx.data.sources import labelling_sources, parse_sources
+from fsx.data.synthfaces import SynthFaces, SynthStream
 from fsx.folder_lock import folder_lock
 from fsx.model import FaceModel
 from fsx.train import distributed
@@ -131,8 +132,7 @@ class Trainer:
         self.stage, self.step, self.global_step = None, 0, 0
         self.elapsed = 0.0  # seconds spent in training steps, over every resume (the judge's curve is against it)
         self.judging = config.judge_every > 0 and self.rank == 0 and any(
-            kind.partition(":")[0].strip() == "synthfaces"
-            for kind in (item.partition("=")[2] or item for item in config.data.split(",")))
+            isinstance(getattr(s, "parent", None), (SynthFaces, SynthStream)) for s in self.sources)
         self.judge: TrainingJudge | None = None  # built at its first reading
         self.progress = progress and self.rank == 0
         self.stop_requested = False
