@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from fsx.backbones.registry import check_size, scaled
+from fsx.sizes import check_size, scaled
 
 
 class DCGANDiscriminator(nn.Module):

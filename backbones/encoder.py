@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from fsx.backbones.registry import check_size, scaled
+from fsx.sizes import check_size, scaled
 
 
 def resnet18_encoder(out_dim: int = 99, image_size: int = 128, width: float = 1.0, pretrained: bool = False) -> nn.Module:

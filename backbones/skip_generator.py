@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fsx.backbones.registry import check_size
+from fsx.sizes import check_size
 
 
 def stage_channels(resolution: int, width: float, floor: int) -> int:

@@ -44,11 +44,12 @@ from torchvision.utils import save_image
 from fsx import losses as L
 from fsx.backbones.discriminators import dcgan_discriminator
 from fsx.backbones.encoder import resnet18_encoder
-from fsx.backbones import create_backbone
+from fsx.plugins import create_backbone
 from fsx.perceptual import RandomPerceptual
 from fsx.data.face_params import CATEGORIES
 from fsx.data.synthfaces import SynthFaces, SynthStream
-from fsx.eval.judge import load_judge, read, readings, verification
+from fsx.eval.judge import load_judge, read
+from fsx.eval.synthetic import readings, verification
 
 
 @torch.no_grad()

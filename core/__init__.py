@@ -6,11 +6,11 @@ autoencoder, and attributes as plugins.
     feats = model.encode(images)      # images: float (N, 3, H, W) in [0, 1]
 """
 
-__version__ = "0.2.0"
-
-from fsx.checkpoint import CheckpointError, CheckpointWriteError, load, read_metadata, save_model  # noqa: E402
-from fsx.config import AttributeSlot, ModelConfig  # noqa: E402
-from fsx.model import FaceModel, build_model  # noqa: E402
+from fsx.checkpoint import CheckpointError, CheckpointWriteError, read_metadata
+from fsx.config import AttributeSlot, ModelConfig
+from fsx.model import FaceModel, build_model
+from fsx.model_io import load, save_model
+from fsx.version import __version__
 
 __all__ = [
     "__version__",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from fsx.backbones import create_backbone
+from fsx.plugins import create_backbone
 from fsx.config import ModelConfig
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 import fsx
-from fsx.backbones.registry import SUPPORTED_SIZES
+from fsx.sizes import SUPPORTED_SIZES
 from fsx.data.synthfaces import PERSONS
 from fsx.train.config import PRESETS, STAGES
 

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from fsx.backbones.registry import SUPPORTED_SIZES
+from fsx.sizes import SUPPORTED_SIZES
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ from fsx.aae import AAE
 from fsx.config import ModelConfig
 from fsx.disentangler import Disentangler
 from fsx.layout import Layout
+from fsx.plugins import get_registry
 
 
 def to_net(images: torch.Tensor) -> torch.Tensor:
@@ -131,8 +132,6 @@ class FaceModel(nn.Module):
 
 def build_model(attributes: Sequence | str, registry=None, **config) -> FaceModel:
     """A new, untrained model for attribute names/aliases (resolved through the plugin registry)."""
-    from fsx.plugins import get_registry
-
     registry = registry or get_registry()
     resolved = registry.resolve(attributes)
     return FaceModel(ModelConfig.for_attributes(resolved, **config))

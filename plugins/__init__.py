@@ -2,21 +2,25 @@
 
 from fsx.plugins.hookspecs import hookimpl, hookspec
 from fsx.plugins.manager import (
-    AttributeRegistry,
     PluginError,
     PluginProblem,
+    PluginRegistry,
     UnknownAttributeError,
+    create_backbone,
     get_registry,
+    list_backbones,
     load_registry,
 )
 
 __all__ = [
     "hookimpl",
     "hookspec",
-    "AttributeRegistry",
     "PluginError",
     "PluginProblem",
+    "PluginRegistry",
     "UnknownAttributeError",
+    "create_backbone",
     "get_registry",
+    "list_backbones",
     "load_registry",
 ]

@@ -13,7 +13,10 @@ from typing import Iterable, Sequence
 import attrs
 import pluggy
 
-from fsx.plugins import hookspecs
+from fsx.attributes.base import Attribute
+from fsx.backbones.registry import BackboneRegistry
+from fsx.plugins import builtin, hookspecs
+from fsx.version import __version__
 
 ENTRY_POINT_GROUP = "fsx"
 
@@ -57,19 +60,14 @@ class _Source:
     version: str
 
 
-def _fsx_version() -> str:
-    from fsx import __version__
-
-    return __version__
-
-
 @attrs.define
-class AttributeRegistry:
-    """Attributes by name, their aliases, and the problems met while loading plugins."""
+class PluginRegistry:
+    """What the plugins declared: attributes by name and alias, networks by name, and the problems met while
+    loading them."""
 
     attributes: dict = attrs.field(factory=dict)  # name -> Attribute
     aliases: dict = attrs.field(factory=dict)  # alias or name -> name
-    backbones: dict = attrs.field(factory=dict)  # name -> (factory, package)
+    backbones: BackboneRegistry = attrs.field(factory=BackboneRegistry)
     problems: list = attrs.field(factory=list)
 
     def names(self) -> list[str]:
@@ -108,8 +106,6 @@ class AttributeRegistry:
         return out
 
     def _add(self, attr, source: _Source) -> None:
-        from fsx.attributes.base import Attribute
-
         if not isinstance(attr, Attribute):
             raise PluginError(f"fsx_register_attributes returned {type(attr).__name__}, not fsx.attributes.Attribute")
         for key in (attr.name, *attr.aliases):
@@ -144,17 +140,14 @@ def _entry_point_sources(pm: pluggy.PluginManager, problems: list) -> dict:
     return sources
 
 
-def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> AttributeRegistry:
+def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> PluginRegistry:
     """Build a fresh registry: the built-ins, then every ``fsx`` entry point, then ``plugins`` (objects or
     modules with hook implementations, handy in tests and notebooks)."""
-    from fsx.plugins import builtin
-
     pm = pluggy.PluginManager("fsx")
     pm.add_hookspecs(hookspecs)
-    registry = AttributeRegistry()
-    version = _fsx_version()
+    registry = PluginRegistry()
     pm.register(builtin, name="builtin")
-    sources = {id(builtin): _Source("builtin", "fsx", version)}
+    sources = {id(builtin): _Source("builtin", "fsx", __version__)}
     if entry_points:
         sources.update(_entry_point_sources(pm, registry.problems))
     for plugin in plugins:
@@ -185,17 +178,22 @@ def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> 
         src = sources[id(impl.plugin)]
         try:
             for name, factory in (impl.function() or {}).items():
-                if not callable(factory):
-                    raise PluginError(f"backbone {name!r} is not callable")
-                if name in registry.backbones:
-                    raise PluginError(f"backbone {name!r} is already taken by package {registry.backbones[name][1]}")
-                registry.backbones[name] = (factory, src.package)
+                registry.backbones.register_backbone(name, factory, src.package)
         except Exception as exc:
             registry.problems.append(PluginProblem(src.plugin, f"{src.package} {src.version}".strip(), f"{type(exc).__name__}: {exc}"))
     return registry
 
 
 @functools.lru_cache(maxsize=1)
-def get_registry() -> AttributeRegistry:
+def get_registry() -> PluginRegistry:
     """The process-wide registry (built once, on first use)."""
     return load_registry()
+
+
+def create_backbone(name: str, **kwargs):
+    """Build the network ``name`` from the process-wide registry (fsx's own and every plugin's networks)."""
+    return get_registry().backbones.create_backbone(name, **kwargs)
+
+
+def list_backbones() -> list[str]:
+    return get_registry().backbones.list_backbones()

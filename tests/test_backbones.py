@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from fsx.backbones import SUPPORTED_SIZES, create_backbone, list_backbones
+from fsx.backbones import SUPPORTED_SIZES
+from fsx.plugins import create_backbone, list_backbones
 
 
 @pytest.mark.parametrize("size", SUPPORTED_SIZES)

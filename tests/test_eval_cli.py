@@ -88,7 +88,7 @@ def test_eval_on_the_validation_persons_says_so_and_names_missing_judge_weights(
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert "4 validation persons (split 'val'" in m["split"]
-    assert str(missing) in m["judge"]["reason"] and "python -m fsx.eval.judge" in m["judge"]["reason"]
+    assert str(missing) in m["judge"]["reason"] and "python -m fsx.eval.judge_build" in m["judge"]["reason"]
     assert f"note: judge skipped: no judge weights at {missing}" in proc.stderr
     assert "Judge not measured: no judge weights" in (tmp_path / "report.md").read_text()
     assert not (tmp_path / "judge.png").exists()

@@ -126,7 +126,7 @@ def test_latent_vs_prior_is_near_zero_for_prior_samples_and_sees_an_offset():
 def test_mig_keeps_binary_factors_as_two_classes_and_ignores_sample_order():
     """Binary factors (glasses, hat) once went into 20 equal-count bins split by sample order: entropy 3.00 nats
     instead of 0.61, and a mutual information that measured the order of the rows."""
-    from fsx.eval.evaluate import _rank_bins
+    from fsx.eval.synthetic import _rank_bins
 
     g = torch.Generator().manual_seed(0)
     glasses = (torch.rand(2000, generator=g) < 0.3).float()

@@ -15,7 +15,8 @@ from fsx.data import images as image_io
 from fsx.data.images import ImageReadError, read_image
 from fsx.data.real import voxceleb
 from fsx.data.sources import parse_sources
-from fsx.tools import encode_files, list_images, load_images
+from fsx.data.specs import list_images, load_images
+from fsx.embeddings import encode_files
 
 # file name -> the RGB value (0-255) every pixel must decode to
 GOOD = {
@@ -172,7 +173,7 @@ def test_lfw_crops_relative_to_the_image_size_and_skips_unreadable(tmp_path):
     """LFW copies at 125 px read as the 250 px originals do (the crop is relative), and a corrupt file drops its
     pairs, counted, instead of stopping the evaluation."""
     from fsx.data import SynthFaces
-    from fsx.eval.evaluate import lfw_face, lfw_verification
+    from fsx.eval.real import lfw_face, lfw_verification
 
     data = SynthFaces("test", image_size=128, persons=2, clips_per_person=1, frames_per_clip=3, cache=False)
     names = ["Ann", "Bob"]

@@ -7,15 +7,16 @@ import sys
 import torch
 
 from fsx.data.synthfaces import SynthFaces
-from fsx.eval.judge import WEIGHTS, load_judge, read, readings, verification
+from fsx.eval.judge import WEIGHTS, load_judge, read
+from fsx.eval.synthetic import readings, verification
 
 
 def test_the_judge_rebuilds_bit_for_bit(tmp_path):
     """A short build (the shipped file is the same procedure with 3,000 steps and batch 128) in two fresh
-    processes, as ``python -m fsx.eval.judge`` runs it: the same bytes."""
+    processes, as ``python -m fsx.eval.judge_build`` runs it: the same bytes."""
     a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
     for out in (a, b):
-        subprocess.run([sys.executable, "-m", "fsx.eval.judge", "--out", str(out), "--steps", "6", "--batch", "32"],
+        subprocess.run([sys.executable, "-m", "fsx.eval.judge_build", "--out", str(out), "--steps", "6", "--batch", "32"],
                        check=True, capture_output=True)
     assert a.read_bytes() == b.read_bytes()
     assert load_judge(a)(torch.rand(2, 3, 128, 128))["pose"].shape == (2, 3)  # any size in, 64 px read

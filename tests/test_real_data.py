@@ -91,7 +91,7 @@ def test_lfw_verification_table_on_a_fixture(tmp_path):
     """Table 2's protocol end to end on LFW-format files (SynthFaces renders stand in for real photos)."""
     import fsx
     from fsx.data import SynthFaces
-    from fsx.eval.evaluate import lfw_verification
+    from fsx.eval.real import lfw_verification
     from conftest import tiny_config
 
     data = SynthFaces("test", image_size=128, persons=3, clips_per_person=1, frames_per_clip=4, cache=False)
@@ -110,7 +110,7 @@ def test_lfw_verification_table_on_a_fixture(tmp_path):
     assert set(acc) == {"pose", "identity", "expression", "style", "not_identity"}
     # The same numbers computed the plain way: crop and encode every file the pairs name, score each listed pair
     # by cosine, and run the 10-fold protocol on the folds pairs.txt gives (a wrong file, pair or fold changes them).
-    from fsx.eval.evaluate import lfw_face
+    from fsx.eval.real import lfw_face
     from fsx.eval.metrics import verification_fold_accuracy
     from fsx.eval.probes import cosine_scores
 

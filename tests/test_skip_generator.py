@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fsx.backbones import create_backbone
+from fsx.plugins import create_backbone
 from fsx.backbones.skip_generator import stage_channels
 
 

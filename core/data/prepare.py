@@ -24,6 +24,7 @@ import torch
 from fsx.checkpoint import atomic_write_bytes
 from fsx.data.faces import FaceAnalyser, Rejected
 from fsx.data.images import ImageReadError, read_rgb
+from fsx.version import __version__
 
 CHUNK = 64
 FORMAT = "fsx-prepared"
@@ -173,8 +174,6 @@ def prepare_source(name: str, path: str | Path, out: str | Path, size: int = 128
 def _assemble(out: Path, parts: Path, root: Path, files: list[Path], rows: list[dict], settings: dict,
               n_chunks: int, timing: dict) -> dict:
     """The final files from the chunks, in order; manifest.json last (a folder with it is complete)."""
-    from fsx import __version__
-
     size = settings["size"]
     results = [r for c in range(n_chunks) for r in json.loads((parts / f"{c:06d}.json").read_text())]
     kept = [i for i, r in enumerate(results) if r["status"] == "ok"]

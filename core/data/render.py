@@ -23,7 +23,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from fsx.backbones.registry import SUPPORTED_SIZES
+from fsx.sizes import SUPPORTED_SIZES
 from fsx.data.face_params import IDENTITY_FIELDS, STYLE_FIELDS
 
 ID = {f: i for i, f in enumerate(IDENTITY_FIELDS)}

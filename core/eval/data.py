@@ -109,3 +109,28 @@ def split_source(spec: str, size: int, probe_spec: str | None = None, fit_sample
         raise ValueError(f"--data {spec!r}: its split leaves no samples to fit or to measure on")
     return EvalSplit(EvalSet.read(source, _take(fit_idx, fit_samples, g)),
                      EvalSet.read(source, _take(test_idx, test_samples, g)), how)
+
+
+class RenderedOnce:
+    """A SynthFaces split whose pictures are rendered at most once per evaluation: encoding, the RMSE, the judge,
+    the figures and FID all read the same test pictures. Everything else (labels, parameters, counterfactuals)
+    is the split's own."""
+
+    def __init__(self, split):
+        self.split, self._images = split, {}
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getattr__(self, name):
+        return getattr(self.split, name)
+
+    def images(self, indices) -> torch.Tensor:
+        idx = [int(i) for i in torch.as_tensor(indices, dtype=torch.long).flatten()]
+        missing = sorted(set(idx) - set(self._images))
+        if missing:
+            self._images.update(zip(missing, self.split.images(missing)))
+        return torch.stack([self._images[i] for i in idx])
+
+    def get_batch(self, indices) -> tuple[torch.Tensor, dict]:
+        return self.images(indices), self.split.labels_of(indices)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 
 from fsx.data.synthfaces import SynthFaces
-from fsx.eval.judge import load_judge, read, readings, verification
+from fsx.eval.judge import load_judge, read
+from fsx.eval.synthetic import readings, verification
 
 READINGS = (("ae", "autoencode"), ("emb", "reconstruct"))  # log key -> FaceModel method
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-import fsx
+from fsx.version import __version__
 from fsx.checkpoint import CheckpointError, load_tensors, read_metadata, save_tensors
 from fsx.config import ModelConfig
 from fsx.train.run_folder import STATE_FORMAT
@@ -26,7 +26,7 @@ def write_state(path: Path, model, optimizers: dict, rank_states: list[dict], me
     for r, st in enumerate(rank_states):
         for k, v in st.items():
             tensors[f"rng/{r}/{k}"] = v
-    save_tensors(path, tensors, {"format": STATE_FORMAT, "fsx_version": fsx.__version__, "optim_groups": groups,
+    save_tensors(path, tensors, {"format": STATE_FORMAT, "fsx_version": __version__, "optim_groups": groups,
                                  "world_size": len(rank_states), "model_config": model.config.to_dict(), **meta})
 
 

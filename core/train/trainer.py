@@ -17,7 +17,7 @@ import attrs
 import torch
 import torch.distributed as dist
 
-import fsx
+from fsx.model_io import load, save_model
 from fsx.checkpoint import CheckpointError
 from fsx.config import ModelConfig
 from fsx.data.sources import labelling_sources, parse_sources
@@ -92,7 +92,7 @@ class Trainer:
             raise ValueError(f"--option for {stray}, which are not among the trained attributes {list(config.attributes)}")
         self.attributes = [a.configure(**options[a.name]) if options.get(a.name) else a for a in self.attributes]
         if init is not None:
-            self.model = fsx.load(init, registry=registry)
+            self.model = load(init, registry=registry)
             if list(self.model.attributes) != [a.name for a in self.attributes]:
                 raise ValueError(f"--init {init}: its attributes {list(self.model.attributes)} differ from "
                                  f"--attributes {[a.name for a in self.attributes]}")
@@ -259,7 +259,7 @@ class Trainer:
         self.stage, self.step = None, 0
         if self.rank == 0:
             self.save_grids(tag=f"{stage}-end")
-            fsx.save_model(self.model, self.out / f"{stage}.safetensors", **self._info())
+            save_model(self.model, self.out / f"{stage}.safetensors", **self._info())
         self.save_state()
 
     def _check_finite(self, terms: dict) -> dict:
@@ -353,7 +353,7 @@ class Trainer:
         path = None
         if self.rank == 0:
             path = self.out / "model.safetensors"
-            fsx.save_model(self.model, path, **self._info())
+            save_model(self.model, path, **self._info())
             write_config(self.out, self.cfg, self.source_summary(), self.label_summary())
         if self.world > 1:
             dist.barrier()
