@@ -21,11 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fsx.data.source import FileSource
 from fsx.data.labels import declared_labels, parse_label_table, read_split
 from fsx.data.prepare import FORMAT, VERSION
 
 
-class PreparedSource:
+class PreparedSource(FileSource):
     """A prepared folder as a training and evaluation source; crops are resized when ``image_size`` differs."""
 
     def __init__(self, root: str | Path, image_size: int = 64, name: str | None = None, declared: dict | None = None):

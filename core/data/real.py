@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
+from fsx.data.source import FileSource
 from fsx.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
 
 
-class ImageListSource:
+class ImageListSource(FileSource):
     """Files with labels (and optional face boxes), read on demand."""
 
     def __init__(self, name: str, files: list[Path], labels: dict, image_size: int, boxes: list | None = None,

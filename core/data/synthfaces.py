@@ -155,6 +155,11 @@ class SynthFaces:
             self._cached[missing] = True
         return self._cache[idx].float() / 255
 
+    renders = False  # a fixed set: rendered once into its cache (warm_cache), in index order
+
+    def at_step(self, step: int, indices: Sequence[int]) -> list[int]:
+        return list(indices)
+
     def warm_cache(self, chunk: int = 256) -> None:
         """Render every sample into the cache, in index order and fixed chunks (so the cached pixels do not
         depend on which batches asked for them first)."""
@@ -204,14 +209,22 @@ class LabelledView:
     def get_batch(self, indices) -> tuple[torch.Tensor, dict]:
         return self.parent.get_batch(indices, self.fields)
 
+    exact = True  # the labels are the factors the pictures were rendered from
+
     @property
     def renders(self) -> bool:
-        return getattr(self.parent, "renders", False)
+        return self.parent.renders
+
+    @property
+    def skipped(self) -> list:  # rendered pictures are never unreadable
+        return []
 
     def at_step(self, step: int, indices: Sequence[int]) -> list[int]:
         """The indices a step reads: the sampler's, or a stream's generation of them (``SynthStream``)."""
-        at_step = getattr(self.parent, "at_step", None)
-        return at_step(step, indices) if at_step is not None else list(indices)
+        return self.parent.at_step(step, indices)
+
+    def warm_cache(self) -> None:
+        self.parent.warm_cache()
 
     def __repr__(self) -> str:
         return f"{self.name}: {self.parent!r} labelled with {list(self.fields)}"
@@ -260,6 +273,9 @@ class SynthStream:
         P, C, F = self.shape
         return (f"SynthFaces(stream: new persons every step, {P} persons x {C} clips x {F} frames per step, "
                 f"{self.image_size} px)")
+
+    def warm_cache(self) -> None:  # nothing to warm: every step renders its own persons
+        pass
 
     def at_step(self, step: int, indices: Sequence[int]) -> list[int]:
         """Template indices -> the same positions in generation ``step``."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 import attrs
 import torch
 
+from fsx.data.source import FileSource
 from fsx.data.sources import parse_sources
 
 
-class EvalSet:
+class EvalSet(FileSource):
     """Images (uint8, in memory) and labels of the samples an evaluation uses; unreadable files are dropped
     (and counted) when it is built, so that images and labels stay aligned."""
 
@@ -52,7 +53,7 @@ class EvalSet:
         if not images:
             raise ValueError(f"data source {source.name!r}: none of the {len(indices)} images could be read")
         return cls(source.name, torch.cat(images), {k: torch.cat(v) for k, v in labels.items()},
-                   list(getattr(source, "skipped", [])), torch.tensor(origin, dtype=torch.long))
+                   list(source.skipped), torch.tensor(origin, dtype=torch.long))
 
 
 @attrs.frozen

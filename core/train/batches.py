@@ -29,11 +29,11 @@ class _SourceBatches(Dataset):
     def __getitem__(self, key):
         si, indices = key
         source = self.sources[si]
-        before = len(getattr(source, "skipped", ()))
+        before = len(source.skipped)
         images, labels = source.get_batch(indices)
         # labels as numpy arrays travel in the one pickled message; as tensors each would take a shared-memory
         # segment of its own (SynthFaces has ~50 label fields: 10-20x slower batches)
-        return si, images, {k: v.numpy() for k, v in labels.items()}, list(getattr(source, "skipped", ())[before:])
+        return si, images, {k: v.numpy() for k, v in labels.items()}, list(source.skipped[before:])
 
 
 def _as_is(item):
@@ -90,9 +90,7 @@ class BatchSchedule:
         source = self.sources[si]
         ki = (global_step // len(self.sources)) % len(self.specs[source.name])
         indices = next(self._sampler(f"{source.name}:{ki}", seed=self.seed * 31 + si * 7 + ki))
-        at_step = getattr(source, "at_step", None)  # a stream renders each step's own persons
-        if at_step is not None:
-            indices = at_step(global_step, indices)
+        indices = source.at_step(global_step, indices)  # a stream renders each step's own persons
         if self.workers:
             self._drawn.append((global_step, self._sampler_states()))
         return si, indices
@@ -107,7 +105,7 @@ class BatchSchedule:
             # Workers that render (a SynthFaces stream) are started fresh ("spawn"): the compiled renderer runs on
             # GNU OpenMP, which aborts a forked child once the parent has used it (the parent renders its preview
             # pictures, the judge's, or a notebook's grids before training).
-            renders = any(getattr(s, "renders", False) for s in self.sources)
+            renders = any(s.renders for s in self.sources)
             loader = DataLoader(_SourceBatches(self.sources), batch_size=None, sampler=_Keys(self, global_step),
                                 num_workers=self.workers, pin_memory=self.pin_memory, prefetch_factor=2,
                                 collate_fn=_as_is, multiprocessing_context="spawn" if renders else None,
@@ -119,8 +117,8 @@ class BatchSchedule:
         while self._drawn and self._drawn[0][0] <= global_step:
             _, self._used_state = self._drawn.popleft()
         source = self.sources[si]
-        if hasattr(source, "skipped"):  # each worker meets a bad file once: report it once
-            source.skipped.extend(m for m in skipped if m not in source.skipped)
+        # each worker meets a bad file once: report it once
+        source.skipped.extend(m for m in skipped if m not in source.skipped)
         return (source.name, *self.mirror(images, labels))
 
     def close(self) -> None:

@@ -12,11 +12,7 @@ from attrs import validators as v
 from fsx.config import NetworkConfig, from_fields
 from fsx.losses import RECONSTRUCTION_ERRORS
 from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, PERSONS
-
-# aae, disentangle and joint are the paper's Sec. 3.1, 3.2-3.7 and 3.8. refit (not in the paper) trains Phi and
-# Phi^-1 once more on the final, frozen E: joint training keeps moving E, Phi^-1 lags behind it, and G then
-# decodes G(Phi^-1(f)) far from G(E(x)) (measured on the demo: embedding RMSE 67 vs 34 for G(E(x))).
-STAGES = ("aae", "disentangle", "joint", "refit")
+from fsx.train.stages import STAGES
 
 
 def _steps(value: Any) -> dict:

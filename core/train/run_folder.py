@@ -13,7 +13,8 @@ from pathlib import Path
 import attrs
 
 from fsx.checkpoint import CheckpointError, atomic_write_bytes, read_metadata
-from fsx.train.config import SECTIONS, STAGES, TrainConfig
+from fsx.train.config import SECTIONS, TrainConfig
+from fsx.train.stages import STAGES
 
 STATE_FORMAT = "fsx-train-state"
 # What a run writes; --force removes exactly these (anything else a user keeps there stays).
@@ -59,6 +60,27 @@ def check_run_folder(out: Path, resume: bool, force: bool, rank0: bool = True) -
         for name in RUN_FOLDERS:
             shutil.rmtree(out / name, ignore_errors=True)
     return None
+
+
+def run_config(out: Path, config: TrainConfig | None, resume: bool, force: bool, rank0: bool = True,
+               bookkeeping: dict | None = None) -> TrainConfig:
+    """The configuration a run goes on with, the one place that decides it: a new run's ``config``; on resume the
+    run's own, with ``bookkeeping`` (``BOOKKEEPING`` settings, e.g. ``log_every``) on top where ``config`` is
+    None, and otherwise ``config`` only where it equals the run's, bookkeeping aside."""
+    saved = check_run_folder(out, resume, force, rank0)
+    if not resume:
+        if config is None:
+            raise ValueError("train: a configuration is needed to start a new run")
+        return config
+    ran = TrainConfig.from_dict(saved)
+    if config is None:
+        return attrs.evolve(ran, **(bookkeeping or {}))
+    differ = config_differences(ran, config)
+    if differ:
+        raise CheckpointError(
+            f"--resume: the run in {out} was configured differently ({'; '.join(differ)}); resume it with its own "
+            f"settings (give no options, or the same ones) or start a new run in another --out")
+    return config
 
 
 def _flat(config: TrainConfig) -> dict:

@@ -19,6 +19,9 @@ class Stage:
     doc: str = ""
 
 
+# aae, disentangle and joint are the paper's Sec. 3.1, 3.2-3.7 and 3.8. refit (not in the paper) trains Phi and
+# Phi^-1 once more on the final, frozen E: joint training keeps moving E, Phi^-1 lags behind it, and G would then
+# decode G(Phi^-1(f)) far from G(E(x)).
 STAGE_TABLE = {
     "aae": Stage("aae", ("aae.E", "aae.G"), doc="the adversarial autoencoder alone (Sec. 3.1)"),
     "disentangle": Stage("disentangle", ("disentangler",), ("aae",), doc="Phi and Phi^-1 on a fixed E (Sec. 3.2-3.7)"),
@@ -26,6 +29,7 @@ STAGE_TABLE = {
     "refit": Stage("refit", ("disentangler",), ("aae",),
                    doc="disentangle again on the final E with a heavier L_rec^Phi (not in the paper)"),
 }
+STAGES = tuple(STAGE_TABLE)  # in the order a run goes through them; ``Steps`` has one method of each name
 
 
 def set_requires_grad(modules, flag: bool) -> None:

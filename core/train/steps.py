@@ -16,7 +16,7 @@ import torch.nn as nn
 from fsx import losses as L
 from fsx.model import FaceModel
 from fsx.perceptual import RandomPerceptual
-from fsx.train.stages import OPTIMIZED, set_requires_grad
+from fsx.train.stages import OPTIMIZED, STAGES, set_requires_grad
 
 
 @contextmanager
@@ -69,6 +69,12 @@ class Steps:
                              f"{model.config.generator!r} has none")
         # not a submodule of the model: fixed, never trained, never saved (rebuilt from its seed)
         self.perceptual = RandomPerceptual().to(model.device) if cfg.loss.rec_perceptual else None
+
+    def of(self, stage: str):
+        """The step function of a stage (a method of the stage's name; ``STAGES`` lists them)."""
+        if stage not in STAGES:
+            raise ValueError(f"no stage {stage!r}; stages are {', '.join(STAGES)}")
+        return getattr(self, stage)
 
     def update(self, objective: torch.Tensor, *optimizers: str) -> None:
         """One update of the named optimisers from ``objective``: the only place gradients are zeroed, averaged

@@ -17,22 +17,17 @@ import attrs
 import torch
 import torch.distributed as dist
 
-from fsx.model_io import load, save_model
-from fsx.checkpoint import CheckpointError
-from fsx.config import ModelConfig
-from fsx.data.sources import labelling_sources, parse_sources
-from fsx.data.synthfaces import SynthFaces, SynthStream
 from fsx.folder_lock import folder_lock
-from fsx.model import FaceModel
+from fsx.model import to_net
+from fsx.model_io import save_model
 from fsx.train import distributed
-from fsx.train.batches import BatchSchedule, LabelCounts
 from fsx.train.config import TrainConfig
 from fsx.train.judging import TrainingJudge, judge_line
-from fsx.train.run_folder import check_is_folder, check_run_folder, config_differences, write_config
-from fsx.train.run_log import MetricsLog, preview_batch, save_grids
-from fsx.train.stages import STAGE_TABLE, build_optimizers, enter_stage
+from fsx.train.run_folder import check_is_folder, run_config, write_config
+from fsx.train.run_log import MetricsLog, save_grids
+from fsx.train.setup import build_run
+from fsx.train.stages import STAGE_TABLE, enter_stage
 from fsx.train.state import read_state, write_state
-from fsx.train.steps import Steps
 
 SKIPPED_SHOWN = 3  # unreadable images named on the console per source; all of them go to OUT/skipped.txt
 
@@ -53,86 +48,22 @@ class Trainer:
 
     def __init__(self, config: TrainConfig | None, out: str | Path, resume: bool = False,
                  init: str | Path | None = None, registry=None, progress: bool = True,
-                 force: bool = False, report=None):
-        from fsx.plugins import get_registry
-
+                 force: bool = False, report=None, bookkeeping: dict | None = None):
         self.out = Path(out)
         self.rank, self.world, local_rank = distributed.dist_info()
         self.report = report or (lambda line: print(line, file=sys.stderr, flush=True))
         self.checkpoint_path = self.out / "checkpoint.safetensors"
-        saved = check_run_folder(self.out, resume, force, self.rank == 0)
-        if resume:
-            run_config = TrainConfig.from_dict(saved)
-            if config is None:
-                config = run_config
-            differ = config_differences(run_config, config)
-            if differ:
-                raise CheckpointError(
-                    f"--resume: the run in {self.out} was configured differently ({'; '.join(differ)}); resume it "
-                    f"with its own settings (give no options, or the same ones) or start a new run in another --out")
-        elif config is None:
-            raise ValueError("train: a configuration is needed to start a new run")
-        self.cfg = config
-        if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
-            self.device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
-        distributed.init(self.device, self.world)
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        torch.manual_seed(config.seed * 1009 + self.rank)
-        self.gen = torch.Generator().manual_seed(config.seed * 7 + self.rank)
-
-        registry = registry or get_registry()
-        self.attributes = [registry.get(n) for n in config.attributes]
-        options = {registry.canonical(k): v for k, v in config.attribute_options.items()}
-        stray = sorted(set(options) - {a.name for a in self.attributes})
-        if stray:
-            raise ValueError(f"--option for {stray}, which are not among the trained attributes {list(config.attributes)}")
-        self.attributes = [a.configure(**options[a.name]) if options.get(a.name) else a for a in self.attributes]
-        if init is not None:
-            self.model = load(init, registry=registry)
-            if list(self.model.attributes) != [a.name for a in self.attributes]:
-                raise ValueError(f"--init {init}: its attributes {list(self.model.attributes)} differ from "
-                                 f"--attributes {[a.name for a in self.attributes]}")
-        else:
-            self.model = FaceModel(ModelConfig.for_attributes(self.attributes, config.model))
-        # channels_last on every device: oneDNN's CPU convolutions and cuDNN's are both faster in it (measured on
-        # CPU: the demo's steps 17-22% faster, and a nearest upsample in NCHW 100x slower than in channels_last)
-        self.model.to(self.device, memory_format=torch.channels_last)
-        distributed.broadcast_weights(self.model, self.world)
-
-        self.optimizers = build_optimizers(self.model, config)
-        self.sources = parse_sources(config.data, self.model.image_size, seed=config.seed, persons=config.synth.persons,
-                                     clips=config.synth.clips, frames=config.synth.frames)
-        self.labelled_by = labelling_sources(self.attributes, self.sources)  # before any rendering: fail fast
-        for source in self.sources:  # render SynthFaces once, in a fixed order, so pixels never depend on batching
-            warm = getattr(getattr(source, "parent", None), "warm_cache", None)
-            if warm is not None:
-                warm()
-        # Read here, before any step, so that every run, fresh or resumed, with or without workers, has run the
-        # (numba, OpenMP) renderer in this process before its first step: having run it moves later torch
-        # operations onto another floating-point path (a stream with workers would otherwise first render here at
-        # a sample grid or a judge reading, and a resumed run would differ from an uninterrupted one in the last
-        # bits).
-        self.preview = preview_batch(self.sources[0])
+        self.cfg = run_config(self.out, config, resume, force, self.rank == 0, bookkeeping)
+        run = build_run(self.cfg, self.rank, self.world, local_rank, init, registry)
+        self.device, self.gen, self.attributes, self.model = run.device, run.gen, run.attributes, run.model
+        self.optimizers, self.sources, self.labelled_by, self.preview = (run.optimizers, run.sources,
+                                                                         run.labelled_by, run.preview)
+        self.schedule, self.label_counts, self.steps = run.schedule, run.label_counts, run.steps
         self.skips_reported = {s.name: 0 for s in self.sources}
-        self.schedule = BatchSchedule(self.sources, self.attributes, max(2, config.batch_size // self.world),
-                                      config.seed, self.rank, config.mirror_p, self.gen, workers=config.workers,
-                                      pin_memory=self.device.type == "cuda")
-        self.label_counts = LabelCounts(self.attributes, self.sources, self.device, self.world)
-        autocast = None
-        if config.precision == "bf16":
-            dev = self.device.type
-            autocast = lambda: torch.autocast(dev, dtype=torch.bfloat16)  # noqa: E731
-        self.steps = Steps(self.model, self.attributes, config, self.optimizers, self.gen,
-                           distributed.GradientAverager(self.model, self.world), autocast)
         self.completed: list[str] = []
         self.stage, self.step, self.global_step = None, 0, 0
         self.elapsed = 0.0  # seconds spent in training steps, over every resume (the judge's curve is against it)
-        self.judging = config.judge_every > 0 and self.rank == 0 and any(
-            isinstance(getattr(s, "parent", None), (SynthFaces, SynthStream)) for s in self.sources)
+        self.judging = self.cfg.judge_every > 0 and self.rank == 0 and any(s.exact for s in self.sources)
         self.judge: TrainingJudge | None = None  # built at its first reading
         self.progress = progress and self.rank == 0
         self.stop_requested = False
@@ -149,7 +80,7 @@ class Trainer:
             for a in self.attributes:
                 self.report(f"attribute {a.name}: labelled by {', '.join(self.labelled_by[a.name])}")
             self._report_skipped(resume)
-            write_config(self.out, config, self.source_summary(), self.label_summary())
+            write_config(self.out, self.cfg, self.source_summary(), self.label_summary())
             self.log = MetricsLog(self.out, resume, self.global_step)
 
     # --- what the data gave: labelled samples per attribute, unreadable inputs ----------------------
@@ -158,7 +89,7 @@ class Trainer:
 
     def source_summary(self) -> dict:
         """Per source: its size, the labels it offers and how many of its images could not be read (so far)."""
-        return {s.name: {"images": len(s), "labels": sorted(s.labels), "skipped": len(getattr(s, "skipped", ()))}
+        return {s.name: {"images": len(s), "labels": sorted(s.labels), "skipped": len(s.skipped)}
                 for s in self.sources}
 
     def _report_skipped(self, resume: bool = True) -> None:
@@ -171,7 +102,7 @@ class Trainer:
         if not resume and path.exists():
             path.unlink()
         for source in self.sources:
-            skipped = getattr(source, "skipped", [])
+            skipped = source.skipped
             new = skipped[self.skips_reported[source.name]:]
             if not new:
                 continue
@@ -209,7 +140,7 @@ class Trainer:
         if self.stage != stage:
             self.stage, self.step = stage, 0
         enter_stage(self.model, STAGE_TABLE[stage])
-        step_fn = getattr(self.steps, stage)
+        step_fn = self.steps.of(stage)
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -223,7 +154,7 @@ class Trainer:
             self.label_counts.add(source, labels)
             if source not in used:
                 used.append(source)
-            xn = (images * 2 - 1).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            xn = to_net(images).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             labels = {k: v.to(self.device) for k, v in labels.items()}
             terms = step_fn(xn, labels, self.step)
             values = self._check_finite(terms)
@@ -279,7 +210,7 @@ class Trainer:
             return
         record = {"stage": stage, "step": self.step, "global_step": self.global_step, "img_per_s": round(rate, 2),
                   "sources": sources,
-                  "skipped": {s.name: len(s.skipped) for s in self.sources if getattr(s, "skipped", None)}}
+                  "skipped": {s.name: len(s.skipped) for s in self.sources if s.skipped}}
         record.update({f"loss/{k}": round(v, 6) for k, v in sorted(means.items())})
         record.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
         self.log.write(record, means, self.cfg.steps[stage], rate, bar)
