@@ -3,6 +3,7 @@ attributes with their packages, training info) that rebuilds it."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -85,3 +86,24 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", registry=N
                               f"do); the file is damaged or its training diverged")
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval()
+
+
+def describe(meta: dict) -> list[str]:
+    """The lines of ``fsx info`` for a checkpoint's metadata (KeyError/TypeError where a field is missing)."""
+    cfg = meta["config"]
+    lines = [
+        f"fsx version: {meta.get('fsx_version')}",
+        f"image size:  {cfg['image_size']}",
+        f"latent dim:  {cfg.get('latent_dim') or sum(a['dim'] for a in meta['attributes'])}",
+        f"width:       {cfg.get('width')}",
+        "backbones:   " + ", ".join(f"{k}={cfg.get(k)}" for k in (
+            "encoder", "generator", "image_discriminator", "latent_discriminator"))
+        + (f" (options {json.dumps(cfg['backbone_options'])})" if cfg.get("backbone_options") else ""),
+        "attributes:",
+    ]
+    for a in meta["attributes"]:
+        lines.append(f"  {a['name']:<12} dim {a['dim']:<4} from {a.get('package', '')} {a.get('version', '')}".rstrip())
+    info = meta.get("info") or {}
+    for key, value in sorted(info.items()):
+        lines.append(f"{key + ':':<13}{json.dumps(value) if not isinstance(value, str) else value}")
+    return lines

@@ -197,3 +197,12 @@ def create_backbone(name: str, **kwargs):
 
 def list_backbones() -> list[str]:
     return get_registry().backbones.list_backbones()
+
+
+def attribute_table(registry: PluginRegistry) -> tuple[list[dict], list[str]]:
+    """What ``fsx plugins`` lists: one row per attribute (name, aliases, dim, labels, how its batches are sampled,
+    package), and the problems met while loading plugins."""
+    rows = [{"name": a.name, "aliases": list(a.aliases), "dim": a.dim, "labels": list(a.label_names),
+             "sampler": " x ".join(f"{c} {g}" for g, c in zip(a.sampler.group_by, a.sampler.counts)) or "random",
+             "package": f"{a.package} {a.version}".strip()} for a in registry.attributes.values()]
+    return rows, [str(p) for p in registry.problems]

@@ -213,3 +213,11 @@ def _assemble(out: Path, parts: Path, root: Path, files: list[Path], rows: list[
                                              "min_score")}, "report": report}
     atomic_write_bytes(out / "manifest.json", json.dumps(manifest, indent=1).encode())
     return report
+
+
+def prepare_summary(name: str, report: dict, target) -> str:
+    """``fsx prepare``'s line for one prepared source."""
+    rejected = ", ".join(f"{k} {v}" for k, v in sorted(report["rejected"].items())) or "none"
+    speed = f", {report['pictures_per_second']} pictures/s" if report["pictures_per_second"] else ""
+    return (f"{name}: {report['pictures']} pictures, {report['faces']} faces kept, rejected: {rejected}; "
+            f"{len(report['unreadable'])} unreadable{speed} -> {target} (--data {name}=prepared:{target})")

@@ -5,6 +5,8 @@ discriminators alternate with the generators, which DDP's one-forward-one-backwa
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import torch
 import torch.distributed as dist
@@ -105,3 +107,21 @@ def sum_over_ranks(t: torch.Tensor, device: torch.device, world: int) -> torch.T
     t = t.to(device)
     dist.all_reduce(t)
     return t.cpu()
+
+
+def relaunch(nproc: int, argv: list[str]) -> None:
+    """``fsx train --nproc N``: run the same command (``argv``, without the program) under torch.distributed.run
+    with N processes; exits with its status."""
+    args, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        args.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "fsx", *args]
+    raise SystemExit(subprocess.call(cmd))

@@ -1,0 +1,73 @@
+"""What the commands of the CLI share: the ``--attributes`` parameter type, loading a model, writing a PNG, and
+reporting skipped pictures, each as one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from torchvision.utils import save_image
+
+import fsx
+from fsx.plugins import UnknownAttributeError, get_registry
+
+
+class AttributeList(click.ParamType):
+    """``pose,id,expr`` -> resolved Attribute objects; an unknown name exits with code 2 listing the known."""
+
+    name = "attributes"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return get_registry().resolve(value)
+        except UnknownAttributeError as exc:
+            self.fail(str(exc), param, ctx)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _report_plugin_problems() -> None:
+    for problem in get_registry().problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
+def _load_model(path):
+    try:
+        return fsx.load(path)
+    except fsx.CheckpointError as exc:
+        raise click.ClickException(str(exc))
+
+
+def _report_skipped(skipped: list[str]) -> None:
+    """Unreadable inputs that were skipped: how many, and each one with its reason (on stderr)."""
+    if skipped:
+        click.echo(f"skipped {len(skipped)} unreadable image(s):", err=True)
+        for line in skipped:
+            click.echo(f"  {line}", err=True)
+
+
+def _output_file(path: str) -> str:
+    """The parent folder of an output file, created; a clear error where it cannot be (e.g. under a file)."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"--out {path}: cannot create its folder ({exc.strerror or exc})")
+    if Path(path).is_dir():
+        raise click.ClickException(f"--out {path}: is a folder; give a file name")
+    return path
+
+
+def _save_png(images, out: str, nrow: int = 8) -> None:
+    try:
+        save_image(images, _output_file(out), nrow=nrow, padding=2, pad_value=1.0)
+    except (OSError, ValueError) as exc:  # ValueError: Pillow knows no format for this suffix
+        raise click.ClickException(f"could not write {out}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def _attribute_name(name: str, flag: str) -> str:
+    try:
+        return get_registry().get(name).name
+    except KeyError as exc:
+        raise click.BadParameter(str(exc).strip("'\""), param_hint=flag)

@@ -1,0 +1,165 @@
+"""The commands that use a trained model: ``encode``, ``retrieve``, ``edit``, ``generate``, ``audit``, ``info``, and
+``plugins``; each a few lines over a public function."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+
+import fsx
+from fsx.cli_support import (AttributeList, _attribute_name, _load_model, _output_file, _report_plugin_problems,
+                             _report_skipped, _save_png)
+from fsx.data.specs import list_images, load_images
+from fsx.embeddings import default_attribute, encode_files, load_embeddings, retrieve as rank, save_embeddings
+from fsx.eval.audit import audit as run_audit, write_audit
+from fsx.model_io import describe
+from fsx.plugins import attribute_table, get_registry
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Embeddings file (.safetensors).")
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
+def encode(checkpoint, images, out, strict):
+    """Encode IMAGES (files, synthfaces:SPLIT:INDEX or prepared:DIR:ROW) into sub-vectors, saved as safetensors (unreadable images
+    are skipped and listed)."""
+    model = _load_model(checkpoint)
+    try:
+        emb, files, skipped = encode_files(model, list(images), strict=strict)
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    _report_skipped(skipped)
+    try:
+        save_embeddings(_output_file(out), emb, files, model)
+    except OSError as exc:
+        raise click.ClickException(f"could not write {out}: {exc.strerror or exc}")
+    click.echo(f"wrote {out}: {len(files)} images" + (f" ({len(skipped)} skipped)" if skipped else "") + ", "
+               + ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in emb.items()))
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--query", required=True, help="Query image (file, synthfaces:SPLIT:INDEX or prepared:DIR:ROW).")
+@click.option("--gallery", required=True, help="A folder of images or an embeddings file from fsx encode.")
+@click.option("--by", default=None, help="Sub-vector to compare: an attribute, or 'all' for the whole f "
+              "[default: the model's first attribute that verifies persons, else all].")
+@click.option("-k", "k", type=click.IntRange(min=1), default=7, show_default=True)
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable gallery image instead of skipping it.")
+def retrieve(checkpoint, query, gallery, by, k, strict):
+    """Print the K gallery images most similar to the query in one sub-vector, as Figure 4 shows."""
+    model = _load_model(checkpoint)
+    if by is None:
+        by = default_attribute(model, ("verification",), label="person") or "all"
+    elif by != "all":
+        by = _attribute_name(by, "--by")
+    try:
+        if Path(gallery).is_dir():
+            emb, files, skipped = encode_files(model, list_images(gallery), strict=strict)
+            _report_skipped(skipped)
+        elif Path(gallery).is_file():
+            emb, files = load_embeddings(gallery)
+        else:
+            raise click.ClickException(f"--gallery {gallery}: no such folder or embeddings file")
+        q, _, _ = encode_files(model, [query], strict=True)
+        hits = rank(q, emb, files, by, k)
+    except ValueError as exc:  # CheckpointError and ImageReadError are ValueErrors too
+        raise click.ClickException(str(exc))
+    for place, (f, score) in enumerate(hits, 1):
+        click.echo(f"{place}\t{score:.4f}\t{f}")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--source", required=True, help="Image whose attributes are taken.")
+@click.option("--target", required=True, help="Image that receives them.")
+@click.option("--attributes", "attributes", type=AttributeList(), required=True)
+@click.option("--except", "everything_except", is_flag=True, help="Transfer everything except these attributes.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+def edit(checkpoint, source, target, attributes, everything_except, out):
+    """Transfer attributes from SOURCE to TARGET, as in Figure 5; the PNG shows source, target and result."""
+    model = _load_model(checkpoint)
+    try:
+        src, tgt = load_images([source], model.image_size), load_images([target], model.image_size)
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    names = [a.name for a in attributes]
+    with torch.no_grad():
+        result = model.transfer(src, tgt, names, everything_except=everything_except).cpu()
+    _save_png(torch.cat([src, tgt, result]), out, nrow=3)
+    click.echo(f"wrote {out}: {'everything except ' if everything_except else ''}{','.join(names)} from {source} onto {target}")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-n", "n", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def generate(checkpoint, n, out, seed):
+    """Write N random faces G(z*), z* ~ N(0, I), as a grid PNG."""
+    model = _load_model(checkpoint)
+    with torch.no_grad():
+        images = model.generate(n, generator=torch.Generator().manual_seed(seed)).cpu()
+    _save_png(images, out)
+    click.echo(f"wrote {out}: {n} samples")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--data", default="synthfaces", show_default=True,
+              help="synthfaces, or any source fsx train reads (its test rows, as fsx eval splits it).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="SynthFaces only: the persons to audit.")
+@click.option("--attribute", default=None,
+              help="Any attribute with a classification or regression probe [default: the model's first with a "
+              "classification probe, else regression].")
+@click.option("-n", "n", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+def audit(checkpoint, data, split, attribute, n, out):
+    """List the samples whose label the embedding disagrees with most, as Section 5.5 does (audit.png, audit.csv)."""
+    model = _load_model(checkpoint)
+    name = _attribute_name(attribute, "--attribute") if attribute else None
+    try:
+        result = run_audit(model, data=data, split=split, attribute=name, n=n)
+        write_audit(result, model, out)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"wrote {out}/audit.png and {out}/audit.csv ({len(result.rows)} samples)")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def plugins(as_json: bool) -> None:
+    """List the installed attributes: name, aliases, dim, labels, package."""
+    rows, problems = attribute_table(get_registry())
+    if as_json:
+        click.echo(json.dumps({"attributes": rows, "problems": problems}, indent=2))
+        return
+    header = ("NAME", "ALIASES", "DIM", "LABELS", "BATCHES", "PACKAGE")
+    table = [header] + [(r["name"], ",".join(r["aliases"]) or "-", str(r["dim"]), ",".join(r["labels"]), r["sampler"],
+                         r["package"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    _report_plugin_problems()
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+def info(checkpoint: str) -> None:
+    """Show what a checkpoint's metadata says (without loading its weights)."""
+    try:
+        meta = fsx.read_metadata(checkpoint)
+        lines = describe(meta)
+    except fsx.CheckpointError as exc:
+        raise click.ClickException(str(exc))
+    except (KeyError, TypeError, AttributeError) as exc:
+        missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise click.ClickException(f"{checkpoint}: its metadata is incomplete or malformed ({missing!r} is missing "
+                                   f"or of the wrong type)")
+    click.echo(f"file:        {checkpoint}")
+    for line in lines:
+        click.echo(line)
