@@ -126,22 +126,25 @@ def _surface(x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, lift: float | to
 def build_parts(pose, identity, expression, style):
     """All parts of all faces: centres (B, K, 2), M (B, K, 2, 2), bend/tilt/inner (B, K), alpha scale (B, K)
     and colours (B, K, 3)."""
-    B = pose.shape[0]
-    I = lambda f: identity[:, ID[f]]  # noqa: E731
-    S = lambda f: style[:, ST[f]]  # noqa: E731
     rot = rotation_matrix(pose)
     act = actions(expression)
-    smile, mouth_open, brow_raise, brow_tilt, eye_open, wrinkle, one_sided = act.unbind(1)
+    ec, em = _head_ellipsoids(identity, rot)
+    dc, dm, facing = _face_discs(identity, act, rot)
+    centre = torch.cat([ec[:, :6], dc[:, :14], ec[:, 6:7], dc[:, 14:16], ec[:, 7:9]], 1)
+    mat = torch.cat([em[:, :6], dm[:, :14], em[:, 6:7], dm[:, 14:16], em[:, 7:9]], 1)
+    centre = (centre + torch.tensor(HEAD_CENTRE)) * ZOOM
+    mat = mat / ZOOM  # (u, v) per image offset
+    bend, tilt, inner = _part_shapes(act)
+    return centre, mat, bend, tilt, inner, _part_alphas(identity, style, act, facing), _part_colours(identity, style)
 
+
+def _head_ellipsoids(identity, rot):
+    """Hair (back), neck, ears, head, jaw, fringe, hat brim, hat crown: centres and image matrices."""
+    I = lambda f: identity[:, ID[f]]  # noqa: E731
     fw, fh = I("face_w"), I("face_h")
     head_r = torch.stack([fw, fh, fw * 0.95], 1)
-    skin = identity[:, [ID["skin_r"], ID["skin_g"], ID["skin_b"]]]
-    hair = identity[:, [ID["hair_r"], ID["hair_g"], ID["hair_b"]]]
-    iris = identity[:, [ID["iris_r"], ID["iris_g"], ID["iris_b"]]]
     vol, length, fringe = I("hair_volume"), I("hair_len"), I("fringe")
     z = torch.zeros_like(fw)
-
-    # --- ellipsoids: hair (back), neck, ears, head, jaw, fringe, hat brim, hat crown ------------------
     ear_y = fh * (I("eye_y") + 0.12)
     e_centre = torch.stack([
         torch.stack([z, -0.10 * fh + 0.25 * fh * length, -0.25 * fw], 1),
@@ -165,9 +168,16 @@ def build_parts(pose, identity, expression, style):
         torch.stack([fw * 1.55, fh * 0.07, fw * 1.50], 1),
         torch.stack([fw * 1.12, fh * 0.50, fw * 1.10], 1),
     ], 1)
-    ec, em = _ellipsoids(e_centre, e_radii, rot)
+    return _ellipsoids(e_centre, e_radii, rot)
 
-    # --- discs on the face -------------------------------------------------------------------------
+
+def _face_discs(identity, act, rot):
+    """Eyes, irises, pupils, brows, lips, mouth, teeth, nose and glasses on the head's surface."""
+    I = lambda f: identity[:, ID[f]]  # noqa: E731
+    smile, mouth_open, brow_raise, brow_tilt, eye_open, wrinkle, one_sided = act.unbind(1)
+    fw, fh = I("face_w"), I("face_h")
+    head_r = torch.stack([fw, fh, fw * 0.95], 1)
+    z = torch.zeros_like(fw)
     ex = fw * I("eye_sep")
     ey = fh * I("eye_y")
     es = I("eye_size")
@@ -200,13 +210,13 @@ def build_parts(pose, identity, expression, style):
         torch.stack([I("nose_w") * 1.3, 0.018 + z], 1),
         torch.stack([es * 1.75, es * 1.45], 1), torch.stack([es * 1.75, es * 1.45], 1),
     ], 1)
-    dc, dm, facing = _discs(point, normal, half, rot)
+    return _discs(point, normal, half, rot)
 
-    centre = torch.cat([ec[:, :6], dc[:, :14], ec[:, 6:7], dc[:, 14:16], ec[:, 7:9]], 1)
-    mat = torch.cat([em[:, :6], dm[:, :14], em[:, 6:7], dm[:, 14:16], em[:, 7:9]], 1)
-    centre = (centre + torch.tensor(HEAD_CENTRE)) * ZOOM
-    mat = mat / ZOOM  # (u, v) per image offset
 
+def _part_shapes(act):
+    """Each part's bend, tilt and inner radius (brows arch, the mouth smiles, glasses are rings)."""
+    smile, mouth_open, brow_raise, brow_tilt, eye_open, wrinkle, one_sided = act.unbind(1)
+    B = act.shape[0]
     bend = torch.zeros(B, K)
     tilt = torch.zeros(B, K)
     inner = torch.full((B, K), -1.0)
@@ -221,6 +231,14 @@ def build_parts(pose, identity, expression, style):
     inner[:, P["glass_l"]] = 0.72
     inner[:, P["glass_r"]] = 0.72
 
+    return bend, tilt, inner
+
+
+def _part_alphas(identity, style, act, facing):
+    """How opaque each part is: parts turned away fade, the mouth opens, glasses and hats come and go."""
+    smile, mouth_open, brow_raise, brow_tilt, eye_open, wrinkle, one_sided = act.unbind(1)
+    S = lambda f: style[:, ST[f]]  # noqa: E731
+    B, fringe = act.shape[0], identity[:, ID["fringe"]]
     alpha = torch.ones(B, K)
     fade = ((facing - 0.08) / 0.25).clamp(0, 1)
     alpha[:, 6:20] = fade[:, :14]
@@ -233,17 +251,24 @@ def build_parts(pose, identity, expression, style):
     alpha[:, P["hat_brim"]] = S("hat")
     alpha[:, P["fringe"]] = (fringe * 3).clamp(0, 1)
 
+    return alpha
+
+
+def _part_colours(identity, style):
+    B = identity.shape[0]
+    skin = identity[:, [ID["skin_r"], ID["skin_g"], ID["skin_b"]]]
+    hair = identity[:, [ID["hair_r"], ID["hair_g"], ID["hair_b"]]]
+    iris = identity[:, [ID["iris_r"], ID["iris_g"], ID["iris_b"]]]
     lips = skin * 0.55 + torch.tensor([0.75, 0.22, 0.25]) * 0.45
     hat = style[:, [ST["hat_r"], ST["hat_g"], ST["hat_b"]]]
     glasses = style[:, [ST["glasses_r"], ST["glasses_g"], ST["glasses_b"]]]
     white = torch.full_like(skin, 0.95)
-    colours = torch.stack([
+    return torch.stack([
         hair, skin * 0.92, skin * 0.9, skin * 0.9, skin, skin,
         white, white, iris, iris, torch.full_like(skin, 0.05), torch.full_like(skin, 0.05),
         hair * 0.6, hair * 0.6, lips, torch.tensor([0.25, 0.05, 0.07]).expand(B, 3), white,
         skin * 0.93, skin * 0.6, skin * 0.7, hair, glasses, glasses, hat * 0.85, hat,
     ], 1)
-    return centre, mat, bend, tilt, inner, alpha, colours
 
 
 @functools.lru_cache(maxsize=8)

@@ -43,6 +43,29 @@ PERSONS = {"train": 400, "test": 100, "val": 100}
 CLIPS_PER_PERSON, FRAMES_PER_CLIP = 4, 16
 
 
+def clip_motion(n_clips: int, frames: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pose and expression of every frame of every clip, (clips, frames, 3) each: the pose a smooth
+    (cosine-eased) move between two random poses; the expression segments of SEGMENT frames, each one category
+    gliding between two points of its region of the valence-arousal plane."""
+    F = frames
+    p0, p1 = sample_pose(n_clips, g), sample_pose(n_clips, g)
+    t = torch.linspace(0, 1, F) if F > 1 else torch.zeros(1)
+    ease = 0.5 - 0.5 * torch.cos(math.pi * t)
+    pose = p0[:, None] + (p1 - p0)[:, None] * ease[None, :, None]  # (clips, F, 3)
+    n_seg = -(-F // SEGMENT)
+    cat = torch.randint(len(CATEGORIES), (n_clips, n_seg), generator=g)
+    box = CATEGORY_VA[cat]  # (clips, seg, 4)
+    start, end = torch.rand(n_clips, n_seg, 2, generator=g), torch.rand(n_clips, n_seg, 2, generator=g)
+    seg = torch.arange(F) // SEGMENT
+    within = (torch.arange(F) % SEGMENT).float() / max(SEGMENT - 1, 1)
+    frac = start[:, seg] + (end[:, seg] - start[:, seg]) * within[None, :, None]  # (clips, F, 2)
+    b = box[:, seg]
+    v = b[..., 0] + (b[..., 1] - b[..., 0]) * frac[..., 0]
+    a = b[..., 2] + (b[..., 3] - b[..., 2]) * frac[..., 1]
+    expression = torch.stack([v, a, cat[:, seg].float()], -1)  # (clips, F, 3)
+    return pose, expression
+
+
 @attrs.frozen
 class SynthFacesSpec:
     """The size of a SynthFaces split; the default train split has 400 persons x 4 clips x 16 frames."""
@@ -80,23 +103,7 @@ class SynthFaces:
 
         identity = sample_identity(P, g)
         style = sample_style(n_clips, g)
-        # Pose: a smooth (cosine-eased) move between two random poses per clip.
-        p0, p1 = sample_pose(n_clips, g), sample_pose(n_clips, g)
-        t = torch.linspace(0, 1, F) if F > 1 else torch.zeros(1)
-        ease = 0.5 - 0.5 * torch.cos(math.pi * t)
-        pose = p0[:, None] + (p1 - p0)[:, None] * ease[None, :, None]  # (clips, F, 3)
-        # Expression: segments of SEGMENT frames, each one category gliding between two points of its region.
-        n_seg = -(-F // SEGMENT)
-        cat = torch.randint(len(CATEGORIES), (n_clips, n_seg), generator=g)
-        box = CATEGORY_VA[cat]  # (clips, seg, 4)
-        start, end = torch.rand(n_clips, n_seg, 2, generator=g), torch.rand(n_clips, n_seg, 2, generator=g)
-        seg = torch.arange(F) // SEGMENT
-        within = (torch.arange(F) % SEGMENT).float() / max(SEGMENT - 1, 1)
-        frac = start[:, seg] + (end[:, seg] - start[:, seg]) * within[None, :, None]  # (clips, F, 2)
-        b = box[:, seg]
-        v = b[..., 0] + (b[..., 1] - b[..., 0]) * frac[..., 0]
-        a = b[..., 2] + (b[..., 3] - b[..., 2]) * frac[..., 1]
-        expression = torch.stack([v, a, cat[:, seg].float()], -1)  # (clips, F, 3)
+        pose, expression = clip_motion(n_clips, F, g)
 
         person_of_clip = torch.arange(P).repeat_interleave(C)
         offset = PERSON_OFFSET[split]

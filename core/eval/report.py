@@ -18,6 +18,13 @@ def _latent_lines(lat: dict | None) -> list[str]:
 
 
 def report(m: dict, names: list[str]) -> str:
+    """report.md: the measures of ``m`` (``evaluate``'s metrics) in order, then the figures."""
+    lines = _headline(m, names) + _table(m, names) + _edits(m) + _figures(m)
+    return "\n".join(lines) + "\n"
+
+
+def _headline(m: dict, names: list[str]) -> list[str]:
+    """What was measured and how, the reconstruction, FID and the latent, and the attribute table's header."""
     info = m.get("model", {})
     lines = [
         "# fsx evaluation report", "",
@@ -41,6 +48,12 @@ def report(m: dict, names: list[str]) -> str:
         "| attribute | metric | " + " | ".join(names) + " | not_k | chance |",
         "|---|---|" + "---|" * (len(names) + 2),
     ]
+    return lines
+
+
+def _table(m: dict, names: list[str]) -> list[str]:
+    """Each attribute read from each sub-vector, and the per-component and per-class details of its own."""
+    lines = []
     for attr, row in m["table"].items():
         res, kind = row["results"], row["kind"]
         metric = {"regression": "MAE", "verification": "accuracy", "classification": "AUC"}[kind]
@@ -61,6 +74,12 @@ def report(m: dict, names: list[str]) -> str:
         if "per_class" in own:
             lines += ["", f"{attr} AUC per class from its own sub-vector: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in own["per_class"].items())]
+    return lines
+
+
+def _edits(m: dict) -> list[str]:
+    """Counterfactual edit errors, LFW, the identity reader, the judge and MIG/DCI: whichever were measured."""
+    lines = []
     cf = m.get("counterfactual")
     lines += [] if cf is None else ["", "## Counterfactual edit error (SynthFaces ground truth)", "",
               f"RMSE (0-255) of the edited image against the exactly rendered counterfactual; the plain "
@@ -96,6 +115,11 @@ def report(m: dict, names: list[str]) -> str:
                   f"MIG {d['mig']:.3f}; DCI disentanglement {d['dci']['disentanglement']:.3f}, completeness "
                   f"{d['dci']['completeness']:.3f}, informativeness {d['dci']['informativeness']:.3f} "
                   f"(factors: {', '.join(d['factors'])})."]
+    return lines
+
+
+def _figures(m: dict) -> list[str]:
+    lines = []
     lines += ["", "## Figures", ""]
     captions = {"reconstructions": "Inputs, autoencoder and embedding reconstructions (Fig. 3)",
                 "samples": "Random samples G(z*), z* ~ N(0, I)",
@@ -106,7 +130,7 @@ def report(m: dict, names: list[str]) -> str:
         caption = captions.get(key) or (f"Inputs and reconstructions with true and predicted {key[len('explain-'):]} "
                                         "(Fig. 6)" if key.startswith("explain-") else key)
         lines += [f"**{caption}**", "", f"![{key}]({file})", ""]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def report_lines(j: dict) -> list[str]:
