@@ -10,10 +10,8 @@ import torch
 from fsx.attributes.base import Attribute, Label, Probe
 from fsx.attributes.contrastive import contrastive_loss
 from fsx.attributes.triplet import pick_random, triplet_loss
-from fsx.data.face_params import CATEGORIES
-
 # AffectNet's eight categories, in its label order; SynthFaces renders the same eight.
-AFFECTNET_CATEGORIES = CATEGORIES
+AFFECTNET_CATEGORIES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
 
 
 def expression_distance(va: torch.Tensor, category: torch.Tensor, lambda_l: float) -> torch.Tensor:

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 from torchvision.utils import save_image
 
-import fsx
+from fsx.checkpoint import CheckpointError
+from fsx.model_io import load
 from fsx.plugins import UnknownAttributeError, get_registry
 
 
@@ -35,8 +36,8 @@ def _report_plugin_problems() -> None:
 
 def _load_model(path):
     try:
-        return fsx.load(path)
-    except fsx.CheckpointError as exc:
+        return load(path)
+    except CheckpointError as exc:
         raise click.ClickException(str(exc))
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-import fsx
-from fsx.checkpoint import CheckpointError
+from fsx.checkpoint import CheckpointError, read_metadata
 from fsx.cli_support import AttributeList, _load_model, _report_skipped, _save_png
 from fsx.data.export import export_folder
 from fsx.data.faces import FacesExtraMissing
@@ -94,7 +93,7 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
         path = run_training(cfg, out, resume=resume, init=init, force=force, bookkeeping=bookkeeping,
                             report=lambda line: click.echo(line, err=True))
     if path is not None:
-        layout = {a["name"]: a["dim"] for a in fsx.read_metadata(path)["attributes"]}
+        layout = {a["name"]: a["dim"] for a in read_metadata(path)["attributes"]}
         click.echo(f"wrote {path} (layout {layout})")
 
 

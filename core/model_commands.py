@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import torch
 
-import fsx
+from fsx.checkpoint import CheckpointError, read_metadata
 from fsx.cli_support import (AttributeList, _attribute_name, _load_model, _output_file, _report_plugin_problems,
                              _report_skipped, _save_png)
 from fsx.data.specs import list_images, load_images
@@ -152,9 +152,9 @@ def plugins(as_json: bool) -> None:
 def info(checkpoint: str) -> None:
     """Show what a checkpoint's metadata says (without loading its weights)."""
     try:
-        meta = fsx.read_metadata(checkpoint)
+        meta = read_metadata(checkpoint)
         lines = describe(meta)
-    except fsx.CheckpointError as exc:
+    except CheckpointError as exc:
         raise click.ClickException(str(exc))
     except (KeyError, TypeError, AttributeError) as exc:
         missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from fsx.attributes.expression import AFFECTNET_CATEGORIES
+
 POSE_FIELDS = ("yaw", "pitch", "roll")  # degrees
 POSE_RANGE = {"yaw": 45.0, "pitch": 30.0, "roll": 25.0}
 
@@ -26,7 +28,7 @@ STYLE_FIELDS = (
 )
 GROUPS = {"pose": POSE_FIELDS, "identity": IDENTITY_FIELDS, "expression": EXPRESSION_FIELDS, "style": STYLE_FIELDS}
 
-CATEGORIES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
+CATEGORIES = AFFECTNET_CATEGORIES  # the expression attribute owns the categories; SynthFaces draws them
 # Each AffectNet category is a box of the valence-arousal plane: (v_min, v_max, a_min, a_max).
 CATEGORY_VA = torch.tensor([
     [-0.20, 0.20, -0.20, 0.20],  # neutral

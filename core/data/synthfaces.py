@@ -163,6 +163,11 @@ class SynthFaces:
         return self._cache[idx].float() / 255
 
     renders = False  # a fixed set: rendered once into its cache (warm_cache), in index order
+    exact = True  # its labels are the factors its pictures were rendered from
+
+    @property
+    def skipped(self) -> list:  # rendered pictures are never unreadable
+        return []
 
     def at_step(self, step: int, indices: Sequence[int]) -> list[int]:
         return list(indices)
@@ -250,6 +255,8 @@ class SynthStream:
 
     name = "synthfaces"
     renders = True  # draws its pictures when asked for them (a DataLoader worker's work; see BatchSchedule)
+    exact = True
+    skipped = SynthFaces.skipped
 
     def __init__(self, image_size: int = 64, persons: int = 64, clips_per_person: int = CLIPS_PER_PERSON,
                  frames_per_clip: int = FRAMES_PER_CLIP, seed: int = 0, add_labels=None):
