@@ -43,6 +43,29 @@ def test_write_is_atomic_no_temp_files_left(saved, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
+def test_a_write_that_fails_midway_keeps_the_old_file_and_leaves_no_temp_file(saved, tmp_path):
+    """A real failure inside the write (a file-size limit the kernel enforces, as a full disk would stop it): the
+    error names the file, the checkpoint that was there loads as before, no temporary file is left behind."""
+    import resource
+    import signal
+
+    from fsx.checkpoint import CheckpointWriteError, atomic_write_bytes
+
+    _, path = saved
+    before = path.read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG, not a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) // 2, hard))
+    try:
+        with pytest.raises(CheckpointWriteError, match=f"could not write {path}.*previous file is unchanged"):
+            atomic_write_bytes(path, b"x" * len(before))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+    fsx.load(path)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(fsx.CheckpointError, match="no such checkpoint"):
         fsx.load(tmp_path / "nope.safetensors")

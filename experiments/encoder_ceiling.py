@@ -7,7 +7,7 @@ the attribute from the 99-d code z with ``fsx eval``'s own probe on persons unse
 and sample counts). The number it prints is a practical ceiling for that attribute at that width and step count:
 in the joint stage the same steps serve every attribute and the autoencoder.
 
-    python bench/encoder_ceiling.py [--attribute expression|pose] [--steps 1500] [--width 0.25] [--batch 40]
+    python experiments/encoder_ceiling.py [--attribute expression|pose] [--steps 1500] [--width 0.25] [--batch 40]
                                     [--lr 5e-4] [--eval-every 300] [--init runs/demo/aae.safetensors]
 
 expression: cross-entropy on the category through a linear head; reported as the probe's mean one-vs-rest AUC.

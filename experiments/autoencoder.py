@@ -7,7 +7,7 @@ pose MAE, expression accuracy and identity verification against the judge's read
 the RMSE on the 0-255 scale. It separates what the reconstruction loss and the decoder's size allow from what
 the adversarial and disentangling terms cost.
 
-    python bench/autoencoder.py [--loss l1|squared|laplacian] [--steps 1500] [--width 0.25] [--g-width W]
+    python experiments/autoencoder.py [--loss l1|squared|laplacian] [--steps 1500] [--width 0.25] [--g-width W]
                                 [--batch 40] [--lr 5e-4] [--eval-every 500] [--split val|test|train] [--part-weight A]
                                 [--feature-match W] [--gan W] [--code encoder|exact] [--precision fp32|bf16]
                                 [--save PNG] [--generator NAME] [--floor C] [--ssim W] [--scales W] [--perceptual W]
