@@ -26,8 +26,8 @@ from train_step import bench as step_bench  # noqa: E402
 
 from fsx.data.export import export_folder  # noqa: E402
 from fsx.data.folder import FolderSource  # noqa: E402
-from fsx.data.prepared import PreparedSource  # noqa: E402
-from fsx.data.prepare import FORMAT, VERSION  # noqa: E402
+from fsx.data.faces.prepared import PreparedSource  # noqa: E402
+from fsx.data.faces.prepare import FORMAT, VERSION  # noqa: E402
 from fsx.data.sources import parse_sources  # noqa: E402
 from fsx.data.synthfaces import SynthFaces  # noqa: E402
 from fsx.plugins import get_registry  # noqa: E402
@@ -35,7 +35,7 @@ from fsx.train.batches import BatchSchedule  # noqa: E402
 
 
 def write_prepared(out: Path, size: int, n: int) -> Path:
-    """A prepared folder of ``n`` SynthFaces crops in the documented layout (fsx.data.prepared)."""
+    """A prepared folder of ``n`` SynthFaces crops in the documented layout (fsx.data.faces.prepared)."""
     data = SynthFaces("train", image_size=size, persons=-(-n // 64), cache=False)
     out.mkdir(parents=True)
     with open(out / "images.u8", "wb") as fh:

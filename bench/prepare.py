@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from fsx.data.prepare import prepare_source
+from fsx.data.faces.prepare import prepare_source
 
 
 def main() -> None:

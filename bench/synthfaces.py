@@ -2,7 +2,7 @@
 
     python bench/synthfaces.py [--batch 512] [--repeats 3] [--threads N] [--backend compiled|torch|both]
 
-"compiled" is what ``render`` uses when numba is installed (core/data/compositing.py); "torch" is the reference
+"compiled" is what ``render`` uses when numba is installed (core/data/render/compositing.py); "torch" is the reference
 path of eager torch ops.
 """
 

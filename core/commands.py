@@ -14,7 +14,7 @@ from fsx.checkpoint import CheckpointError, read_metadata
 from fsx.cli_support import AttributeList, _load_model, _report_skipped, _save_png
 from fsx.data.export import export_folder
 from fsx.data.faces import FacesExtraMissing
-from fsx.data.prepare import prepare_source, prepare_summary
+from fsx.data.faces.prepare import prepare_source, prepare_summary
 from fsx.data.preview import synth_grid
 from fsx.data.synthfaces import PERSONS
 from fsx.eval import evaluate

@@ -105,7 +105,7 @@ def test_prepare_keeps_labels_adds_pose_and_counts_rejections_by_reason(tmp_path
 
 def test_lfw_subset_faces_are_found_and_non_faces_rejected(tmp_path):
     """Measured: 73 of the 100 25-px LFW faces found (min face 10 px), none of the 100 non-faces."""
-    from fsx.data.prepare import prepare_source
+    from fsx.data.faces.prepare import prepare_source
 
     report = prepare_source("lfw_subset", _lfw_subset_folder(tmp_path / "src"), tmp_path / "out", size=64, min_face=10)
     rows = list(csv.DictReader(open(tmp_path / "out" / "labels.csv")))
@@ -167,7 +167,7 @@ def test_a_killed_prepare_resumes_to_the_same_bytes(tmp_path):
 
 
 def test_training_reads_prepared_data_with_pose_from_the_landmarks(tmp_path):
-    from fsx.data.prepare import prepare_source
+    from fsx.data.faces.prepare import prepare_source
     from fsx.data.sources import parse_sources
 
     prepare_source("faces", _lfw_subset_folder(tmp_path / "src"), tmp_path / "prep", size=64, min_face=10)

@@ -6,7 +6,7 @@
     celeba=/data/celeba, affectnet=..., vggface2=..., voxceleb=...
                                                the paper's data sets in their official layouts (fsx.data.real)
     mine=/path/to/folder                       a folder with labels.csv (fsx.data.folder)
-    celeba=prepared:/data/prepared/celeba      fsx prepare's output (fsx.data.prepared)
+    celeba=prepared:/data/prepared/celeba      fsx prepare's output (fsx.data.faces.prepared)
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = PERS
                 LABEL_FIELDS + tuple(k for k in data.labels if k not in LABEL_FIELDS and k != "frame"))
             sources.append(synthfaces().source(labels, name=name))
         elif kind == "prepared":
-            from fsx.data.prepared import PreparedSource
+            from fsx.data.faces.prepared import PreparedSource
 
             sources.append(PreparedSource(fields, image_size=image_size, name=name))
         elif name in LOADERS and Path(target).is_dir():

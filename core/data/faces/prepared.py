@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from fsx.data.source import FileSource
 from fsx.data.labels import declared_labels, parse_label_table, read_split
-from fsx.data.prepare import FORMAT, VERSION
+from fsx.data.faces.prepare import FORMAT, VERSION
 
 
 class PreparedSource(FileSource):

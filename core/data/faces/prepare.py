@@ -1,5 +1,5 @@
 """``fsx prepare``: detect, align, crop and equalise every face of a source once (Sec. 4.2), label its head pose,
-and write the result in the prepared format that ``fsx.data.prepared`` reads at memory speed.
+and write the result in the prepared format that ``fsx.data.faces.prepared`` reads at memory speed.
 
 Work is cut into chunks of ``CHUNK`` pictures, analysed in parallel by worker processes; each finished chunk is
 written atomically under ``OUT/.parts``, so a killed run continues where it stopped, and the final files are
@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from fsx.checkpoint import atomic_write_bytes
-from fsx.data.faces import FaceAnalyser, Rejected
+from fsx.data.faces.analyser import FaceAnalyser, Rejected
 from fsx.data.images import ImageReadError, read_rgb
 from fsx.version import __version__
 
