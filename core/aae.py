@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from fsx.plugins import create_backbone
 from fsx.config import ModelConfig
+from fsx.plugins import create_backbone
 
 
 class AAE(nn.Module):

@@ -15,6 +15,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 
 from fsx.attributes.base import Label
+from fsx.plugins import get_registry
 
 RESERVED = ("file", "split")  # columns that are not labels: the image, and train/val/test for fsx eval
 SPLITS = ("train", "val", "test")
@@ -23,8 +24,6 @@ SPLITS = ("train", "val", "test")
 def declared_labels(attributes: Iterable | None = None) -> dict[str, Label]:
     """name -> Label over the given attributes (default: every installed one); the first declaration wins."""
     if attributes is None:
-        from fsx.plugins import get_registry
-
         attributes = get_registry().attributes.values()
     out: dict[str, Label] = {}
     for a in attributes:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from fsx.data.source import FileSource
 from fsx.data.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from fsx.data.source import FileSource
 
 
 class ImageListSource(FileSource):

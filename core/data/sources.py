@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
+from fsx.data.faces.prepared import PreparedSource
 from fsx.data.folder import FolderSource
+from fsx.data.labels import declared_labels
 from fsx.data.real import LOADERS
 from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, LABEL_FIELDS, PERSONS, SynthFaces, SynthStream
 
@@ -25,8 +27,6 @@ STREAM_PERSONS = 64  # persons a streamed SynthFaces renders per step (its macro
 def join_vector_labels(labels: dict, declared: dict | None = None) -> dict:
     """Add every declared vector label whose columns the source has as single fields (a plugin's ``light`` from
     SynthFaces' light_x and light_y); returns ``labels``."""
-    from fsx.data.labels import declared_labels
-
     for label in (declared if declared is not None else declared_labels()).values():
         if label.kind == "vector" and label.name not in labels and all(c in labels for c in label.columns):
             labels[label.name] = torch.stack([labels[c].float() for c in label.columns], 1)
@@ -63,8 +63,6 @@ def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = PERS
                 LABEL_FIELDS + tuple(k for k in data.labels if k not in LABEL_FIELDS and k != "frame"))
             sources.append(synthfaces().source(labels, name=name))
         elif kind == "prepared":
-            from fsx.data.faces.prepared import PreparedSource
-
             sources.append(PreparedSource(fields, image_size=image_size, name=name))
         elif name in LOADERS and Path(target).is_dir():
             sources.append(LOADERS[name](target, image_size=image_size, name=name))

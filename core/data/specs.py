@@ -9,8 +9,8 @@ from typing import Sequence
 
 import torch
 
-from fsx.data.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image
 from fsx.data.faces.prepared import PreparedSource
+from fsx.data.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image
 from fsx.data.synthfaces import SynthFaces
 
 

@@ -18,12 +18,12 @@ import torch
 from fsx.data.faces import FacesExtraMissing
 from fsx.data.sources import join_vector_labels
 from fsx.data.synthfaces import PERSONS, SynthFaces
+from fsx.eval import judge as judge_network
 from fsx.eval import figures
 from fsx.eval.data import RenderedOnce, split_source
 from fsx.eval.embedding import encode_all, probe_table, reconstruction_rmse
 from fsx.eval.fid import fid
 from fsx.eval.inception import default_path
-from fsx.eval import judge as judge_network
 from fsx.eval.metrics import latent_vs_prior
 from fsx.eval.real import identity_reader, lfw_verification
 from fsx.eval.report import report

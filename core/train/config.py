@@ -10,8 +10,10 @@ import attrs
 from attrs import validators as v
 
 from fsx.config import NetworkConfig, from_fields
-from fsx.losses import RECONSTRUCTION_ERRORS
 from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, PERSONS
+from fsx.losses import RECONSTRUCTION_ERRORS
+from fsx.plugins import get_registry
+from fsx.plugins.manager import UnknownAttributeError
 from fsx.train.stages import STAGES
 
 
@@ -277,9 +279,6 @@ def make_config(preset: str = "demo", **overrides) -> TrainConfig:
     the demo's pose weight lives in ``attributes/pose.py``) and the caller's ``attribute_options`` merge into them
     per option: ``{"identity": {"margin": 0.3}}`` on the demo preset keeps its contrastive objective. Options for
     attributes not being trained are kept (and rejected by the trainer, which names them)."""
-    from fsx.plugins import get_registry
-    from fsx.plugins.manager import UnknownAttributeError
-
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     values = dict(PRESETS[preset], preset=preset)

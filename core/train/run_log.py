@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from fsx.eval.figures import reconstructions
+
 CONSOLE_TERMS = ("rec", "adv", "rec_phi", "cyc")  # shown on the progress bar with every task_* term
 
 
@@ -69,8 +71,6 @@ def save_grids(model, images: torch.Tensor, folder: Path, tag: str) -> None:
     """Reconstructions, random samples and one-attribute swaps of the preview batch ``images``, as PNGs (the
     caller puts the model back into its stage's modes)."""
     from torchvision.utils import save_image
-
-    from fsx.eval.figures import reconstructions
 
     model.eval()
     images = images.to(model.device)

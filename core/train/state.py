@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from fsx.version import __version__
 from fsx.checkpoint import CheckpointError, load_tensors, read_metadata, save_tensors
 from fsx.config import ModelConfig
 from fsx.train.run_folder import STATE_FORMAT
+from fsx.version import __version__
 
 
 def write_state(path: Path, model, optimizers: dict, rank_states: list[dict], meta: dict) -> None:

@@ -23,7 +23,10 @@ import torch
 
 from fsx.checkpoint import atomic_write_bytes
 from fsx.data.faces.analyser import FaceAnalyser, Rejected
+from fsx.data.folder import read_rows
 from fsx.data.images import ImageReadError, read_rgb
+from fsx.data.labels import declared_labels
+from fsx.data.real import LOADERS
 from fsx.version import __version__
 
 CHUNK = 64
@@ -42,10 +45,6 @@ def _cell(value) -> str:
 def list_source(name: str, path: str | Path) -> tuple[Path, list[Path], list, list[dict[str, str]]]:
     """A source's root, its picture files, their face boxes (or None) and their labels as table cells, without
     reading a picture: a paper data set's official layout (``fsx.data.real``) or a folder with labels.csv."""
-    from fsx.data.folder import read_rows
-    from fsx.data.labels import declared_labels
-    from fsx.data.real import LOADERS
-
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"source {name!r}: {root} is not a folder")

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fsx.data.source import FileSource
-from fsx.data.labels import declared_labels, parse_label_table, read_split
 from fsx.data.faces.prepare import FORMAT, VERSION
+from fsx.data.labels import declared_labels, parse_label_table, read_split
+from fsx.data.source import FileSource
 
 
 class PreparedSource(FileSource):

@@ -22,8 +22,8 @@ import os
 
 import torch
 
-from fsx.sizes import SUPPORTED_SIZES
 from fsx.data.render.parts import ST, K, P, build_parts
+from fsx.sizes import SUPPORTED_SIZES
 
 @functools.lru_cache(maxsize=8)
 def _noise_table(n: int) -> torch.Tensor:
