@@ -22,11 +22,9 @@ from contextlib import ExitStack
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import fsx
-from fsx.plugins import get_registry
 from fsx.train import make_config
-from fsx.train.stages import STAGE_TABLE, build_optimizers, enter_stage
-from fsx.train.steps import Steps
+from fsx.train.setup import build_run
+from fsx.train.stages import STAGE_TABLE, enter_stage
 
 STAGES = ("aae", "disentangle", "joint")
 
@@ -91,28 +89,28 @@ def bench(preset: str, size: int, width: float, batch: int, repeats: int, cycle_
           precision: str = "fp32", channels_last: bool = False, stages=STAGES, profile: bool = False,
           device: str = "cpu", compile_: bool = False, feature_match: float | None = None):
     """stage -> (images/s, GFLOP/s, peak memory in GiB or None on CPU)."""
-    reg = get_registry()
-    attrs_ = reg.resolve("pose,id,expr,style")
-    cfg = make_config(preset, model=dict(image_size=size, width=width), batch_size=batch,
+    # The run as the trainer builds it (fsx.train.setup.build_run): model, optimisers, step functions; a small fixed
+    # SynthFaces set stands in for the data, since the steps are timed on one fixed batch.
+    cfg = make_config(preset, model=dict(image_size=size, width=width), batch_size=batch, precision=precision,
+                      device=device, synth=dict(persons=4, clips=2, frames=2),
                       loss=dict(cycle_samples=cycle_samples, feature_match=feature_match))
-    model = fsx.FaceModel(fsx.ModelConfig.for_attributes(attrs_, cfg.model)).to(device)
-    opt = build_optimizers(model, cfg)
+    run_ = build_run(cfg)
+    model, steps = run_.model, run_.steps
     eager = {name: getattr(model.aae, name) for name in ("E", "G", "D_x")}
     compiled = {name: torch.compile(net) for name, net in eager.items()} if compile_ else eager  # same parameters
     use = lambda nets: [setattr(model.aae, name, net) for name, net in nets.items()]  # noqa: E731
     kind = torch.device(device).type
-    autocast = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if precision == "bf16" else None
-    steps = Steps(model, attrs_, cfg, opt, torch.Generator().manual_seed(0), autocast=autocast)
     x, y = fake_batch(batch, size)
     x, y = x.to(device), {k: v.to(device) for k, v in y.items()}
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    if channels_last:  # the trainer's layout; --nchw measures torch's default instead
         x = x.contiguous(memory_format=torch.channels_last)
+    else:
+        model.to(memory_format=torch.contiguous_format)
     schedule = math.lcm(cfg.optim.d_x_every, cfg.optim.d_z_every)  # steps until the D updates repeat
     out = {}
     for stage in stages:
         enter_stage(model, STAGE_TABLE[stage])
-        fn = getattr(steps, stage)
+        fn = steps.of(stage)
         run = lambda: [fn(x, y, i) for i in range(schedule)]  # noqa: E731
         use(eager)  # FLOPs are counted on the eager networks: the counter does not see into compiled graphs
         run()  # warm-up

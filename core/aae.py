@@ -6,14 +6,16 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from fsx.backbones.registry import BackboneRegistry
 from fsx.config import ModelConfig
-from fsx.plugins import create_backbone
+from fsx.plugins import get_registry
 
 
 class AAE(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, backbones: BackboneRegistry | None = None):
         super().__init__()
         c = config
+        create_backbone = (backbones or get_registry().backbones).create_backbone  # the networks plugins registered
         image = dict(image_size=c.image_size, width=c.width)
         self.E = create_backbone(c.encoder, **c.backbone_kwargs("encoder", out_dim=c.z_dim, **image))
         self.G = create_backbone(c.generator, **c.backbone_kwargs("generator", in_dim=c.z_dim, **image))

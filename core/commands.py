@@ -88,8 +88,8 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
             raise click.BadParameter(str(exc), param_hint=exc.flag)
         except (ValueError, TypeError) as exc:
             raise click.UsageError(str(exc))
-    click.echo(f"fsx train: {'resuming' if resume else 'starting'} the run in {out}; preparing data ...", err=True)
-    with _train_errors(out):
+    with _train_errors(out):  # from here on a Ctrl-C is "interrupted while starting", exit 130
+        click.echo(f"fsx train: {'resuming' if resume else 'starting'} the run in {out}; preparing data ...", err=True)
         path = run_training(cfg, out, resume=resume, init=init, force=force, bookkeeping=bookkeeping,
                             report=lambda line: click.echo(line, err=True))
     if path is not None:

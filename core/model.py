@@ -32,12 +32,12 @@ class FaceModel(nn.Module):
     >>> edited = model.transfer(a, b, ["expression"])  # b with a's expression
     """
 
-    def __init__(self, config: ModelConfig, metadata: Mapping[str, object] | None = None):
+    def __init__(self, config: ModelConfig, metadata: Mapping[str, object] | None = None, registry=None):
         super().__init__()
         self.config = config
         self.metadata = dict(metadata or {})
         self.layout = Layout((s.name, s.dim) for s in config.attributes)
-        self.aae = AAE(config)
+        self.aae = AAE(config, registry.backbones if registry is not None else None)
         self.disentangler = Disentangler(config.z_dim, self.layout.dim, config.phi_hidden)
 
     # --- description -------------------------------------------------------------------------------
@@ -134,4 +134,4 @@ def build_model(attributes: Sequence | str, registry=None, **config) -> FaceMode
     """A new, untrained model for attribute names/aliases (resolved through the plugin registry)."""
     registry = registry or get_registry()
     resolved = registry.resolve(attributes)
-    return FaceModel(ModelConfig.for_attributes(resolved, **config))
+    return FaceModel(ModelConfig.for_attributes(resolved, **config), registry=registry)

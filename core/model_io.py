@@ -60,7 +60,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", registry=N
                 f"plugin (package {installed.package} {installed.version}) declares dim {installed.dim}"
             )
     try:
-        model = FaceModel(config, metadata=meta.get("info") if isinstance(meta.get("info"), dict) else {})
+        model = FaceModel(config, metadata=meta.get("info") if isinstance(meta.get("info"), dict) else {},
+                          registry=registry)
     except KeyError as exc:  # e.g. a backbone name that no installed package registers
         raise CheckpointError(f"{path}: cannot build its model: {exc.args[0] if exc.args else exc}") from None
     except (TypeError, ValueError) as exc:

@@ -89,11 +89,11 @@ def test_task_loss_only_for_labelled_attributes_and_aug_uses_permuted_labels():
     assert torch.equal(ya, torch.tensor([9, 7, 8]))  # pi(y): labels permuted like the sub-vector
 
 
-def _tiny_trainer(tmp_path, **over):
+def _tiny_trainer(tmp_path, registry=None, **over):
     from fsx.train import Trainer, make_config
 
     cfg = make_config("tiny", **over)
-    return Trainer(cfg, tmp_path, progress=False)
+    return Trainer(cfg, tmp_path, progress=False, registry=registry)
 
 
 def _generator_side_batch(tr):
@@ -377,8 +377,7 @@ def _plain_critic(image_size: int = 64, width: float = 1.0):
     return torch.nn.Sequential(torch.nn.Conv2d(3, 1, image_size), torch.nn.Flatten(0))
 
 
-def test_feature_matching_with_a_discriminator_that_has_no_feature_maps_is_a_named_error(tmp_path, monkeypatch):
-    import fsx.plugins
+def test_feature_matching_with_a_discriminator_that_has_no_feature_maps_is_a_named_error(tmp_path):
     from fsx.plugins import hookimpl, load_registry
 
     class PlainCriticPlugin:
@@ -387,12 +386,11 @@ def test_feature_matching_with_a_discriminator_that_has_no_feature_maps_is_a_nam
         def fsx_register_backbones():
             return {"plain_critic": _plain_critic}
 
-    registry = load_registry([PlainCriticPlugin], entry_points=False)
-    monkeypatch.setattr(fsx.plugins, "get_registry", lambda: registry)  # this test's registry, not the process's
+    registry = load_registry([PlainCriticPlugin], entry_points=False)  # this test's registry, not the process's
     model = {"image_discriminator": "plain_critic"}
-    _tiny_trainer(tmp_path / "ok", model=model)  # without feature matching the plugin's D_x trains as it is
+    _tiny_trainer(tmp_path / "ok", registry, model=model)  # without feature matching the plugin's D_x trains as it is
     with pytest.raises(ValueError, match="feature_match.*'plain_critic' has none"):
-        _tiny_trainer(tmp_path / "fm", model=model, loss={"feature_match": 1.0})
+        _tiny_trainer(tmp_path / "fm", registry, model=model, loss={"feature_match": 1.0})
 
 
 @pytest.mark.parametrize("error", ["l1", "squared"])

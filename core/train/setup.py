@@ -63,7 +63,7 @@ def configured_attributes(config: TrainConfig, registry=None) -> list:
 def initial_model(config: TrainConfig, attributes: list, init: str | Path | None = None, registry=None) -> FaceModel:
     """A new model, or the one in ``init`` (which must have the run's attributes, in order)."""
     if init is None:
-        return FaceModel(ModelConfig.for_attributes(attributes, config.model))
+        return FaceModel(ModelConfig.for_attributes(attributes, config.model), registry=registry)
     model = load(init, registry=registry)
     if list(model.attributes) != [a.name for a in attributes]:
         raise ValueError(f"--init {init}: its attributes {list(model.attributes)} differ from "

@@ -1,0 +1,20 @@
+"""The benchmark scripts run (their numbers are measurements, not assertions): a bench that no longer starts
+would go unnoticed until someone needs it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_train_step_bench_builds_the_run_as_the_trainer_does_and_prints_a_row_per_stage():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "train_step.py"), "--preset", "tiny", "--sizes", "32",
+                           "--widths", "0.125", "--batch", "8", "--repeats", "1", "--stages", "aae,joint"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:2] == ["32", "0.125"]]
+    assert [r[2] for r in rows] == ["aae", "joint"] and all(float(r[3]) > 0 for r in rows), proc.stdout
