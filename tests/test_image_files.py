@@ -151,6 +151,7 @@ def test_encode_skips_and_counts_or_stops_when_strict(corpus):
         load_images([corpus / "text.png"], 32)  # what fsx edit reads its source and target with
 
 
+@pytest.mark.slow
 def test_cli_encode_and_retrieve_report_skipped_files(corpus, tmp_path):
     ckpt = tmp_path / "m.safetensors"
     fsx.save_model(fsx.FaceModel(tiny_config()), ckpt)

@@ -9,8 +9,10 @@ import torch
 from fsx.data.synthfaces import SynthFaces
 from fsx.eval.judge import WEIGHTS, load_judge, read
 from fsx.eval.synthetic import readings, verification
+import pytest
 
 
+@pytest.mark.slow
 def test_the_judge_rebuilds_bit_for_bit(tmp_path):
     """A short build (the shipped file is the same procedure with 3,000 steps and batch 128) in two fresh
     processes, as ``python -m fsx.eval.judge_build`` runs it: the same bytes."""

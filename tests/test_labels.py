@@ -126,6 +126,7 @@ def test_unlabelled_attribute_is_an_error_naming_fields_and_sources(plugin_site,
     assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_a_plugin_attribute_trains_and_is_evaluated_on_a_folder_of_its_own_labels(plugin_site, tmp_path):
     """The user's own data: an exported folder plus an 'age' column (one age per person, some rows empty)."""
     write_dist(plugin_site, "fsx-age", "0.1.0", {"fsx_age_f": AGE}, {"age": "fsx_age_f"})

@@ -146,6 +146,7 @@ def test_a_plugin_brings_its_own_preset_options_and_option_overrides_them(plugin
         get_registry.cache_clear()
 
 
+@pytest.mark.slow
 def test_a_regression_plugin_learns_its_label_by_a_clear_margin_over_the_other_sub_vectors(tmp_path):
     """The second example plugin (tests/plugin_light: light direction, a vector label, regression probe), installed
     by pip for real and trained beside pose in a short seeded run: in ``fsx eval``'s table its own sub-vector reads

@@ -136,6 +136,7 @@ def test_the_face_a_box_points_at_is_the_one_kept(tmp_path):
     assert float(rows[0]["roll"]) > 10  # the turned one, not the upright one
 
 
+@pytest.mark.slow
 def test_a_killed_prepare_resumes_to_the_same_bytes(tmp_path):
     src = _lfw_subset_folder(tmp_path / "src", copies=4)  # 800 pictures, 13 chunks
     whole = run_fsx("prepare", f"s={src}", "--out", tmp_path / "whole", "--size", "32", "--min-face", "10")
@@ -217,6 +218,7 @@ def _lfw_layout(root):
     return root
 
 
+@pytest.mark.slow
 def test_eval_on_prepared_real_faces_gives_the_tables_and_the_identity_reader(tmp_path):
     """Tables 1-3 and the pose errors on prepared real faces (a model of the tiny preset, so the numbers mean
     nothing; their presence and the protocol do): LFW verification from the aligned crops, pose MAE against the
@@ -274,6 +276,7 @@ def _people(n_people, pictures_each):
     return [variants(b)[:pictures_each] for b in [astronaut, *found][:n_people]]
 
 
+@pytest.mark.slow
 def test_official_layouts_prepared_then_trained_with_pose_on_every_source(tmp_path):
     """The issue's whole path on fixtures in the official layouts of CelebA, AffectNet and VoxCeleb, built from real
     faces: fsx prepare, then fsx train of all four attributes with pose labelled on every source (from the

@@ -55,6 +55,7 @@ def test_synth_persons_0_streams_and_joins_vector_labels():
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.slow
 def test_a_streamed_run_killed_and_resumed_ends_bit_identical(tmp_path, workers):
     """The stream's pictures depend on (seed, step) only: a run killed with SIGKILL mid-run and resumed (with a
     DataLoader worker rendering the coming steps, or rendering in the loop) ends with exactly the weights of an uninterrupted one."""

@@ -4,8 +4,10 @@ import torch
 import torch.nn as nn
 
 from fsx.data import SynthFaces
+import pytest
 
 
+@pytest.mark.slow
 def test_small_cnn_beats_chance_on_yaw_category_and_person():
     torch.manual_seed(0)
     data = SynthFaces("train", image_size=64, persons=10, clips_per_person=4, frames_per_clip=16, cache=False)

@@ -11,12 +11,14 @@ from safetensors.torch import load_file
 
 import fsx
 from conftest import kill_9_after_checkpoint, run_fsx
+import pytest
 
 
 def metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_each_stage_alone_produces_a_loadable_model(tmp_path):
     a, b, c, d = tmp_path / "a", tmp_path / "b", tmp_path / "c", tmp_path / "d"
     run_fsx("train", "--preset", "tiny", "--stage", "aae", "--out", a, check=True)
@@ -54,6 +56,7 @@ def test_metrics_have_every_loss_term_and_learning_rates(tmp_path):
         assert key in row, key
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     """The cut run reads its batches through two DataLoader workers, the uninterrupted one in the loop: the
     prefetched batches must not move what a checkpoint resumes from, nor change a bit of the result."""
@@ -74,6 +77,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert steps == sorted(steps) and len(steps) == len(set(steps)) == 12 * 4  # aae, disentangle, joint, refit
 
 
+@pytest.mark.slow
 def test_nproc_2_gloo_writes_one_set_of_files(tmp_path):
     proc = run_fsx("train", "--preset", "tiny", "--steps", "2", "--nproc", "2", "--device", "cpu", "--workers", "1",
                    "--out", tmp_path)
@@ -165,6 +169,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert meta["global_step"] >= 1
 
 
+@pytest.mark.slow
 def test_bf16_autocast_runs_on_cpu(tmp_path):
     """--precision bf16 runs the training steps' forward passes in bfloat16 (read from E's and G's outputs; bf16 is meant for GPUs, and CPU autocast goes through the same code here, where CI has no GPU), while
     the saved weights stay fp32; fp32 runs them in fp32."""
@@ -214,6 +219,7 @@ def test_attribute_options_reach_the_loss_and_bad_ones_are_named(tmp_path):
     assert proc.returncode == 1 and "unknown option" in proc.stderr
 
 
+@pytest.mark.slow
 def test_set_reaches_each_section_once_and_names_unknown_or_flagged_options(tmp_path):
     """--set sets a section's option (loss.*, optim.*, model.*, synth.*) or an unflagged field; an option that has a
     flag is set only by its flag, and --set says which."""
