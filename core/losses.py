@@ -162,7 +162,12 @@ def _attribute_loss(a, features: torch.Tensor, labels: Mapping[str, torch.Tensor
         rows = rows.to(features.device)
         features = features[rows]
         labels = {k: v[rows.to(v.device)] for k, v in labels.items()}
-    return a.weight * a.loss(features, labels, generator)
+    loss = a.loss(features, labels, generator)
+    if not (torch.is_tensor(loss) and loss.ndim == 0):
+        shape = tuple(loss.shape) if torch.is_tensor(loss) else type(loss).__name__
+        raise ValueError(f"attribute {a.name!r} (package {a.package} {a.version}".rstrip() + f"): its loss returned "
+                         f"{shape}, not a scalar tensor")
+    return a.weight * loss
 
 
 def task_losses(f: torch.Tensor, labels: Mapping[str, torch.Tensor], attributes, layout: Layout,

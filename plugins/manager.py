@@ -133,7 +133,7 @@ def _entry_point_sources(pm: pluggy.PluginManager, problems: list) -> dict:
             if pm.is_registered(plugin):
                 continue
             pm.register(plugin, name=ep.name)
-        except Exception as exc:  # a plugin's bug must not take fsx down
+        except (Exception, SystemExit) as exc:  # a plugin's bug (or its sys.exit) must not take fsx down
             problems.append(PluginProblem(ep.name, f"{package} {version}", f"failed to load: {type(exc).__name__}: {exc}"))
             continue
         sources[id(plugin)] = _Source(ep.name, package, version)
@@ -171,7 +171,7 @@ def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> 
                     registry._add(attr, src)
                 except PluginError as exc:
                     registry.problems.append(PluginProblem(src.plugin, where, str(exc)))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit: a hook that calls sys.exit is a broken plugin too
             registry.problems.append(PluginProblem(src.plugin, where, f"{type(exc).__name__}: {exc}"))
 
     for impl in sorted(pm.hook.fsx_register_backbones.get_hookimpls(), key=by_registration):
@@ -179,7 +179,7 @@ def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> 
         try:
             for name, factory in (impl.function() or {}).items():
                 registry.backbones.register_backbone(name, factory, src.package)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             registry.problems.append(PluginProblem(src.plugin, f"{src.package} {src.version}".strip(), f"{type(exc).__name__}: {exc}"))
     return registry
 

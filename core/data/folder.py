@@ -30,7 +30,7 @@ def read_rows(root: Path, name: str) -> tuple[Path, list[dict[str, str]]]:
     table = Path(root) / "labels.csv"
     if not table.is_file():
         raise FileNotFoundError(f"data source {name!r}: {table} not found (see fsx.data.folder for the layout)")
-    with open(table, newline="") as fh:
+    with open(table, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or "file" not in rows[0]:
         raise ValueError(f"{table}: needs a header with a 'file' column and at least one row")

@@ -105,7 +105,7 @@ def affectnet(root, image_size: int = 64, split: str = "train", name: str = "aff
     root = Path(root)
     table = _need(root / ("training.csv" if split == "train" else "validation.csv"), "AffectNet annotations")
     relative, boxes, cat, val, aro = [], [], [], [], []
-    with open(table, newline="") as fh:
+    with open(table, newline="", encoding="utf-8-sig") as fh:
         for row in csv.DictReader(fh):
             c = int(row["expression"])
             if c > 7:
@@ -127,7 +127,7 @@ def vggface2(root, image_size: int = 64, split: str = "train", name: str = "vggf
     root = Path(root)
     table = _need(root / "bb_landmark" / f"loose_bb_{split}.csv", "VGGFace2 boxes")
     files, boxes, person = [], [], []
-    with open(table, newline="") as fh:
+    with open(table, newline="", encoding="utf-8-sig") as fh:
         for row in csv.DictReader(fh):
             key = row["NAME_ID"]
             files.append(root / split / f"{key}.jpg")

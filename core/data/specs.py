@@ -28,16 +28,26 @@ def load_image(spec: str, size: int) -> torch.Tensor:
     if spec.startswith("synthfaces:"):
         try:
             _, split, index = spec.split(":")
-            return _synthfaces(split, size).images([int(index)])[0]
+            data = _synthfaces(split, size)
+            return data.images([_index(index, len(data))])[0]
         except (ValueError, IndexError, KeyError) as exc:
             raise ImageReadError(f"{spec}: not a SynthFaces sample (synthfaces:train|test:INDEX): {exc}") from None
     if spec.startswith("prepared:"):  # prepared:DIR:ROW, a crop of fsx prepare's output
         folder, _, row = spec[len("prepared:"):].rpartition(":")
         try:
-            return _prepared(folder, size).get_batch([int(row)])[0][0]
+            data = _prepared(folder, size)
+            return data.get_batch([_index(row, len(data))])[0][0]
         except (ValueError, IndexError, FileNotFoundError) as exc:
             raise ImageReadError(f"{spec}: not a prepared crop (prepared:DIR:ROW): {exc}") from None
     return read_image(spec, size)
+
+
+def _index(raw: str, n: int) -> int:
+    """A sample's index as written in a picture name: 0 to n - 1 (never counted from the end)."""
+    i = int(raw)
+    if not 0 <= i < n:
+        raise IndexError(f"index {i} is outside 0..{n - 1}")
+    return i
 
 
 @functools.lru_cache(maxsize=4)

@@ -150,7 +150,7 @@ class TrainConfig:
     loss: LossConfig = _nested(LossConfig, "loss")
     mirror_p: float = attrs.field(default=0.5, validator=[v.ge(0), v.le(1)])  # horizontal flips
     # bookkeeping
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0), v.lt(2**31)])  # torch's seeds
     device: str = attrs.field(default="auto", validator=v.in_(("auto", "cpu", "cuda")))
     precision: str = attrs.field(default="fp32", validator=v.in_(("fp32", "bf16")))
     log_every: int = attrs.field(default=10, validator=v.ge(1))
@@ -161,6 +161,11 @@ class TrainConfig:
     judge_every: int = attrs.field(default=250, validator=v.ge(0))
     threads: int = 0  # torch CPU threads; 0 = torch's default
     workers: int = attrs.field(default=0, validator=v.ge(0))  # DataLoader worker processes; 0 = read in the loop
+
+    def __attrs_post_init__(self):
+        if all(self.steps[s] == 0 for s in self.stages):
+            raise ValueError(f"steps: {'every stage' if self.stage == 'all' else 'stage ' + self.stage} has 0 steps, so "
+                             f"nothing would be trained; give --steps N or STAGE=N")
 
     @property
     def stages(self) -> tuple[str, ...]:

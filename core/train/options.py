@@ -77,11 +77,11 @@ def parse_steps(raw: str | None, preset: str, stage: str) -> dict | None:
     """``--steps N`` (each stage ``--stage`` selects) or ``--steps aae=1000,joint=200`` -> every stage's steps."""
     if raw is None:
         return None
-    base = make_config(preset, stage=stage)
-    out = dict(base.steps)
+    out = dict(make_config(preset).steps)  # the preset's, before any stage is chosen
+    selected = [s for s in STAGES if out[s] > 0] if stage == "all" else [stage]
     try:
         if "=" not in raw:
-            out.update({s: int(raw) for s in base.stages})
+            out.update({s: int(raw) for s in selected})
         else:
             for item in raw.split(","):
                 name, _, n = item.partition("=")

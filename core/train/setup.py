@@ -42,6 +42,8 @@ class Run:
 
 
 def pick_device(config: TrainConfig, local_rank: int = 0) -> torch.device:
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device here; use --device cpu (or auto)")
     if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

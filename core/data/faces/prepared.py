@@ -51,7 +51,7 @@ class PreparedSource(FileSource):
             (0, size, size, 3), np.uint8)
         self.prepared_size, self.image_size = size, image_size
         table = self.root / "labels.csv"
-        with open(table, newline="") as fh:
+        with open(table, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
         if len(rows) != n:
             raise ValueError(f"{table}: {len(rows)} rows for {n} crops")

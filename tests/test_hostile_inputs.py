@@ -1,0 +1,94 @@
+"""Hostile inputs of issue 34, each one line naming what is wrong (or a counted skip), never a traceback and
+never a silent wrong result. Each case failed before its fix."""
+
+import sys
+
+import pytest
+import torch
+
+import fsx
+from fsx.train import make_config
+
+
+def test_a_labels_table_written_by_a_spreadsheet_with_a_utf8_bom_is_read(tmp_path):
+    from PIL import Image
+
+    from fsx.data.folder import FolderSource
+
+    for i in range(2):
+        Image.new("RGB", (32, 32), (i * 100, 50, 50)).save(tmp_path / f"{i}.png")
+    (tmp_path / "labels.csv").write_bytes("file,person\n0.png,1\n1.png,2\n".encode("utf-8-sig"))
+    source = FolderSource(tmp_path, image_size=32, name="mine")
+    assert len(source) == 2 and len(set(source.labels["person"].tolist())) == 2  # the "file" column was found
+
+
+@pytest.mark.parametrize("seed", [10**20, -1])
+def test_a_seed_torch_cannot_take_is_refused_naming_seed(seed):
+    with pytest.raises(ValueError, match="seed"):
+        make_config("tiny", seed=seed)
+
+
+def test_steps_that_train_nothing_are_refused_instead_of_writing_an_untrained_model():
+    with pytest.raises(ValueError, match="nothing would be trained"):
+        make_config("tiny", steps={"aae": 0, "disentangle": 0, "joint": 0, "refit": 0})
+    with pytest.raises(ValueError, match="stage refit has 0 steps"):
+        make_config("paper", stage="refit")  # the paper preset has no refit stage
+    assert make_config("tiny", steps={"aae": 0, "disentangle": 0, "joint": 1, "refit": 0}).stages == ("joint",)
+
+
+def test_steps_for_a_stage_the_preset_gives_none_are_parsed():
+    from fsx.train.options import parse_steps
+
+    assert parse_steps("100", "paper", "refit")["refit"] == 100
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from fsx.cli import main
+
+    result = CliRunner().invoke(main, ["train", "--preset", "tiny", "--device", "cuda", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "--device cuda: torch sees no CUDA device" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_plugin_hook_that_calls_sys_exit_is_a_reported_problem_not_the_end_of_fsx():
+    from fsx.plugins import hookimpl, load_registry
+
+    class Quitter:
+        @staticmethod
+        @hookimpl
+        def fsx_register_attributes():
+            sys.exit(3)
+
+    registry = load_registry([Quitter], entry_points=False)
+    assert "pose" in registry.attributes  # the built-ins still load
+    assert any("SystemExit" in str(p) and "Quitter" in str(p) for p in registry.problems)
+
+
+def test_a_plugin_loss_that_returns_a_non_scalar_is_named():
+    import attrs
+
+    from fsx.attributes import Attribute, Label
+    from fsx.layout import Layout
+    from fsx.losses import task_losses
+
+    @attrs.frozen
+    class PerRow:
+        def __call__(self, features, labels, generator=None):
+            return features.sum(1)  # one value per row: a plugin bug
+
+    a = attrs.evolve(Attribute(name="rows", dim=2, labels=(Label("light_x", "scalar"),), loss=PerRow()),
+                     package="fsx-rows", version="0.1")
+    with pytest.raises(ValueError, match=r"attribute 'rows' \(package fsx-rows 0.1\): its loss returned \(4,\)"):
+        task_losses(torch.randn(4, 2), {"light_x": torch.randn(4)}, [a], Layout([("rows", 2)]))
+
+
+@pytest.mark.parametrize("spec", ["synthfaces:test:-1", "synthfaces:test:99999999"])
+def test_a_picture_index_outside_its_source_is_refused(spec):
+    from fsx.data.images import ImageReadError
+    from fsx.data.specs import load_image
+
+    with pytest.raises(ImageReadError, match="outside 0.."):
+        load_image(spec, 32)
