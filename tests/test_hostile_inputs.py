@@ -92,3 +92,62 @@ def test_a_picture_index_outside_its_source_is_refused(spec):
 
     with pytest.raises(ImageReadError, match="outside 0.."):
         load_image(spec, 32)
+
+
+def _tiny_run(out, **over):
+    from fsx.train import Trainer
+
+    cfg = make_config("tiny", **{"steps": {"aae": 2, "disentangle": 0, "joint": 0, "refit": 0}, **over})
+    return Trainer(cfg, out, progress=False, report=lambda line: None).fit()
+
+
+def test_init_from_a_model_with_other_networks_is_refused_naming_them(tmp_path):
+    from fsx.train import Trainer
+
+    model = _tiny_run(tmp_path / "a", model={"width": 0.125})
+    with pytest.raises(ValueError, match=r"--init .*width: 0.125 \(init\) vs 0.0625 \(this run\)"):
+        Trainer(make_config("tiny"), tmp_path / "b", init=model, progress=False)
+
+
+@pytest.mark.parametrize("damage", ["[1, 2, 3]\n", '{"stage": "aae", "step": 2, "glo'])
+def test_a_metrics_line_that_is_no_json_object_is_dropped_and_named_on_resume(tmp_path, damage):
+    from fsx.train import Trainer
+
+    out = tmp_path / "run"
+    _tiny_run(out, ckpt_every=1, log_every=1, steps={"aae": 3, "disentangle": 0, "joint": 0, "refit": 0})
+    with open(out / "metrics.jsonl", "a") as fh:
+        fh.write(damage)
+    said = []
+    Trainer(None, out, resume=True, progress=False, report=said.append)
+    assert any(str(out / "metrics.jsonl") in line and "1 unreadable line(s) dropped" in line for line in said), said
+    assert all(line.startswith("{") for line in (out / "metrics.jsonl").read_text().splitlines())
+
+
+def test_a_checkpoint_copied_from_another_run_or_an_edited_config_is_refused_on_resume(tmp_path):
+    import shutil
+
+    from fsx.checkpoint import CheckpointError
+    from fsx.train import Trainer
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    _tiny_run(a, seed=1)
+    _tiny_run(b, seed=2)
+    shutil.copy(b / "checkpoint.safetensors", a / "checkpoint.safetensors")
+    with pytest.raises(CheckpointError, match=r"describe different runs \(seed: 2 \(checkpoint\) vs 1 \(config.json\)"):
+        Trainer(None, a, resume=True, progress=False)
+    edited = (b / "config.json").read_text().replace('"batch_size": 16', '"batch_size": 8')
+    (b / "config.json").write_text(edited)
+    with pytest.raises(CheckpointError, match=r"batch_size: 16 \(checkpoint\) vs 8 \(config.json\)"):
+        Trainer(None, b, resume=True, progress=False)
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_says_force(tmp_path):
+    from fsx.checkpoint import CheckpointError
+    from fsx.train import Trainer
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # what a run leaves when it is killed before its first checkpoint
+    (out / "metrics.jsonl").write_text("")
+    with pytest.raises(CheckpointError, match="start it again with --force"):
+        Trainer(None, out, resume=True, progress=False)

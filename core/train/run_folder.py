@@ -44,7 +44,9 @@ def check_run_folder(out: Path, resume: bool, force: bool, rank0: bool = True) -
     if resume:
         ckpt = out / "checkpoint.safetensors"
         if not ckpt.exists():
-            raise CheckpointError(f"--resume: {ckpt} does not exist (nothing to resume in {out})")
+            started = " (a run that stopped before its first checkpoint: start it again with --force)" if any(
+                (out / n).exists() for n in RUN_FILES) else ""
+            raise CheckpointError(f"--resume: {ckpt} does not exist (nothing to resume in {out}){started}")
         meta = read_metadata(ckpt, expected_format=STATE_FORMAT)
         if not isinstance(meta.get("config"), dict):
             raise CheckpointError(f"{ckpt}: its metadata has no training configuration")
@@ -73,6 +75,7 @@ def run_config(out: Path, config: TrainConfig | None, resume: bool, force: bool,
             raise ValueError("train: a configuration is needed to start a new run")
         return config
     ran = TrainConfig.from_dict(saved)
+    _check_recorded(out, ran)
     if config is None:
         return attrs.evolve(ran, **(bookkeeping or {}))
     differ = config_differences(ran, config)
@@ -81,6 +84,24 @@ def run_config(out: Path, config: TrainConfig | None, resume: bool, force: bool,
             f"--resume: the run in {out} was configured differently ({'; '.join(differ)}); resume it with its own "
             f"settings (give no options, or the same ones) or start a new run in another --out")
     return config
+
+
+def _check_recorded(out: Path, ran: TrainConfig) -> None:
+    """The folder's config.json says the same as the checkpoint about to be resumed: a hand-edited config.json, or
+    a checkpoint copied in from another run, is refused rather than silently ignored and overwritten."""
+    if not (out / "config.json").exists():
+        return
+    try:
+        recorded = load_run_config(out)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"--resume: {exc}; fsx resumes from the checkpoint's own configuration: restore "
+                              f"{out / 'config.json'} or remove it") from None
+    differ = config_differences(ran, recorded)
+    if differ:
+        raise CheckpointError(
+            f"--resume: {out / 'checkpoint.safetensors'} and {out / 'config.json'} describe different runs "
+            f"({'; '.join(d.replace('(run)', '(checkpoint)').replace('(now)', '(config.json)') for d in differ)}); "
+            f"config.json only records a run (edit nothing there), and a checkpoint resumes only in its own folder")
 
 
 def _flat(config: TrainConfig) -> dict:

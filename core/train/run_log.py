@@ -13,15 +13,32 @@ from fsx.eval.figures import reconstructions
 CONSOLE_TERMS = ("rec", "adv", "rec_phi", "cyc")  # shown on the progress bar with every task_* term
 
 
+def _record(line: str) -> dict | None:
+    """One metrics.jsonl line as a dict, or None where it is not a JSON object."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 class MetricsLog:
     """One JSON line per log step in OUT/metrics.jsonl; a resumed run first drops the lines logged after the
     checkpoint it resumes from, so the file never holds two histories."""
 
-    def __init__(self, out: Path, resume: bool, global_step: int):
+    def __init__(self, out: Path, resume: bool, global_step: int, report=print):
         self.path = Path(out) / "metrics.jsonl"
         if resume and self.path.exists():
-            keep = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("global_step", 0) <= global_step]
+            keep, bad = [], []
+            for number, line in enumerate(self.path.read_text(errors="replace").splitlines(), 1):
+                record = _record(line)
+                if record is None and line.strip():
+                    bad.append(number)
+                elif record is not None and record.get("global_step", 0) <= global_step:
+                    keep.append(line)
+            if bad:  # a log line a full disk cut short, or a hand edit: the log goes on without it, and says so
+                report(f"{self.path}: {len(bad)} unreadable line(s) dropped (line {', '.join(map(str, bad[:5]))}"
+                       f"{', ...' if len(bad) > 5 else ''}); the run resumes from its checkpoint")
             self.path.write_text("".join(line + "\n" for line in keep))
         elif not resume:
             self.path.write_text("")

@@ -9,7 +9,7 @@ from pathlib import Path
 import attrs
 import torch
 
-from fsx.config import ModelConfig
+from fsx.config import ModelConfig, NetworkConfig
 from fsx.data.source import DataSource
 from fsx.data.sources import labelling_sources, parse_sources
 from fsx.model import FaceModel
@@ -70,6 +70,11 @@ def initial_model(config: TrainConfig, attributes: list, init: str | Path | None
     if list(model.attributes) != [a.name for a in attributes]:
         raise ValueError(f"--init {init}: its attributes {list(model.attributes)} differ from "
                          f"--attributes {[a.name for a in attributes]}")
+    differ = [f"{f.name}: {getattr(model.config, f.name)!r} (init) vs {getattr(config.model, f.name)!r} (this run)"
+              for f in attrs.fields(NetworkConfig) if getattr(model.config, f.name) != getattr(config.model, f.name)]
+    if differ:  # training the init's networks while config.json records others would break --resume later
+        raise ValueError(f"--init {init}: its networks differ from this run's ({'; '.join(differ)}); give the "
+                         f"same --image-size, --width and --set model.* as the model it was trained with")
     return model
 
 

@@ -81,7 +81,7 @@ class Trainer:
                 self.report(f"attribute {a.name}: labelled by {', '.join(self.labelled_by[a.name])}")
             self._report_skipped(resume)
             write_config(self.out, self.cfg, self.source_summary(), self.label_summary())
-            self.log = MetricsLog(self.out, resume, self.global_step)
+            self.log = MetricsLog(self.out, resume, self.global_step, self.report)
 
     # --- what the data gave: labelled samples per attribute, unreadable inputs ----------------------
     def label_summary(self) -> dict:
