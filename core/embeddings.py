@@ -46,11 +46,20 @@ def encode_files(model, specs: Sequence[str], batch: int = 64, strict: bool = Fa
 
 def save_embeddings(path, embeddings: dict, files: Sequence[str], model) -> None:
     save_tensors(path, embeddings, {"format": EMBEDDINGS_FORMAT, "files": list(files),
-                                    "attributes": model.attributes, "model": model.metadata})
+                                    "attributes": model.attributes, "model": model.metadata,
+                                    "model_fingerprint": model.fingerprint()})
 
 
-def load_embeddings(path) -> tuple[dict, list[str]]:
+def load_embeddings(path, model=None) -> tuple[dict, list[str]]:
+    """The embeddings and files of an ``fsx encode`` file; with ``model``, a ValueError unless that model made
+    them (a gallery encoded by another model ranks nonsense, or has other sub-vector sizes)."""
     meta = read_metadata(path, expected_format=EMBEDDINGS_FORMAT)
+    if model is not None:
+        made_by = meta.get("model_fingerprint")
+        if meta.get("attributes") != model.attributes or (made_by is not None and made_by != model.fingerprint()):
+            raise ValueError(f"{path}: these embeddings were made by another model (sub-vectors "
+                             f"{meta.get('attributes')}, weights {made_by or 'not recorded'}; this model: "
+                             f"{model.attributes}, weights {model.fingerprint()}); encode the gallery with this model")
     return load_tensors(path), meta["files"]
 
 

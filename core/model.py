@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from typing import Iterable, Mapping, Sequence
 
 import torch
@@ -125,6 +127,15 @@ class FaceModel(nn.Module):
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n random faces: z* from the prior N(0, I) through G."""
         return from_net(self.aae.G(self.aae.sample_prior(n, generator=generator)))
+
+    def fingerprint(self) -> str:
+        """A short hash of the weights: what an embeddings file records, so that it is compared only with
+        embeddings of the same model."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def extra_repr(self) -> str:
         return f"image_size={self.config.image_size}, z_dim={self.config.z_dim}, attributes={self.attributes}"

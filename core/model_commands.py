@@ -61,7 +61,7 @@ def retrieve(checkpoint, query, gallery, by, k, strict):
             emb, files, skipped = encode_files(model, list_images(gallery), strict=strict)
             _report_skipped(skipped)
         elif Path(gallery).is_file():
-            emb, files = load_embeddings(gallery)
+            emb, files = load_embeddings(gallery, model)
         else:
             raise click.ClickException(f"--gallery {gallery}: no such folder or embeddings file")
         q, _, _ = encode_files(model, [query], strict=True)

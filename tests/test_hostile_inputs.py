@@ -151,3 +151,28 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_says_force(tmp_path)
     (out / "metrics.jsonl").write_text("")
     with pytest.raises(CheckpointError, match="start it again with --force"):
         Trainer(None, out, resume=True, progress=False)
+
+
+def test_retrieve_against_a_gallery_encoded_by_another_model_is_refused(tmp_path):
+    """An embeddings file records the model that made it (its sub-vectors and a hash of its weights); retrieve
+    with another model was a traceback (--by all, other sizes) or a silent ranking of nonsense (--by identity)."""
+    from click.testing import CliRunner
+
+    from fsx.cli import main
+
+    paths = []
+    for seed, width in ((0, 0.0625), (1, 0.0625), (2, 0.125)):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.safetensors")
+        fsx.save_model(fsx.build_model("pose,id,expr,style", image_size=32, width=width), paths[-1])
+    run = CliRunner().invoke
+    result = run(main, ["encode", str(paths[0]), "synthfaces:test:0", "synthfaces:test:1", "--out",
+                        str(tmp_path / "g.safetensors")])
+    assert result.exit_code == 0, result.output
+    ok = run(main, ["retrieve", str(paths[0]), "--query", "synthfaces:test:0", "--gallery", str(tmp_path / "g.safetensors"),
+                    "--by", "identity", "-k", "1"])
+    assert ok.exit_code == 0 and "synthfaces:test:0" in ok.output
+    for other, by in ((paths[1], "identity"), (paths[2], "all")):
+        bad = run(main, ["retrieve", str(other), "--query", "synthfaces:test:0", "--gallery",
+                         str(tmp_path / "g.safetensors"), "--by", by])
+        assert bad.exit_code == 1 and "made by another model" in bad.output and "Traceback" not in bad.output
