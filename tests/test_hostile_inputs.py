@@ -176,3 +176,56 @@ def test_retrieve_against_a_gallery_encoded_by_another_model_is_refused(tmp_path
         bad = run(main, ["retrieve", str(other), "--query", "synthfaces:test:0", "--gallery",
                          str(tmp_path / "g.safetensors"), "--by", by])
         assert bad.exit_code == 1 and "made by another model" in bad.output and "Traceback" not in bad.output
+
+
+def test_a_fifo_named_like_a_picture_is_skipped_not_waited_on(tmp_path):
+    import os
+
+    from click.testing import CliRunner
+
+    from fsx.cli import main
+    from fsx.data.images import ImageReadError, read_image
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opening it to read would wait for a writer forever
+    with pytest.raises(ImageReadError, match="not a regular file"):
+        read_image(fifo, 32)
+    torch.manual_seed(0)
+    fsx.save_model(fsx.build_model("pose,id,expr,style", image_size=32, width=0.0625), tmp_path / "m.safetensors")
+    result = CliRunner().invoke(main, ["encode", str(tmp_path / "m.safetensors"), "synthfaces:test:0", str(fifo),
+                                       "--out", str(tmp_path / "e.safetensors")])
+    assert result.exit_code == 0 and "skipped 1 unreadable" in result.output and "not a regular file" in result.output
+
+
+@pytest.mark.parametrize("column", ["yaw", "brightness"])  # a declared label, and a column no attribute declares
+def test_an_infinite_label_is_refused_naming_file_row_and_column(tmp_path, column):
+    from PIL import Image
+
+    from fsx.data.folder import FolderSource
+    from fsx.data.labels import LabelTableError
+
+    for i in range(2):
+        Image.new("RGB", (32, 32)).save(tmp_path / f"{i}.png")
+    extra = ",pitch,roll" if column == "yaw" else ""
+    values = ",0,0" if column == "yaw" else ""
+    (tmp_path / "labels.csv").write_text(f"file,{column}{extra}\n0.png,1{values}\n1.png,inf{values}\n")
+    with pytest.raises(LabelTableError, match=rf"labels.csv, row 3, column '{column}': 'inf' is not a finite number"):
+        FolderSource(tmp_path, image_size=32, name="mine")
+
+
+def test_a_synthfaces_set_larger_than_free_memory_is_refused_before_it_is_allocated():
+    from fsx.data.synthfaces import SynthFaces
+
+    with pytest.raises(ValueError, match=r"would need [\d.]+ GiB .* use fewer persons \(synth.persons\)"):
+        SynthFaces("train", image_size=64, persons=100_000_000)
+
+
+def test_eval_names_a_wrong_lfw_folder_before_it_evaluates(tmp_path):
+    from fsx.eval import evaluate
+
+    torch.manual_seed(0)
+    model = fsx.build_model("pose,id,expr,style", image_size=32, width=0.0625)
+    said = []
+    with pytest.raises(FileNotFoundError, match="pairs.txt"):
+        evaluate(model, tmp_path / "out", lfw=str(tmp_path), progress=said.append)
+    assert not said and not (tmp_path / "out").exists()  # before the first measure, and before any output

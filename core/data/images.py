@@ -69,6 +69,8 @@ def read_rgb(path: str | Path, size: int | None = None, box: tuple[int, int, int
     """(H, W, 3) uint8 RGB: the whole picture at its own resolution when ``size`` is None (what a face detector
     reads), else cropped to ``box`` and resized to (size, size) as :func:`read_image` does."""
     path = Path(path)
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO or a device would block or never end
+        raise ImageReadError(f"{path}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS below is the limit

@@ -9,6 +9,8 @@ error naming the file, the row and the column.
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -40,9 +42,12 @@ def _float(table: Path, row: int, column: str, raw: str) -> float:
     if raw == "":
         return float("nan")
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise LabelTableError(f"{table}, row {row}, column {column!r}: {raw!r} is not a number") from None
+    if math.isinf(value):  # it would parse and then turn every loss it reaches into inf or NaN
+        raise LabelTableError(f"{table}, row {row}, column {column!r}: {raw!r} is not a finite number")
+    return value
 
 
 def _column(rows: Sequence[Mapping[str, str]], column: str) -> list[str]:
@@ -77,6 +82,11 @@ def parse_label_table(table: Path, rows: Sequence[Mapping[str, str]], declared: 
         raw = _column(rows, column)
         try:
             labels[column] = torch.tensor([float(v) if v else float("nan") for v in raw], dtype=torch.float32)
+            for i, v in enumerate(raw):
+                if v and math.isinf(float(v)):
+                    raise LabelTableError(f"{table}, row {i + first_row}, column {column!r}: {v!r} is not a finite number")
+        except LabelTableError:
+            raise
         except ValueError:
             bad = next(i for i, v in enumerate(raw) if v and not _parses(v))
             notes.append(f"column {column!r} left out: no installed attribute declares it and it is not numeric "

@@ -10,6 +10,7 @@ reported on ``test``.
 from __future__ import annotations
 
 import math
+import os
 from typing import Iterable, Sequence
 
 import attrs
@@ -41,6 +42,20 @@ SEGMENT = 4  # frames per expression segment
 # The default size of each split (the one place it is set: training, evaluation and the CLI read it from here).
 PERSONS = {"train": 400, "test": 100, "val": 100}
 CLIPS_PER_PERSON, FRAMES_PER_CLIP = 4, 16
+
+
+def _check_memory(n: int, image_size: int, cache: bool) -> None:
+    """Refuse a set whose parameters and picture cache would not fit in the memory that is free, naming its size,
+    before anything is allocated (the labels alone take ~0.5 KB a picture, the cache 3 x size^2 bytes)."""
+    need = n * (512 + (3 * image_size * image_size if cache else 0))
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # not on this system: nothing to compare with
+        return
+    if need > 0.8 * free:
+        raise ValueError(f"SynthFaces of {n:,} pictures at {image_size} px would need {need / 2**30:.1f} GiB "
+                         f"({'with' if cache else 'without'} its picture cache) of the {free / 2**30:.1f} GiB free: "
+                         f"use fewer persons (synth.persons), or synth.persons=0 (streamed, nothing kept)")
 
 
 def clip_motion(n_clips: int, frames: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,6 +110,7 @@ class SynthFaces:
         if split not in SPLITS:
             raise ValueError(f"SynthFaces split must be one of {list(SPLITS)}, got {split!r}")
         persons = persons if persons is not None else PERSONS[split]
+        _check_memory(persons * clips_per_person * frames_per_clip, image_size, cache)
         self.spec = SynthFacesSpec(persons, clips_per_person, frames_per_clip, seed)
         self.split, self.image_size = split, image_size
         g = torch.Generator().manual_seed(seed * 7919 + SPLITS[split] * 104729 + 1)

@@ -16,6 +16,7 @@ import attrs
 import torch
 
 from fsx.data.faces import FacesExtraMissing
+from fsx.data.real import lfw_pairs
 from fsx.data.sources import join_vector_labels
 from fsx.data.synthfaces import PERSONS, SynthFaces
 from fsx.eval import judge as judge_network
@@ -77,6 +78,8 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
     ``split``, "val" to choose settings or "test" to report, with the measures only exact ground truth allows:
     counterfactual edits, MIG, DCI, the judge) or any source ``fsx train`` reads,
     split as ``fsx.eval.data`` describes (``probe_data``: fit the probes on another source)."""
+    if lfw is not None:
+        lfw_pairs(lfw)  # a wrong --lfw is said before the evaluation's minutes of work, not after them
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
