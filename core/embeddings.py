@@ -18,10 +18,11 @@ EMBEDDINGS_FORMAT = "fsx-embeddings"
 
 
 @torch.no_grad()
-def encode_files(model, specs: Sequence[str], batch: int = 64, strict: bool = False):
+def encode_files(model, specs: Sequence[str], batch: int = 64, strict: bool = False, aligner=None):
     """Sub-vectors of image files -> (embeddings, the files encoded, the files skipped with their reasons).
 
-    An unreadable file is skipped and reported (``strict``: raise ImageReadError at the first one instead)."""
+    An unreadable file is skipped and reported (``strict``: raise ImageReadError at the first one instead); with
+    ``aligner`` (``fsx.data.specs.PhotoAligner``) raw photos are aligned as ``fsx prepare`` aligns them."""
     kept, skipped = [], []
 
     def batches():
@@ -29,7 +30,7 @@ def encode_files(model, specs: Sequence[str], batch: int = 64, strict: bool = Fa
             images = []
             for spec in specs[s : s + batch]:
                 try:
-                    images.append(load_image(str(spec), model.image_size))
+                    images.append(load_image(str(spec), model.image_size, aligner))
                     kept.append(str(spec))
                 except ImageReadError as exc:
                     if strict:

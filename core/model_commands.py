@@ -12,11 +12,21 @@ import torch
 from fsx.checkpoint import CheckpointError, read_metadata
 from fsx.cli_support import (AttributeList, _attribute_name, _load_model, _output_file, _report_plugin_problems,
                              _report_skipped, _save_png)
-from fsx.data.specs import list_images, load_images
+from fsx.data.specs import list_images, load_images, photo_aligner
 from fsx.embeddings import default_attribute, encode_files, load_embeddings, retrieve as rank, save_embeddings
 from fsx.eval.audit import audit as run_audit, write_audit
 from fsx.model_io import describe
 from fsx.plugins import attribute_table, get_registry
+
+
+def _aligner(align: bool):
+    """fsx prepare's alignment for raw photos, or None (a one-line warning where it was asked for and the faces
+    extra is missing: the photo's whole frame is then squashed to the model's size)."""
+    aligner = photo_aligner() if align else None
+    if align and aligner is None:
+        click.echo("warning: raw photos are not aligned (the faces extra is missing: pip install 'fsx[faces]'); "
+                   "their whole frame is resized to the model's size", err=True)
+    return aligner
 
 
 @click.command()
@@ -24,12 +34,14 @@ from fsx.plugins import attribute_table, get_registry
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Embeddings file (.safetensors).")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image instead of skipping it.")
-def encode(checkpoint, images, out, strict):
+@click.option("--align/--no-align", default=True, show_default=True,
+              help="Detect, align and equalise the face of a raw photo as fsx prepare does (needs fsx[faces]).")
+def encode(checkpoint, images, out, strict, align):
     """Encode IMAGES (files, synthfaces:SPLIT:INDEX or prepared:DIR:ROW) into sub-vectors, saved as safetensors (unreadable images
     are skipped and listed)."""
     model = _load_model(checkpoint)
     try:
-        emb, files, skipped = encode_files(model, list(images), strict=strict)
+        emb, files, skipped = encode_files(model, list(images), strict=strict, aligner=_aligner(align))
     except ValueError as exc:
         raise click.ClickException(str(exc))
     _report_skipped(skipped)
@@ -49,22 +61,24 @@ def encode(checkpoint, images, out, strict):
               "[default: the model's first attribute that verifies persons, else all].")
 @click.option("-k", "k", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable gallery image instead of skipping it.")
-def retrieve(checkpoint, query, gallery, by, k, strict):
+@click.option("--align/--no-align", default=True, show_default=True,
+              help="Detect, align and equalise the face of a raw photo as fsx prepare does (needs fsx[faces]).")
+def retrieve(checkpoint, query, gallery, by, k, strict, align):
     """Print the K gallery images most similar to the query in one sub-vector, as Figure 4 shows."""
-    model = _load_model(checkpoint)
+    model, aligner = _load_model(checkpoint), _aligner(align)
     if by is None:
         by = default_attribute(model, ("verification",), label="person") or "all"
     elif by != "all":
         by = _attribute_name(by, "--by")
     try:
         if Path(gallery).is_dir():
-            emb, files, skipped = encode_files(model, list_images(gallery), strict=strict)
+            emb, files, skipped = encode_files(model, list_images(gallery), strict=strict, aligner=aligner)
             _report_skipped(skipped)
         elif Path(gallery).is_file():
             emb, files = load_embeddings(gallery, model)
         else:
             raise click.ClickException(f"--gallery {gallery}: no such folder or embeddings file")
-        q, _, _ = encode_files(model, [query], strict=True)
+        q, _, _ = encode_files(model, [query], strict=True, aligner=aligner)
         hits = rank(q, emb, files, by, k)
     except ValueError as exc:  # CheckpointError and ImageReadError are ValueErrors too
         raise click.ClickException(str(exc))
@@ -79,11 +93,13 @@ def retrieve(checkpoint, query, gallery, by, k, strict):
 @click.option("--attributes", "attributes", type=AttributeList(), required=True)
 @click.option("--except", "everything_except", is_flag=True, help="Transfer everything except these attributes.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
-def edit(checkpoint, source, target, attributes, everything_except, out):
+@click.option("--align/--no-align", default=True, show_default=True,
+              help="Detect, align and equalise the face of a raw photo as fsx prepare does (needs fsx[faces]).")
+def edit(checkpoint, source, target, attributes, everything_except, out, align):
     """Transfer attributes from SOURCE to TARGET, as in Figure 5; the PNG shows source, target and result."""
-    model = _load_model(checkpoint)
+    model, aligner = _load_model(checkpoint), _aligner(align)
     try:
-        src, tgt = load_images([source], model.image_size), load_images([target], model.image_size)
+        src, tgt = (load_images([name], model.image_size, aligner) for name in (source, target))
     except ValueError as exc:
         raise click.ClickException(str(exc))
     names = [a.name for a in attributes]

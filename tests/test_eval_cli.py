@@ -131,11 +131,11 @@ def test_fid_with_the_standard_network_converted_once_to_safetensors(tiny, tmp_p
 def test_encode_retrieve_finds_the_query_itself_first(tiny, faces, tmp_path):
     emb = tmp_path / "emb.safetensors"
     files = sorted(str(p) for p in faces.glob("*.png"))
-    run_fsx("encode", tiny, *files, "--out", emb, check=True)
+    run_fsx("encode", tiny, *files, "--out", emb, "--no-align", check=True)  # renders: aligned already
     t = load_file(emb)
     assert t["identity"].shape == (10, 32) and t["pose"].shape == (10, 3) and t["z"].shape == (10, 99)
     for gallery in (emb, faces):
-        out = run_fsx("retrieve", tiny, "--query", files[3], "--gallery", gallery, "--by", "id", "-k", "3", check=True).stdout
+        out = run_fsx("retrieve", tiny, "--query", files[3], "--gallery", gallery, "--by", "id", "-k", "3", "--no-align", check=True).stdout
         lines = out.strip().splitlines()
         assert len(lines) == 3 and lines[0].endswith("face03.png") and float(lines[0].split("\t")[1]) > 0.999
 
@@ -143,17 +143,17 @@ def test_encode_retrieve_finds_the_query_itself_first(tiny, faces, tmp_path):
 @pytest.mark.slow
 def test_edit_generate_and_bad_paths(tiny, faces, tmp_path):
     out = tmp_path / "edit.png"
-    run_fsx("edit", tiny, "--source", faces / "face01.png", "--target", "synthfaces:test:7", "--attributes", "expr,pose",
+    run_fsx("edit", tiny, "--no-align", "--source", faces / "face01.png", "--target", "synthfaces:test:7", "--attributes", "expr,pose",
             "--except", "--out", out, check=True)
     assert Image.open(out).size == (3 * 34 + 2, 34 + 2)
     run_fsx("generate", tiny, "-n", "8", "--out", tmp_path / "gen.png", check=True)
     assert Image.open(tmp_path / "gen.png").size == (8 * 34 + 2, 34 + 2)
-    missing = run_fsx("edit", tiny, "--source", tmp_path / "nope.png", "--target", faces / "face01.png",
+    missing = run_fsx("edit", tiny, "--no-align", "--source", tmp_path / "nope.png", "--target", faces / "face01.png",
                       "--attributes", "id", "--out", out)
     assert missing.returncode == 1 and "nope.png: no such image file" in missing.stderr
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
-    bad = run_fsx("encode", tiny, broken, "--out", tmp_path / "e.safetensors")
+    bad = run_fsx("encode", tiny, broken, "--out", tmp_path / "e.safetensors", "--no-align")
     assert bad.returncode == 1 and "broken.jpg: not a readable image" in bad.stderr
 
 

@@ -229,3 +229,27 @@ def test_eval_names_a_wrong_lfw_folder_before_it_evaluates(tmp_path):
     with pytest.raises(FileNotFoundError, match="pairs.txt"):
         evaluate(model, tmp_path / "out", lfw=str(tmp_path), progress=said.append)
     assert not said and not (tmp_path / "out").exists()  # before the first measure, and before any output
+
+
+def test_without_the_faces_extra_a_raw_photo_is_encoded_unaligned_with_a_one_line_warning(tmp_path, monkeypatch):
+    """The faces extra is installed for the suite; its absence is simulated (the one thing mocked here) by making
+    the face analyser raise what fsx raises when dlib or OpenCV cannot be imported."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    import fsx.data.specs
+    from fsx.cli import main
+    from fsx.data.faces import FacesExtraMissing
+
+    def missing(*args, **kwargs):
+        raise FacesExtraMissing("the faces extra is not installed")
+
+    monkeypatch.setattr(fsx.data.specs, "FaceAnalyser", missing)
+    Image.new("RGB", (80, 60), (200, 150, 120)).save(tmp_path / "photo.jpg")
+    torch.manual_seed(0)
+    fsx.save_model(fsx.build_model("pose,id,expr,style", image_size=32, width=0.0625), tmp_path / "m.safetensors")
+    result = CliRunner().invoke(main, ["encode", str(tmp_path / "m.safetensors"), str(tmp_path / "photo.jpg"),
+                                       "--out", str(tmp_path / "e.safetensors")])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "not aligned" in warnings[0] and "fsx[faces]" in warnings[0]

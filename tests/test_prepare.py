@@ -329,3 +329,37 @@ def test_official_layouts_prepared_then_trained_with_pose_on_every_source(tmp_pa
     m = json.loads((run / "eval" / "metrics.json").read_text())
     assert set(m["table"]["pose"]["results"]["pose"]["per_component"]) == {"yaw", "pitch", "roll"}
     assert "expression" in m["table"] or "expression" in m["not_measured"]
+
+
+def test_a_raw_photo_given_to_encode_edit_and_retrieve_is_aligned_as_prepare_aligns_it(tmp_path):
+    """fsx encode of scikit-image's astronaut as a raw photo reads the same pixels as its fsx prepare crop, so the
+    two encode alike (identical sub-vectors); --no-align squashes the whole frame and encodes far from it; a
+    picture without a face is skipped naming it."""
+    import torch
+
+    import fsx
+    from fsx.data.specs import load_image, photo_aligner
+
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "astronaut.png")
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(tmp_path / "wall.png")
+    src = _folder(tmp_path / "src", {"astronaut.png": (skdata.astronaut(), "eileen", 1)})
+    run_fsx("prepare", f"mine={src}", "--out", tmp_path / "prep", check=True)
+    aligner = photo_aligner()
+    raw = load_image(str(tmp_path / "astronaut.png"), 64, aligner)
+    prepared = load_image(f"prepared:{tmp_path / 'prep' / 'mine'}:0", 64)
+    torch.testing.assert_close(raw, prepared, atol=1 / 255, rtol=0)  # the same crop, up to the PNG round trip
+
+    torch.manual_seed(0)
+    fsx.save_model(fsx.build_model("pose,id,expr,style", image_size=64, width=0.0625), tmp_path / "m.safetensors")
+    names = [tmp_path / "astronaut.png", f"prepared:{tmp_path / 'prep' / 'mine'}:0", tmp_path / "wall.png"]
+    p = run_fsx("encode", tmp_path / "m.safetensors", *names, "--out", tmp_path / "a.safetensors")
+    assert p.returncode == 0 and "wall.png: no face to align (no face)" in p.stderr
+    run_fsx("encode", tmp_path / "m.safetensors", names[0], "--no-align", "--out", tmp_path / "s.safetensors", check=True)
+    aligned, squashed = fsx.checkpoint.load_tensors(tmp_path / "a.safetensors"), fsx.checkpoint.load_tensors(
+        tmp_path / "s.safetensors")
+    cos = lambda a, b: float(torch.nn.functional.cosine_similarity(a, b, dim=0))  # noqa: E731
+    ident = aligned["identity"]
+    assert cos(ident[0], ident[1]) > 0.999 > cos(squashed["identity"][0], ident[1])
+    edit = run_fsx("edit", tmp_path / "m.safetensors", "--source", tmp_path / "wall.png", "--target", names[1],
+                   "--attributes", "expr", "--out", tmp_path / "e.png")
+    assert edit.returncode == 1 and "wall.png: no face to align" in edit.stderr

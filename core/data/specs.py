@@ -1,5 +1,9 @@
 """Pictures named on the command line: a file (any of ``IMAGE_SUFFIXES``), ``synthfaces:SPLIT:INDEX`` (a SynthFaces
-sample) or ``prepared:DIR:ROW`` (a crop of ``fsx prepare``'s output), and the image files of a folder."""
+sample) or ``prepared:DIR:ROW`` (a crop of ``fsx prepare``'s output), and the image files of a folder.
+
+A raw photo is aligned as ``fsx prepare`` aligns it (:class:`PhotoAligner`: the face detected, aligned onto the
+template, equalised, cropped at prepare's size and resized as a prepared folder is read) when an aligner is given;
+SynthFaces samples and prepared crops are aligned already."""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ import functools
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
-from fsx.data.faces.prepared import PreparedSource
-from fsx.data.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image
+from fsx.data.faces.analyser import FaceAnalyser, FacesExtraMissing, Rejected
+from fsx.data.faces.prepared import PreparedSource, resize_crops
+from fsx.data.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image, read_rgb
 from fsx.data.synthfaces import SynthFaces
 
 
@@ -19,12 +25,37 @@ def _synthfaces(split: str, size: int):
     return SynthFaces(split, image_size=size, cache=False)
 
 
-def load_images(specs: Sequence[str], size: int) -> torch.Tensor:
+class PhotoAligner:
+    """Raw photos through ``fsx prepare``'s pipeline at its defaults (dlib's HOG detector, the landmark template,
+    luminance equalisation, 128 px crops), resized to the model's size as ``PreparedSource`` resizes them: a photo
+    then encodes as its prepared crop does. Needs the ``faces`` extra (FacesExtraMissing otherwise)."""
+
+    def __init__(self, size: int = 128, equalize: str = "luminance"):
+        self.size, self.analyser = size, FaceAnalyser(size=size, equalize=equalize)
+
+    def __call__(self, path: str, size: int) -> torch.Tensor:
+        try:
+            face = self.analyser.analyse(read_rgb(path))
+        except Rejected as exc:
+            raise ImageReadError(f"{path}: no face to align ({exc.reason}); --no-align reads the whole picture") from None
+        x = torch.from_numpy(np.ascontiguousarray(face.crop)).permute(2, 0, 1)[None].float() / 255
+        return resize_crops(x, size)[0]
+
+
+def photo_aligner() -> PhotoAligner | None:
+    """The aligner, or None where the ``faces`` extra is not installed."""
+    try:
+        return PhotoAligner()
+    except FacesExtraMissing:
+        return None
+
+
+def load_images(specs: Sequence[str], size: int, aligner: PhotoAligner | None = None) -> torch.Tensor:
     """(N, 3, size, size) in [0, 1]; a missing or unreadable file raises ImageReadError naming it."""
-    return torch.stack([load_image(str(spec), size) for spec in specs])
+    return torch.stack([load_image(str(spec), size, aligner) for spec in specs])
 
 
-def load_image(spec: str, size: int) -> torch.Tensor:
+def load_image(spec: str, size: int, aligner: PhotoAligner | None = None) -> torch.Tensor:
     if spec.startswith("synthfaces:"):
         try:
             _, split, index = spec.split(":")
@@ -39,7 +70,7 @@ def load_image(spec: str, size: int) -> torch.Tensor:
             return data.get_batch([_index(row, len(data))])[0][0]
         except (ValueError, IndexError, FileNotFoundError) as exc:
             raise ImageReadError(f"{spec}: not a prepared crop (prepared:DIR:ROW): {exc}") from None
-    return read_image(spec, size)
+    return aligner(spec, size) if aligner is not None else read_image(spec, size)
 
 
 def _index(raw: str, n: int) -> int:

@@ -26,6 +26,13 @@ from fsx.data.labels import declared_labels, parse_label_table, read_split
 from fsx.data.source import FileSource
 
 
+def resize_crops(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Prepared crops (N, 3, S, S) in [0, 1] at ``size`` px (bilinear with antialiasing), as training reads them."""
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+
+
 class PreparedSource(FileSource):
     """A prepared folder as a training and evaluation source; crops are resized when ``image_size`` differs."""
 
@@ -76,10 +83,7 @@ class PreparedSource(FileSource):
     def get_batch(self, indices) -> tuple[torch.Tensor, dict]:
         idx = torch.as_tensor(indices, dtype=torch.long)
         x = torch.from_numpy(np.ascontiguousarray(self.images[idx.numpy()])).permute(0, 3, 1, 2).float() / 255
-        if self.image_size != self.prepared_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
-                              align_corners=False).clamp_(0, 1)
-        return x, {k: v[idx] for k, v in self.labels.items()}
+        return resize_crops(x, self.image_size), {k: v[idx] for k, v in self.labels.items()}
 
     def __repr__(self) -> str:
         m = self.manifest
