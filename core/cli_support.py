@@ -72,3 +72,23 @@ def _attribute_name(name: str, flag: str) -> str:
         return get_registry().get(name).name
     except KeyError as exc:
         raise click.BadParameter(str(exc).strip("'\""), param_hint=flag)
+
+
+def _output_folder(path: str, flag: str = "--out") -> str:
+    """A folder that output will go into, made and tried with a small write before any work is done: a path under
+    a file, a read-only or full disk is one line naming it, not a traceback after minutes of work."""
+    folder = Path(path)
+    probe = folder / ".fsx-write-test"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"fsx")
+        probe.unlink()
+    except OSError as exc:
+        raise click.ClickException(f"{flag} {path}: cannot write there ({exc.strerror or exc})")
+    return path
+
+
+def _write_errors_named(exc: OSError) -> click.ClickException:
+    """A write that failed after the work (the disk filled up meanwhile): the file and the reason."""
+    return click.ClickException(f"could not write {exc.filename or 'the output'}: {exc.strerror or exc}")
+

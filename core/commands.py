@@ -11,7 +11,7 @@ import click
 from tqdm import tqdm
 
 from fsx.checkpoint import CheckpointError, read_metadata
-from fsx.cli_support import AttributeList, _load_model, _report_skipped, _save_png
+from fsx.cli_support import AttributeList, _load_model, _output_folder, _report_skipped, _save_png, _write_errors_named
 from fsx.data.export import export_folder
 from fsx.data.faces import FacesExtraMissing
 from fsx.data.faces.prepare import prepare_source, prepare_summary
@@ -210,13 +210,15 @@ def eval_(checkpoint, data, probe_data, out, inception, fid_samples, test_person
           lfw, seed):
     """Evaluate a model: metrics.json and report.md with figures, as Section 5 of the paper does."""
     model = _load_model(checkpoint)
-    out = out or str(Path(checkpoint).parent / "eval")
+    out = _output_folder(out or str(Path(checkpoint).parent / "eval"))
     try:
         m = evaluate(model, out, data=data, test_persons=test_persons, split=split, train_samples=train_samples,
                      test_samples=test_samples, inception=inception, fid_samples=fid_samples, seed=seed,
                      lfw=lfw, probe_data=probe_data, progress=lambda s: click.echo(s, err=True))
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc))
+    except OSError as exc:
+        raise _write_errors_named(exc)
     if m["fid"]["value"] is None:
         click.echo(f"note: FID skipped: {m['fid']['reason']}", err=True)
     if "reason" in (m.get("judge") or {}):

@@ -10,8 +10,8 @@ import click
 import torch
 
 from fsx.checkpoint import CheckpointError, read_metadata
-from fsx.cli_support import (AttributeList, _attribute_name, _load_model, _output_file, _report_plugin_problems,
-                             _report_skipped, _save_png)
+from fsx.cli_support import (AttributeList, _attribute_name, _load_model, _output_file, _output_folder,
+                             _report_plugin_problems, _report_skipped, _save_png, _write_errors_named)
 from fsx.data.specs import list_images, load_images, photo_aligner
 from fsx.embeddings import default_attribute, encode_files, load_embeddings, retrieve as rank, save_embeddings
 from fsx.eval.audit import audit as run_audit, write_audit
@@ -138,11 +138,14 @@ def audit(checkpoint, data, split, attribute, n, out):
     """List the samples whose label the embedding disagrees with most, as Section 5.5 does (audit.png, audit.csv)."""
     model = _load_model(checkpoint)
     name = _attribute_name(attribute, "--attribute") if attribute else None
+    _output_folder(out)
     try:
         result = run_audit(model, data=data, split=split, attribute=name, n=n)
         write_audit(result, model, out)
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc))
+    except OSError as exc:
+        raise _write_errors_named(exc)
     click.echo(f"wrote {out}/audit.png and {out}/audit.csv ({len(result.rows)} samples)")
 
 

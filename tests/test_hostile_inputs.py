@@ -253,3 +253,35 @@ def test_without_the_faces_extra_a_raw_photo_is_encoded_unaligned_with_a_one_lin
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "not aligned" in warnings[0] and "fsx[faces]" in warnings[0]
+
+
+@pytest.mark.parametrize("command", ["eval", "audit"])
+def test_an_output_folder_that_cannot_be_written_is_named_before_any_work(tmp_path, command):
+    from click.testing import CliRunner
+
+    from fsx.cli import main
+
+    torch.manual_seed(0)
+    fsx.save_model(fsx.build_model("pose,id,expr,style", image_size=32, width=0.0625), tmp_path / "m.safetensors")
+    (tmp_path / "file").write_text("a file, not a folder")
+    out = tmp_path / "file" / "report"
+    result = CliRunner().invoke(main, [command, str(tmp_path / "m.safetensors"), "--out", str(out)])
+    assert result.exit_code == 1 and f"--out {out}: cannot write there" in result.output
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
+
+
+def test_synth_export_on_a_full_disk_names_the_picture(tmp_path):
+    """A real file-size limit (the kernel stops the write as a full disk would), in a subprocess of its own."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.RLIM_INFINITY))
+        from fsx.cli import main
+        main(["synth", "--export", {str(tmp_path / "x")!r}, "-n", "4", "--size", "64"])
+    """)
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and "could not write" in p.stderr and str(tmp_path / "x" / "img") in p.stderr
+    assert "Traceback" not in p.stderr

@@ -38,7 +38,10 @@ def export_folder(out: str | Path, n: int, size: int = 64, split: str = "train",
         images, labels = data.get_batch(idx)
         for k, i in enumerate(idx):
             name = f"img/{i:06d}.png"
-            save_image(images[k], out / name)
+            try:
+                save_image(images[k], out / name)
+            except OSError as exc:  # a full disk: name the picture that could not be written
+                raise OSError(exc.errno, f"could not write {out / name}: {exc.strerror or exc}") from None
             values = [round(float(v), 4) for v in labels["pose"][k]]
             values += [round(float(labels[f][k]), 5) if labels[f].is_floating_point() else int(labels[f][k])
                        for f in fields]
