@@ -285,3 +285,18 @@ def test_synth_export_on_a_full_disk_names_the_picture(tmp_path):
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and "could not write" in p.stderr and str(tmp_path / "x" / "img") in p.stderr
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_a_soak_of_kills_at_random_moments_ends_bit_identical(tmp_path):
+    """bench/soak.py with a small count (the bench's own default is 20 kills): each kill -9 at a seeded random
+    moment, then --resume (or --force where no checkpoint was written yet), and the finished run's weights equal
+    an uninterrupted run's."""
+    import subprocess
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "soak.py"
+    p = subprocess.run([sys.executable, str(bench), "--cycles", "3", "--steps", "60", "--latest", "4.5", "--out",
+                        str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr[-2000:]
+    assert "3 kills, then the run finished: bit-identical" in p.stdout
