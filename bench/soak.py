@@ -44,9 +44,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="steps of each of the tiny preset's four stages (enough "
                                                           "that the run outlives the kills)")
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--judge-every", type=int, default=None, help="the trainer's --judge-every (its default if not given)")
     ap.add_argument("--latest", type=float, default=6.0, help="kill at most this many seconds after a start")
     args = ap.parse_args()
     run = ["--preset", "tiny", "--steps", str(args.steps), "--ckpt-every", "1", "--seed", "3", "--workers", str(args.workers)]
+    run += ["--judge-every", str(args.judge_every)] if args.judge_every is not None else []
     shutil.rmtree(args.out, ignore_errors=True)
     t0 = time.perf_counter()
     if train(run, args.out / "reference", []).wait() != 0:

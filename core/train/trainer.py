@@ -63,8 +63,16 @@ class Trainer:
         self.completed: list[str] = []
         self.stage, self.step, self.global_step = None, 0, 0
         self.elapsed = 0.0  # seconds spent in training steps, over every resume (the judge's curve is against it)
-        self.judging = self.cfg.judge_every > 0 and self.rank == 0 and any(s.exact for s in self.sources)
-        self.judge: TrainingJudge | None = None  # built at its first reading
+        self.judging = (self.cfg.judge_every > 0 and self.rank == 0 and any(s.exact for s in self.sources)
+                        and sum(self.cfg.steps[s] for s in self.cfg.stages) >= self.cfg.judge_every)
+        self.judge: TrainingJudge | None = None
+        if self.judging:
+            # Built and read once here, before any step, in every process of a run that judges (fresh or
+            # resumed): a judge reading moves the process's later torch operations onto another floating-point
+            # path, so a run resumed after a reading would otherwise differ in the last bits from one that ran
+            # through it (a kill -9 soak found it). Before the checkpoint's RNG state is restored.
+            self.judge = TrainingJudge(self.model.image_size, seed=0)
+            self.judge(self.model)
         self.progress = progress and self.rank == 0
         self.stop_requested = False
         self.last_checkpoint: Path | None = None
@@ -217,8 +225,6 @@ class Trainer:
 
     def judge_now(self, bar=None) -> dict:
         """The judge's readings of G(E(x)) and G(Phi^-1(Phi(E(x)))) now, logged with the training minutes."""
-        if self.judge is None:
-            self.judge = TrainingJudge(self.model.image_size, seed=0)
         values = self.judge(self.model)
         enter_stage(self.model, STAGE_TABLE[self.stage])
         record = {"stage": self.stage, "step": self.step, "global_step": self.global_step,
