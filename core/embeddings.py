@@ -56,11 +56,11 @@ def load_embeddings(path, model=None) -> tuple[dict, list[str]]:
     them (a gallery encoded by another model ranks nonsense, or has other sub-vector sizes)."""
     meta = read_metadata(path, expected_format=EMBEDDINGS_FORMAT)
     if model is not None:
-        made_by = meta.get("model_fingerprint")
-        if meta.get("attributes") != model.attributes or (made_by is not None and made_by != model.fingerprint()):
+        made_by, mine = meta.get("model_fingerprint"), model.fingerprint()  # hashing every weight once
+        if meta.get("attributes") != model.attributes or (made_by is not None and made_by != mine):
             raise ValueError(f"{path}: these embeddings were made by another model (sub-vectors "
                              f"{meta.get('attributes')}, weights {made_by or 'not recorded'}; this model: "
-                             f"{model.attributes}, weights {model.fingerprint()}); encode the gallery with this model")
+                             f"{model.attributes}, weights {mine}); encode the gallery with this model")
     return load_tensors(path), meta["files"]
 
 
