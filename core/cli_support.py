@@ -3,6 +3,7 @@ reporting skipped pictures, each as one line."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -13,6 +14,13 @@ from fsx.model_io import load
 from fsx.plugins import UnknownAttributeError, get_registry
 
 
+class BadInput(click.ClickException):
+    """Input fsx refuses (a file, a folder, a field, a value): one line naming it, and exit code 2, as click's own
+    usage errors have. A run that fails on good input (a diverging loss) keeps click's exit code 1."""
+
+    exit_code = 2
+
+
 class AttributeList(click.ParamType):
     """``pose,id,expr`` -> resolved Attribute objects; an unknown name exits with code 2 listing the known."""
 
@@ -21,6 +29,7 @@ class AttributeList(click.ParamType):
     def convert(self, value, param, ctx):
         if not isinstance(value, str):
             return value
+        _note_slow_plugins()
         try:
             return get_registry().resolve(value)
         except UnknownAttributeError as exc:
@@ -34,11 +43,19 @@ def _report_plugin_problems() -> None:
         click.echo(f"warning: {problem}", err=True)
 
 
+@functools.cache
+def _note_slow_plugins() -> None:
+    """Once per command: the plugins that slow every command down, by name."""
+    for line in get_registry().slow:
+        click.echo(f"note: {line}", err=True)
+
+
 def _load_model(path):
+    _note_slow_plugins()
     try:
         return load(path)
     except CheckpointError as exc:
-        raise click.ClickException(str(exc))
+        raise BadInput(str(exc))
 
 
 def _report_skipped(skipped: list[str]) -> None:
@@ -54,9 +71,9 @@ def _output_file(path: str) -> str:
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise click.ClickException(f"--out {path}: cannot create its folder ({exc.strerror or exc})")
+        raise BadInput(f"--out {path}: cannot create its folder ({exc.strerror or exc})")
     if Path(path).is_dir():
-        raise click.ClickException(f"--out {path}: is a folder; give a file name")
+        raise BadInput(f"--out {path}: is a folder; give a file name")
     return path
 
 
@@ -64,7 +81,7 @@ def _save_png(images, out: str, nrow: int = 8) -> None:
     try:
         save_image(images, _output_file(out), nrow=nrow, padding=2, pad_value=1.0)
     except (OSError, ValueError) as exc:  # ValueError: Pillow knows no format for this suffix
-        raise click.ClickException(f"could not write {out}: {getattr(exc, 'strerror', None) or exc}")
+        raise BadInput(f"could not write {out}: {getattr(exc, 'strerror', None) or exc}")
 
 
 def _attribute_name(name: str, flag: str) -> str:
@@ -84,11 +101,11 @@ def _output_folder(path: str, flag: str = "--out") -> str:
         probe.write_bytes(b"fsx")
         probe.unlink()
     except OSError as exc:
-        raise click.ClickException(f"{flag} {path}: cannot write there ({exc.strerror or exc})")
+        raise BadInput(f"{flag} {path}: cannot write there ({exc.strerror or exc})")
     return path
 
 
-def _write_errors_named(exc: OSError) -> click.ClickException:
+def _write_errors_named(exc: OSError) -> BadInput:
     """A write that failed after the work (the disk filled up meanwhile): the file and the reason."""
-    return click.ClickException(f"could not write {exc.filename or 'the output'}: {exc.strerror or exc}")
+    return BadInput(f"could not write {exc.filename or 'the output'}: {exc.strerror or exc}")
 

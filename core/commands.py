@@ -11,7 +11,8 @@ import click
 from tqdm import tqdm
 
 from fsx.checkpoint import CheckpointError, read_metadata
-from fsx.cli_support import AttributeList, _load_model, _output_folder, _report_skipped, _save_png, _write_errors_named
+from fsx.cli_support import (AttributeList, BadInput, _load_model, _output_folder, _report_skipped, _save_png,
+                             _write_errors_named)
 from fsx.data.export import export_folder
 from fsx.data.faces import FacesExtraMissing
 from fsx.data.faces.prepare import prepare_source, prepare_summary
@@ -99,7 +100,8 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
 
 @contextlib.contextmanager
 def _train_errors(out: str):
-    """What stops a run, as one line and an exit code: 2 a busy folder, 130 an interrupt, 1 the rest."""
+    """What stops a run, as one line and an exit code: 2 a busy folder or bad input, 130 an interrupt, 1 a
+    diverging loss."""
     try:
         yield
     except FolderBusyError as exc:
@@ -111,11 +113,13 @@ def _train_errors(out: str):
     except KeyboardInterrupt:  # Ctrl-C before the loop took over SIGINT: nothing was trained yet
         click.echo(f"interrupted while starting; no step was trained (nothing new in {out})", err=True)
         raise SystemExit(130)
-    except (NonFiniteLossError, CheckpointError, FileNotFoundError, ValueError) as exc:
+    except NonFiniteLossError as exc:  # good input, a run that failed: exit 1
         raise click.ClickException(str(exc))
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        raise BadInput(str(exc))
     except OSError as exc:  # a full disk, no permission: name the file
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        raise click.ClickException(f"{where}{exc.strerror or exc}")
+        raise BadInput(f"{where}{exc.strerror or exc}")
 
 
 @click.command()
@@ -138,7 +142,7 @@ def synth(out, export, size, n, split, seed, vary):
         try:
             table = export_folder(export, n, size=int(size), split=split, seed=seed)
         except (FileExistsError, OSError) as exc:
-            raise click.ClickException(str(exc))
+            raise BadInput(str(exc))
         click.echo(f"wrote {n} faces at {size} px and {table}")
         return
     if n > 4096:
@@ -181,7 +185,7 @@ def prepare(sources, out, size, equalize, detector, workers, min_face):
             click.echo(f"Error: {exc}", err=True)
             raise SystemExit(2)
         except (FacesExtraMissing, FileExistsError, FileNotFoundError, ValueError) as exc:
-            raise click.ClickException(str(exc))
+            raise BadInput(str(exc))
         click.echo(prepare_summary(name, report, target))
         _report_skipped(report["unreadable"])
 
@@ -216,7 +220,7 @@ def eval_(checkpoint, data, probe_data, out, inception, fid_samples, test_person
                      test_samples=test_samples, inception=inception, fid_samples=fid_samples, seed=seed,
                      lfw=lfw, probe_data=probe_data, progress=lambda s: click.echo(s, err=True))
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc))
+        raise BadInput(str(exc))
     except OSError as exc:
         raise _write_errors_named(exc)
     if m["fid"]["value"] is None:

@@ -10,8 +10,8 @@ import click
 import torch
 
 from fsx.checkpoint import CheckpointError, read_metadata
-from fsx.cli_support import (AttributeList, _attribute_name, _load_model, _output_file, _output_folder,
-                             _report_plugin_problems, _report_skipped, _save_png, _write_errors_named)
+from fsx.cli_support import (AttributeList, BadInput, _attribute_name, _load_model, _note_slow_plugins, _output_file,
+                             _output_folder, _report_plugin_problems, _report_skipped, _save_png, _write_errors_named)
 from fsx.data.specs import list_images, load_images, photo_aligner
 from fsx.embeddings import default_attribute, encode_files, load_embeddings, retrieve as rank, save_embeddings
 from fsx.eval.audit import audit as run_audit, write_audit
@@ -40,15 +40,16 @@ def encode(checkpoint, images, out, strict, align):
     """Encode IMAGES (files, synthfaces:SPLIT:INDEX or prepared:DIR:ROW) into sub-vectors, saved as safetensors (unreadable images
     are skipped and listed)."""
     model = _load_model(checkpoint)
+    out = _output_file(out)  # a folder that cannot be made is named before the pictures are read
     try:
         emb, files, skipped = encode_files(model, list(images), strict=strict, aligner=_aligner(align))
     except ValueError as exc:
-        raise click.ClickException(str(exc))
+        raise BadInput(str(exc))
     _report_skipped(skipped)
     try:
-        save_embeddings(_output_file(out), emb, files, model)
+        save_embeddings(out, emb, files, model)
     except OSError as exc:
-        raise click.ClickException(f"could not write {out}: {exc.strerror or exc}")
+        raise BadInput(f"could not write {out}: {exc.strerror or exc}")
     click.echo(f"wrote {out}: {len(files)} images" + (f" ({len(skipped)} skipped)" if skipped else "") + ", "
                + ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in emb.items()))
 
@@ -77,11 +78,11 @@ def retrieve(checkpoint, query, gallery, by, k, strict, align):
         elif Path(gallery).is_file():
             emb, files = load_embeddings(gallery, model)
         else:
-            raise click.ClickException(f"--gallery {gallery}: no such folder or embeddings file")
+            raise BadInput(f"--gallery {gallery}: no such folder or embeddings file")
         q, _, _ = encode_files(model, [query], strict=True, aligner=aligner)
         hits = rank(q, emb, files, by, k)
     except ValueError as exc:  # CheckpointError and ImageReadError are ValueErrors too
-        raise click.ClickException(str(exc))
+        raise BadInput(str(exc))
     for place, (f, score) in enumerate(hits, 1):
         click.echo(f"{place}\t{score:.4f}\t{f}")
 
@@ -101,7 +102,7 @@ def edit(checkpoint, source, target, attributes, everything_except, out, align):
     try:
         src, tgt = (load_images([name], model.image_size, aligner) for name in (source, target))
     except ValueError as exc:
-        raise click.ClickException(str(exc))
+        raise BadInput(str(exc))
     names = [a.name for a in attributes]
     with torch.no_grad():
         result = model.transfer(src, tgt, names, everything_except=everything_except).cpu()
@@ -143,7 +144,7 @@ def audit(checkpoint, data, split, attribute, n, out):
         result = run_audit(model, data=data, split=split, attribute=name, n=n)
         write_audit(result, model, out)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc))
+        raise BadInput(str(exc))
     except OSError as exc:
         raise _write_errors_named(exc)
     click.echo(f"wrote {out}/audit.png and {out}/audit.csv ({len(result.rows)} samples)")
@@ -155,7 +156,7 @@ def plugins(as_json: bool) -> None:
     """List the installed attributes: name, aliases, dim, labels, package."""
     rows, problems = attribute_table(get_registry())
     if as_json:
-        click.echo(json.dumps({"attributes": rows, "problems": problems}, indent=2))
+        click.echo(json.dumps({"attributes": rows, "problems": problems, "slow": get_registry().slow}, indent=2))
         return
     header = ("NAME", "ALIASES", "DIM", "LABELS", "BATCHES", "PACKAGE")
     table = [header] + [(r["name"], ",".join(r["aliases"]) or "-", str(r["dim"]), ",".join(r["labels"]), r["sampler"],
@@ -164,6 +165,7 @@ def plugins(as_json: bool) -> None:
     for row in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     _report_plugin_problems()
+    _note_slow_plugins()
 
 
 @click.command()
@@ -174,10 +176,10 @@ def info(checkpoint: str) -> None:
         meta = read_metadata(checkpoint)
         lines = describe(meta)
     except CheckpointError as exc:
-        raise click.ClickException(str(exc))
+        raise BadInput(str(exc))
     except (KeyError, TypeError, AttributeError) as exc:
         missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        raise click.ClickException(f"{checkpoint}: its metadata is incomplete or malformed ({missing!r} is missing "
+        raise BadInput(f"{checkpoint}: its metadata is incomplete or malformed ({missing!r} is missing "
                                    f"or of the wrong type)")
     click.echo(f"file:        {checkpoint}")
     for line in lines:

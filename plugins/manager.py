@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata as md
+import time
 from typing import Iterable, Sequence
 
 import attrs
@@ -19,6 +20,8 @@ from fsx.plugins import builtin, hookspecs
 from fsx.version import __version__
 
 ENTRY_POINT_GROUP = "fsx"
+# Every fsx command builds the registry, so a plugin slower than this to import and register is named each time.
+SLOW_PLUGIN_S = 1.0
 
 
 class PluginError(RuntimeError):
@@ -69,6 +72,7 @@ class PluginRegistry:
     aliases: dict = attrs.field(factory=dict)  # alias or name -> name
     backbones: BackboneRegistry = attrs.field(factory=BackboneRegistry)
     problems: list = attrs.field(factory=list)
+    slow: list = attrs.field(factory=list)  # "plugin 'x' (package y 1.0) took 2.3 s to load" for each slow one
 
     def names(self) -> list[str]:
         return list(self.attributes)
@@ -121,13 +125,15 @@ class PluginRegistry:
             self.aliases[key] = attr.name
 
 
-def _entry_point_sources(pm: pluggy.PluginManager, problems: list) -> dict:
-    """Import each ``fsx`` entry point on its own, so one that fails to import does not stop the others."""
+def _entry_point_sources(pm: pluggy.PluginManager, problems: list, timings: dict) -> dict:
+    """Import each ``fsx`` entry point on its own, so one that fails to import does not stop the others; how long
+    each import took goes into ``timings``."""
     sources = {}
     for ep in md.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         package = dist.name if dist is not None else "?"
         version = dist.version if dist is not None else "?"
+        started = time.perf_counter()
         try:
             plugin = ep.load()
             if pm.is_registered(plugin):
@@ -137,6 +143,7 @@ def _entry_point_sources(pm: pluggy.PluginManager, problems: list) -> dict:
             problems.append(PluginProblem(ep.name, f"{package} {version}", f"failed to load: {type(exc).__name__}: {exc}"))
             continue
         sources[id(plugin)] = _Source(ep.name, package, version)
+        timings[id(plugin)] = time.perf_counter() - started
     return sources
 
 
@@ -148,8 +155,9 @@ def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> 
     registry = PluginRegistry()
     pm.register(builtin, name="builtin")
     sources = {id(builtin): _Source("builtin", "fsx", __version__)}
+    seconds: dict = {}  # plugin -> seconds spent importing it and calling its hooks
     if entry_points:
-        sources.update(_entry_point_sources(pm, registry.problems))
+        sources.update(_entry_point_sources(pm, registry.problems, seconds))
     for plugin in plugins:
         name = getattr(plugin, "__name__", type(plugin).__name__)
         pm.register(plugin, name=name)
@@ -160,6 +168,7 @@ def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> 
     for impl in sorted(pm.hook.fsx_register_attributes.get_hookimpls(), key=by_registration):
         src = sources[id(impl.plugin)]
         where = f"{src.package} {src.version}".strip()
+        started = time.perf_counter()
         try:
             declared = impl.function()
             if declared is None:
@@ -173,14 +182,22 @@ def load_registry(plugins: Iterable[object] = (), entry_points: bool = True) -> 
                     registry.problems.append(PluginProblem(src.plugin, where, str(exc)))
         except (Exception, SystemExit) as exc:  # SystemExit: a hook that calls sys.exit is a broken plugin too
             registry.problems.append(PluginProblem(src.plugin, where, f"{type(exc).__name__}: {exc}"))
+        seconds[id(impl.plugin)] = seconds.get(id(impl.plugin), 0.0) + time.perf_counter() - started
 
     for impl in sorted(pm.hook.fsx_register_backbones.get_hookimpls(), key=by_registration):
         src = sources[id(impl.plugin)]
+        started = time.perf_counter()
         try:
             for name, factory in (impl.function() or {}).items():
                 registry.backbones.register_backbone(name, factory, src.package)
         except (Exception, SystemExit) as exc:
             registry.problems.append(PluginProblem(src.plugin, f"{src.package} {src.version}".strip(), f"{type(exc).__name__}: {exc}"))
+        seconds[id(impl.plugin)] = seconds.get(id(impl.plugin), 0.0) + time.perf_counter() - started
+    for key, spent in seconds.items():
+        if spent > SLOW_PLUGIN_S and key != id(builtin):
+            src = sources[key]
+            registry.slow.append(f"plugin {src.plugin!r} (package {f'{src.package} {src.version}'.strip()}) took "
+                                 f"{spent:.1f} s to load; every fsx command waits for it")
     return registry
 
 

@@ -37,7 +37,7 @@ def test_info_on_a_bad_file_is_one_clear_line(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"nope")
     proc = run_fsx("info", bad)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "bad.safetensors" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -128,7 +128,7 @@ def test_info_on_incomplete_metadata_and_outputs_into_new_folders(tmp_path):
         path = tmp_path / f"{name}.safetensors"
         save_tensors(path, {"w": torch.zeros(1)}, meta)
         p = run_fsx("info", path)
-        assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
         assert p.stderr.count("\n") == 1 and "metadata is incomplete" in p.stderr and str(path) in p.stderr
     ckpt = tmp_path / "m.safetensors"
     fsx.save_model(fsx.FaceModel(tiny_config()), ckpt)

@@ -150,11 +150,11 @@ def test_edit_generate_and_bad_paths(tiny, faces, tmp_path):
     assert Image.open(tmp_path / "gen.png").size == (8 * 34 + 2, 34 + 2)
     missing = run_fsx("edit", tiny, "--no-align", "--source", tmp_path / "nope.png", "--target", faces / "face01.png",
                       "--attributes", "id", "--out", out)
-    assert missing.returncode == 1 and "nope.png: no such image file" in missing.stderr
+    assert missing.returncode == 2 and "nope.png: no such image file" in missing.stderr
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
     bad = run_fsx("encode", tiny, broken, "--out", tmp_path / "e.safetensors", "--no-align")
-    assert bad.returncode == 1 and "broken.jpg: not a readable image" in bad.stderr
+    assert bad.returncode == 2 and "broken.jpg: not a readable image" in bad.stderr
 
 
 def test_audit_writes_panel_and_csv(tiny, tmp_path):

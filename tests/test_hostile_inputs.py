@@ -49,7 +49,7 @@ def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
     from fsx.cli import main
 
     result = CliRunner().invoke(main, ["train", "--preset", "tiny", "--device", "cuda", "--out", str(tmp_path / "r")])
-    assert result.exit_code == 1 and "--device cuda: torch sees no CUDA device" in result.output
+    assert result.exit_code == 2 and "--device cuda: torch sees no CUDA device" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
@@ -175,7 +175,7 @@ def test_retrieve_against_a_gallery_encoded_by_another_model_is_refused(tmp_path
     for other, by in ((paths[1], "identity"), (paths[2], "all")):
         bad = run(main, ["retrieve", str(other), "--query", "synthfaces:test:0", "--gallery",
                          str(tmp_path / "g.safetensors"), "--by", by])
-        assert bad.exit_code == 1 and "made by another model" in bad.output and "Traceback" not in bad.output
+        assert bad.exit_code == 2 and "made by another model" in bad.output and "Traceback" not in bad.output
 
 
 def test_a_fifo_named_like_a_picture_is_skipped_not_waited_on(tmp_path):
@@ -266,7 +266,7 @@ def test_an_output_folder_that_cannot_be_written_is_named_before_any_work(tmp_pa
     (tmp_path / "file").write_text("a file, not a folder")
     out = tmp_path / "file" / "report"
     result = CliRunner().invoke(main, [command, str(tmp_path / "m.safetensors"), "--out", str(out)])
-    assert result.exit_code == 1 and f"--out {out}: cannot write there" in result.output
+    assert result.exit_code == 2 and f"--out {out}: cannot write there" in result.output
     assert "Traceback" not in result.output and result.output.count("\n") == 1
 
 
@@ -283,7 +283,7 @@ def test_synth_export_on_a_full_disk_names_the_picture(tmp_path):
         main(["synth", "--export", {str(tmp_path / "x")!r}, "-n", "4", "--size", "64"])
     """)
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 1 and "could not write" in p.stderr and str(tmp_path / "x" / "img") in p.stderr
+    assert p.returncode == 2 and "could not write" in p.stderr and str(tmp_path / "x" / "img") in p.stderr
     assert "Traceback" not in p.stderr
 
 
@@ -300,3 +300,87 @@ def test_a_soak_of_kills_at_random_moments_ends_bit_identical(tmp_path):
                         str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr[-2000:]
     assert "3 kills, then the run finished: bit-identical" in p.stdout
+
+
+def test_a_plugin_slow_to_import_is_named_by_every_command(tmp_path):
+    from conftest import run_fsx, write_dist
+
+    site = write_dist(tmp_path / "site", "fsx-slow", "0.3.0", {"fsx_slow": """
+        import time
+        time.sleep(1.5)  # an import that loads a large model, say
+
+        from fsx.plugins import hookimpl
+
+        @hookimpl
+        def fsx_register_attributes():
+            return []
+    """}, {"slow": "fsx_slow"})
+    env = {"PYTHONPATH": str(site)}
+    listed = run_fsx("plugins", env_extra=env)
+    assert listed.returncode == 0 and "note: plugin 'slow' (package fsx-slow 0.3.0) took 1." in listed.stderr
+    refused = run_fsx("train", "--preset", "tiny", "--steps", "0", "--out", tmp_path / "r", env_extra=env)
+    assert refused.returncode == 2 and refused.stderr.count("plugin 'slow' (package fsx-slow 0.3.0) took") == 1
+    quick = run_fsx("plugins")  # without it: no note
+    assert "note:" not in quick.stderr
+
+
+def _folder(root, persons):
+    """A labels.csv folder of SynthFaces test pictures, one row per entry of ``persons``."""
+    import csv
+
+    from PIL import Image
+
+    from fsx.data import SynthFaces
+
+    root.mkdir()
+    pictures = SynthFaces("test", image_size=32, persons=8, frames_per_clip=4, cache=False).images(range(len(persons)))
+    with open(root / "labels.csv", "w", newline="") as fh:
+        fh.write("file,person,split\n")
+        for i, (person, picture) in enumerate(zip(persons, pictures)):
+            Image.fromarray((picture.permute(1, 2, 0) * 255).byte().numpy()).save(root / f"{i}.png")
+            fh.write(f"{i}.png,{person},{'test' if i % 2 else 'train'}\n")
+    return root
+
+
+def test_eval_on_data_with_few_same_person_pairs_says_not_measured_instead_of_resampling(tmp_path):
+    """Almost every person has one picture: 3 distinct same-person pairs among the test rows, where sampling with
+    repeats once reported thousands of pairs."""
+    import json
+
+    from conftest import run_fsx
+
+    torch.manual_seed(0)
+    fsx.save_model(fsx.build_model("pose,id,expr,style", image_size=32, width=0.0625), tmp_path / "m.safetensors")
+    persons = [100 + i for i in range(40)]
+    for i in (1, 3, 5):
+        persons[i] = 7  # three test rows of one person: 3 distinct pairs
+    data = _folder(tmp_path / "few", persons)
+    p = run_fsx("eval", tmp_path / "m.safetensors", "--data", f"few={data}", "--fid-samples", "0", "--out",
+                tmp_path / "eval")
+    assert p.returncode == 0, p.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert "identity" not in metrics["table"]
+    assert metrics["not_measured"]["identity"].startswith("only 3 distinct pairs of test samples share a 'person'")
+    assert "not measured: only 3 distinct pairs" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_sample_pairs_never_repeats_a_pair():
+    from fsx.eval.probes import sample_pairs
+
+    person = torch.tensor([0, 0, 0, 1, 1, 2, 3, 4, 5, 6])  # 4 distinct same-person pairs
+    i, j, same = sample_pairs(person, 1000)
+    pairs = {(min(a, b), max(a, b)) for a, b in zip(i.tolist(), j.tolist())}
+    assert len(pairs) == len(i) and int(same.sum()) == 4
+
+
+def test_a_folder_source_given_as_outside_reads_files_outside_its_folder(tmp_path):
+    from fsx.data.sources import parse_sources
+
+    data = _folder(tmp_path / "mine", [1, 2])
+    (tmp_path / "elsewhere.png").write_bytes((data / "0.png").read_bytes())
+    (data / "labels.csv").write_text("file,person\n0.png,1\n../elsewhere.png,2\n")
+    with pytest.raises(ValueError, match=r"labels.csv, row 3: file '../elsewhere.png' lies outside"):
+        parse_sources(f"mine={data}", 32)
+    (source,) = parse_sources(f"mine=outside:{data}", 32)
+    x, labels = source.get_batch([0, 1])
+    assert source.name == "mine" and x.shape == (2, 3, 32, 32) and labels["person"].unique().numel() == 2

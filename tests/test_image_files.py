@@ -162,12 +162,12 @@ def test_cli_encode_and_retrieve_report_skipped_files(corpus, tmp_path):
     assert "skipped 1 unreadable image(s)" in p.stderr and "text.png" in p.stderr and "(1 skipped)" in p.stdout
     assert [f.split("/")[-1] for f in fsx.read_metadata(out, "fsx-embeddings")["files"]] == ["rgb.png", "grey16.png"]
     p = run_fsx("encode", ckpt, *files, "--out", out, "--strict", "--no-align")
-    assert p.returncode == 1 and "text.png" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "text.png" in p.stderr and "Traceback" not in p.stderr
     p = run_fsx("retrieve", ckpt, "--query", corpus / "rgb.png", "--gallery", corpus, "-k", "3", "--no-align")
     assert p.returncode == 0, p.stderr
     assert f"skipped {len(BAD) - 1} unreadable image(s)" in p.stderr and "palette.gif" not in p.stderr
     p = run_fsx("retrieve", ckpt, "--query", corpus / "rgb.png", "--gallery", tmp_path / "nosuchdir", "--no-align")
-    assert p.returncode == 1 and "no such folder or embeddings file" in p.stderr
+    assert p.returncode == 2 and "no such folder or embeddings file" in p.stderr
 
 
 def test_lfw_crops_relative_to_the_image_size_and_skips_unreadable(tmp_path):

@@ -120,7 +120,7 @@ def test_unlabelled_attribute_is_an_error_naming_fields_and_sources(plugin_site,
     env = {"PYTHONPATH": str(plugin_site)}
     p = run_fsx("train", "--preset", "tiny", "--attributes", "pose,age", "--data", "ids=synthfaces:pose+person",
                 "--out", tmp_path / "run", env_extra=env)
-    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "Traceback" not in p.stderr
     assert ("attribute 'age' needs the label(s) age (scalar, years), which no data source labels "
             "(ids offers person, pose)") in p.stderr
     assert not (tmp_path / "run" / "checkpoint.safetensors").exists()

@@ -100,7 +100,7 @@ def test_prepare_keeps_labels_adds_pose_and_counts_rejections_by_reason(tmp_path
     assert (out / "images.u8").stat().st_size == 2 * 64 * 64 * 3 and not (out / ".parts").exists()
     # prepared again into the same place: refused, nothing overwritten
     again = run_fsx("prepare", f"mine={src}", "--out", tmp_path / "prep")
-    assert again.returncode == 1 and "already holds prepared data" in again.stderr
+    assert again.returncode == 2 and "already holds prepared data" in again.stderr
 
 
 def test_lfw_subset_faces_are_found_and_non_faces_rejected(tmp_path):
@@ -164,7 +164,7 @@ def test_a_killed_prepare_resumes_to_the_same_bytes(tmp_path):
     (tmp_path / "other" / "s" / ".parts").mkdir(parents=True)
     (tmp_path / "other" / "s" / ".parts" / "settings.json").write_text(json.dumps({"size": 64}))
     p = run_fsx("prepare", f"s={src}", "--out", tmp_path / "other", "--size", "32")
-    assert p.returncode == 1 and "other settings" in p.stderr and "size" in p.stderr
+    assert p.returncode == 2 and "other settings" in p.stderr and "size" in p.stderr
 
 
 def test_training_reads_prepared_data_with_pose_from_the_landmarks(tmp_path):
@@ -189,7 +189,7 @@ def test_without_the_extra_prepare_says_what_to_install(tmp_path):
     (shim / "dlib.py").write_text("raise ImportError('No module named dlib (stand-in)')\n")
     src = _folder(tmp_path / "src", {"a.png": (skdata.astronaut(), 1, 1)})
     p = run_fsx("prepare", f"mine={src}", "--out", tmp_path / "prep", env_extra={"PYTHONPATH": str(shim)})
-    assert p.returncode == 1 and "pip install 'fsx[faces]'" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "pip install 'fsx[faces]'" in p.stderr and "Traceback" not in p.stderr
 
 
 def _lfw_layout(root):
@@ -258,7 +258,7 @@ def test_eval_on_prepared_real_faces_gives_the_tables_and_the_identity_reader(tm
     assert ed.returncode == 0 and (tmp_path / "edit.png").is_file(), ed.stderr
     bad = run_fsx("encode", run / "model.safetensors", f"prepared:{lfw}:9999", "--out", tmp_path / "e.safetensors",
                   "--strict")
-    assert bad.returncode == 1 and "prepared:" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "prepared:" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def _people(n_people, pictures_each):
@@ -362,4 +362,4 @@ def test_a_raw_photo_given_to_encode_edit_and_retrieve_is_aligned_as_prepare_ali
     assert cos(ident[0], ident[1]) > 0.999 > cos(squashed["identity"][0], ident[1])
     edit = run_fsx("edit", tmp_path / "m.safetensors", "--source", tmp_path / "wall.png", "--target", names[1],
                    "--attributes", "expr", "--out", tmp_path / "e.png")
-    assert edit.returncode == 1 and "wall.png: no face to align" in edit.stderr
+    assert edit.returncode == 2 and "wall.png: no face to align" in edit.stderr

@@ -149,7 +149,7 @@ def test_a_non_finite_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(t
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     proc = run_fsx("train", "--preset", "tiny", "--resume", "--out", tmp_path)
-    assert proc.returncode == 1 and "nothing to resume" in proc.stderr
+    assert proc.returncode == 2 and "nothing to resume" in proc.stderr
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
@@ -214,9 +214,9 @@ def test_attribute_options_reach_the_loss_and_bad_ones_are_named(tmp_path):
     by_name = {a.name: a for a in tr.attributes}
     assert by_name["identity"].loss.margin == 0.7 and by_name["expression"].weight == 2.0
     proc = run_fsx("train", "--preset", "tiny", "--option", "gaze.margin=1", "--out", tmp_path / "x")
-    assert proc.returncode == 1 and "'gaze'" in proc.stderr
+    assert proc.returncode == 2 and "'gaze'" in proc.stderr
     proc = run_fsx("train", "--preset", "tiny", "--option", "identity.marginn=1", "--out", tmp_path / "y")
-    assert proc.returncode == 1 and "unknown option" in proc.stderr
+    assert proc.returncode == 2 and "unknown option" in proc.stderr
 
 
 @pytest.mark.slow

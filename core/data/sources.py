@@ -6,6 +6,7 @@
     celeba=/data/celeba, affectnet=..., vggface2=..., voxceleb=...
                                                the paper's data sets in their official layouts (fsx.data.real)
     mine=/path/to/folder                       a folder with labels.csv (fsx.data.folder)
+    mine=outside:/path/to/folder               the same, its files allowed outside the folder
     celeba=prepared:/data/prepared/celeba      fsx prepare's output (fsx.data.faces.prepared)
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 
 from fsx.data.faces.prepared import PreparedSource
-from fsx.data.folder import FolderSource
+from fsx.data.folder import OUTSIDE, FolderSource
 from fsx.data.labels import declared_labels
 from fsx.data.real import LOADERS
 from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, LABEL_FIELDS, PERSONS, SynthFaces, SynthStream
@@ -62,6 +63,9 @@ def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = PERS
             labels = tuple(f for f in fields.split("+") if f) if fields else (
                 LABEL_FIELDS + tuple(k for k in data.labels if k not in LABEL_FIELDS and k != "frame"))
             sources.append(synthfaces().source(labels, name=name))
+        elif kind + ":" == OUTSIDE and Path(fields).is_dir():
+            sources.append(FolderSource(fields, image_size=image_size, name=name if name != item else None,
+                                        outside=True))
         elif kind == "prepared":
             sources.append(PreparedSource(fields, image_size=image_size, name=name))
         elif name in LOADERS and Path(target).is_dir():

@@ -10,7 +10,9 @@ import torch
 from fsx.eval.metrics import verification_accuracy
 from fsx.eval.probes import classification_auc, cosine_scores, ridge_fit_predict, sample_pairs
 
-
+# Below this many distinct same-group pairs a verification accuracy is mostly noise (its standard error near 0.07
+# at 50), so the attribute is reported as not measured instead.
+MIN_POSITIVE_PAIRS = 50
 
 
 def encode_all(model, data, indices, batch: int = 256) -> dict[str, torch.Tensor]:
@@ -60,6 +62,14 @@ def probe_table(attributes, emb_train, lab_train, emb_test, lab_test, names, see
         if int(keep_te.sum()) < 10 or (p.kind != "verification" and int(keep_tr.sum()) < 10):
             not_measured[a.name] = f"fewer than 10 samples carry its {p.label!r} label"
             continue
+        if p.kind == "verification":
+            within = lab_test[p.within][keep_te] if p.within else None
+            across = lab_test[p.across][keep_te] if p.across and p.across in lab_test else None
+            i, j, same = sample_pairs(lab_test[p.label][keep_te], 6000, within=within, across=across, seed=seed)
+            if int(same.sum()) < MIN_POSITIVE_PAIRS:
+                not_measured[a.name] = (f"only {int(same.sum())} distinct pairs of test samples share a {p.label!r} "
+                                        f"(at least {MIN_POSITIVE_PAIRS} are needed for a verification accuracy)")
+                continue
         row = {}
         for sub in [*names, f"not_{a.name}"]:
             xs = test_subs[sub][keep_te]
@@ -77,11 +87,8 @@ def probe_table(attributes, emb_train, lab_train, emb_test, lab_test, names, see
                 if sub == a.name:
                     predictions[a.name] = pred
             elif p.kind == "verification":
-                within = lab_test[p.within][keep_te] if p.within else None
-                across = lab_test[p.across][keep_te] if p.across and p.across in lab_test else None
-                i, j, same = sample_pairs(y_test, 6000, within=within, across=across, seed=seed)
                 acc = verification_accuracy(cosine_scores(xs, i, j), same)
-                row[sub] = {"value": acc, "pairs": int(len(i)), "stderr": math.sqrt(acc * (1 - acc) / max(len(i), 1)),
+                row[sub] = {"value": acc, "pairs": int(len(i)), "same_pairs": int(same.sum()), "stderr": math.sqrt(acc * (1 - acc) / max(len(i), 1)),
                             "chance": 0.5}
             elif p.kind == "classification":
                 classes = len(p.class_names) or int(max(y_train.max(), y_test.max())) + 1

@@ -80,7 +80,8 @@ def sample_pairs(group: torch.Tensor, n_pairs: int, within: torch.Tensor | None 
                  across: torch.Tensor | None = None, seed: int = 0):
     """Half same-``group`` pairs, half different; with ``within``, different pairs share ``within`` (style: two
     clips of the same person); with ``across``, every pair differs in ``across`` (identity: two clips). Returns (i,
-    j, same) index tensors, shuffled: ``n_pairs`` of them unless the data holds fewer admissible pairs.
+    j, same) index tensors, shuffled, every pair distinct: ``n_pairs`` of them unless the data holds fewer
+    admissible pairs (then as many positives as negatives, as many as could be found).
 
     Each pair is drawn constructively (an anchor, then a partner among the samples that satisfy the constraints),
     so rare positives (the same person in another clip) are found as often as they are asked for."""
@@ -104,14 +105,17 @@ def sample_pairs(group: torch.Tensor, n_pairs: int, within: torch.Tensor | None 
         pool = pool[ok]
         return int(pool[torch.randint(len(pool), (1,), generator=g)]) if len(pool) else None
 
-    pairs = {True: [], False: []}
+    pairs, seen = {True: [], False: []}, set()
     for positive in (True, False):
         for _ in range(half * 20):
             if len(pairs[positive]) == half:
                 break
             a = int(torch.randint(n, (1,), generator=g))
             b = partner(a, positive)
-            if b is not None:
+            # A pair drawn twice would count one comparison twice: data with few same-person pairs must show
+            # as few pairs, not as thousands resampled from a handful.
+            if b is not None and (min(a, b), max(a, b)) not in seen:
+                seen.add((min(a, b), max(a, b)))
                 pairs[positive].append((a, b))
     k = min(len(pairs[True]), len(pairs[False]))
     chosen = pairs[True][:k] + pairs[False][:k]

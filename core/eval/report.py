@@ -59,6 +59,9 @@ def _table(m: dict, names: list[str]) -> list[str]:
         metric = {"regression": "MAE", "verification": "accuracy", "classification": "AUC"}[kind]
         if kind == "regression" and row.get("unit"):
             metric = f"MAE ({row['unit']})"
+        if kind == "verification" and "same_pairs" in res.get(attr, {}):
+            own = res[attr]
+            metric = f"accuracy ({own['pairs']} distinct pairs, {own['same_pairs']} same)"
         cells = [_fmt(kind, res.get(n, {}).get("value")) for n in names]
         chance = res.get(attr, {}).get("chance")
         lines.append(f"| {attr} | {metric} | " + " | ".join(cells) +

@@ -23,7 +23,7 @@ import torch
 
 from fsx.checkpoint import atomic_write_bytes
 from fsx.data.faces.analyser import FaceAnalyser, Rejected
-from fsx.data.folder import read_rows
+from fsx.data.folder import OUTSIDE, read_rows, row_files
 from fsx.data.images import ImageReadError, read_rgb
 from fsx.data.labels import declared_labels
 from fsx.data.real import LOADERS
@@ -44,8 +44,10 @@ def _cell(value) -> str:
 
 def list_source(name: str, path: str | Path) -> tuple[Path, list[Path], list, list[dict[str, str]]]:
     """A source's root, its picture files, their face boxes (or None) and their labels as table cells, without
-    reading a picture: a paper data set's official layout (``fsx.data.real``) or a folder with labels.csv."""
-    root = Path(path)
+    reading a picture: a paper data set's official layout (``fsx.data.real``) or a folder with labels.csv
+    (``outside:FOLDER`` to read its files outside the folder, as ``--data`` does)."""
+    outside = str(path).startswith(OUTSIDE)
+    root = Path(str(path)[len(OUTSIDE):] if outside else path)
     if not root.is_dir():
         raise FileNotFoundError(f"source {name!r}: {root} is not a folder")
     if name in LOADERS:
@@ -63,8 +65,8 @@ def list_source(name: str, path: str | Path) -> tuple[Path, list[Path], list, li
         rows = [{c: _cell(v[i]) for c, v in columns.items()} for i in range(len(src.files))]
         boxes = list(src.boxes) if src.boxes is not None else [None] * len(src.files)
         return root, list(src.files), boxes, rows
-    _, table_rows = read_rows(root, name)
-    files = [root / r["file"] for r in table_rows]
+    table, table_rows = read_rows(root, name)
+    files = row_files(table, table_rows, outside)
     rows = [{k: (v or "").strip() for k, v in r.items() if k != "file" and k is not None} for r in table_rows]
     return root, files, [None] * len(files), rows
 
