@@ -68,6 +68,13 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     assert set(j["of"]) == {"x", "G(E(x))", "G(Phi^-1(Phi(E(x))))"} and j["edits"]["pairs"] > 0
     assert set(j["edits"]["transfer"]) == set(j["edits"]["all_but"]) == {"pose", "identity", "expression", "style"}
     assert set(j["edits"]["transfer"]["pose"]) == {"pose", "identity", "expression", "style"}
+    # the same edits rendered exactly: each reads as its donor's factor, every other factor as the receiver's
+    exact = j["edits"]["exact_transfer"]
+    assert exact["expression"]["expression"]["as_a"] > 0.4 > exact["expression"]["expression"]["as_b"]
+    assert exact["pose"]["pose"]["as_a"] < exact["pose"]["pose"]["as_b"]  # pose MAE: lower reads as that face
+    assert exact["pose"]["identity"]["as_b"] > exact["pose"]["identity"]["as_a"]
+    assert j["edits"]["exact_all_but"]["expression"]["expression"]["as_b"] > 0.4
+    assert "| expression, rendered exactly |" in report
     assert "## What the pictures show, read by an independent judge" in report
     assert (out / "judge.png").is_file() and "(judge.png)" in report
     assert "6 test persons (split 'test'" in m["split"]

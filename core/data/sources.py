@@ -8,16 +8,23 @@
     mine=/path/to/folder                       a folder with labels.csv (fsx.data.folder)
     mine=outside:/path/to/folder               the same, its files allowed outside the folder
     celeba=prepared:/data/prepared/celeba      fsx prepare's output (fsx.data.faces.prepared)
+
+and one picture of a source, where the commands that use a model take a picture (``parse_picture``):
+
+    synthfaces:SPLIT:INDEX                     a SynthFaces sample (SPLIT train, val or test), rendered
+    prepared:DIR:ROW                           a crop of fsx prepare's output
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
 
 from fsx.data.faces.prepared import PreparedSource
 from fsx.data.folder import OUTSIDE, FolderSource
+from fsx.data.images import ImageReadError
 from fsx.data.labels import declared_labels
 from fsx.data.real import LOADERS
 from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, LABEL_FIELDS, PERSONS, SynthFaces, SynthStream
@@ -100,3 +107,41 @@ def labelling_sources(attributes, sources) -> dict[str, list[str]]:
                 f"attribute {a.name!r} needs the label(s) {needs}, which no data source labels ({offers}); add a "
                 f"source that has them, or leave {a.name!r} out of --attributes")
     return out
+
+
+def parse_picture(spec: str, size: int):
+    """One sample named as ``synthfaces:SPLIT:INDEX`` or ``prepared:DIR:ROW``: its picture (3, size, size) in [0, 1];
+    None for any other name (a file). A name of either kind that does not resolve raises ImageReadError naming it."""
+    if spec.startswith("synthfaces:"):
+        try:
+            _, split, index = spec.split(":")
+            data = _synthfaces(split, size)
+            return data.images([_index(index, len(data))])[0]
+        except (ValueError, IndexError, KeyError) as exc:
+            raise ImageReadError(f"{spec}: not a SynthFaces sample (synthfaces:train|test:INDEX): {exc}") from None
+    if spec.startswith("prepared:"):
+        folder, _, row = spec[len("prepared:"):].rpartition(":")
+        try:
+            data = _prepared(folder, size)
+            return data.get_batch([_index(row, len(data))])[0][0]
+        except (ValueError, IndexError, FileNotFoundError) as exc:
+            raise ImageReadError(f"{spec}: not a prepared crop (prepared:DIR:ROW): {exc}") from None
+    return None
+
+
+def _index(raw: str, n: int) -> int:
+    """A sample's index as written in a picture name: 0 to n - 1 (never counted from the end)."""
+    i = int(raw)
+    if not 0 <= i < n:
+        raise IndexError(f"index {i} is outside 0..{n - 1}")
+    return i
+
+
+@functools.lru_cache(maxsize=4)
+def _synthfaces(split: str, size: int) -> SynthFaces:
+    return SynthFaces(split, image_size=size, cache=False)  # rendered per picture: a name reads one sample
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared(folder: str, size: int) -> PreparedSource:
+    return PreparedSource(folder, image_size=size)

@@ -1,5 +1,6 @@
-"""Pictures named on the command line: a file (any of ``IMAGE_SUFFIXES``), ``synthfaces:SPLIT:INDEX`` (a SynthFaces
-sample) or ``prepared:DIR:ROW`` (a crop of ``fsx prepare``'s output), and the image files of a folder.
+"""Pictures named on the command line: a file (any of ``IMAGE_SUFFIXES``) or one sample of a data source
+(``synthfaces:SPLIT:INDEX``, ``prepared:DIR:ROW``: the grammar of ``fsx.data.sources``), and the image files of a
+folder.
 
 A raw photo is aligned as ``fsx prepare`` aligns it (:class:`PhotoAligner`: the face detected, aligned onto the
 template, equalised, cropped at prepare's size and resized as a prepared folder is read) when an aligner is given;
@@ -7,7 +8,6 @@ SynthFaces samples and prepared crops are aligned already."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Sequence
 
@@ -15,14 +15,9 @@ import numpy as np
 import torch
 
 from fsx.data.faces.analyser import FaceAnalyser, FacesExtraMissing, Rejected
-from fsx.data.faces.prepared import PreparedSource, resize_crops
+from fsx.data.faces.prepared import resize_crops
 from fsx.data.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, read_image, read_rgb
-from fsx.data.synthfaces import SynthFaces
-
-
-@functools.lru_cache(maxsize=4)
-def _synthfaces(split: str, size: int):
-    return SynthFaces(split, image_size=size, cache=False)
+from fsx.data.sources import parse_picture
 
 
 class PhotoAligner:
@@ -56,34 +51,12 @@ def load_images(specs: Sequence[str], size: int, aligner: PhotoAligner | None = 
 
 
 def load_image(spec: str, size: int, aligner: PhotoAligner | None = None) -> torch.Tensor:
-    if spec.startswith("synthfaces:"):
-        try:
-            _, split, index = spec.split(":")
-            data = _synthfaces(split, size)
-            return data.images([_index(index, len(data))])[0]
-        except (ValueError, IndexError, KeyError) as exc:
-            raise ImageReadError(f"{spec}: not a SynthFaces sample (synthfaces:train|test:INDEX): {exc}") from None
-    if spec.startswith("prepared:"):  # prepared:DIR:ROW, a crop of fsx prepare's output
-        folder, _, row = spec[len("prepared:"):].rpartition(":")
-        try:
-            data = _prepared(folder, size)
-            return data.get_batch([_index(row, len(data))])[0][0]
-        except (ValueError, IndexError, FileNotFoundError) as exc:
-            raise ImageReadError(f"{spec}: not a prepared crop (prepared:DIR:ROW): {exc}") from None
+    """One picture in [0, 1]: a sample of a data source named as ``fsx.data.sources.parse_picture`` reads it, or
+    an image file (aligned when an aligner is given)."""
+    sample = parse_picture(spec, size)
+    if sample is not None:
+        return sample
     return aligner(spec, size) if aligner is not None else read_image(spec, size)
-
-
-def _index(raw: str, n: int) -> int:
-    """A sample's index as written in a picture name: 0 to n - 1 (never counted from the end)."""
-    i = int(raw)
-    if not 0 <= i < n:
-        raise IndexError(f"index {i} is outside 0..{n - 1}")
-    return i
-
-
-@functools.lru_cache(maxsize=4)
-def _prepared(folder: str, size: int):
-    return PreparedSource(folder, image_size=size)
 
 
 def list_images(folder: str | Path) -> list[str]:

@@ -156,10 +156,15 @@ def report_lines(j: dict) -> list[str]:
             continue
         lines += ["", f"**{title}** ({e['pairs']} pairs of different persons). Each cell: the factor of the column "
                   "as read on the edit, scored against A's and B's (A / B); the edited factor should read as its "
-                  "donor's, every other as the face it stays on.", "",
+                  "donor's, every other as the face it stays on. The rows 'rendered exactly' are the same edit drawn "
+                  "by the renderer from the true factors: the most the judge can read on any edit.", "",
                   "| edit | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+        exact = e.get(f"exact_{key}", {})
         for k, row in e[key].items():
             lines.append(f"| {k} | " + " | ".join(f"{row[c]['as_a']:.2f} / {row[c]['as_b']:.2f}" for c in groups) + " |")
+            if k in exact:
+                lines.append(f"| {k}, rendered exactly | " + " | ".join(
+                    f"{exact[k][c]['as_a']:.2f} / {exact[k][c]['as_b']:.2f}" for c in groups) + " |")
         lines += ["", "Units: " + "; ".join(f"{c}: {e[key][groups[0]][c]['unit']}" for c in groups) + "."]
     gen = j["generated"]
     lines += ["", "**The judge's reading, to look at**: inputs over their embedding reconstructions, each with the "
