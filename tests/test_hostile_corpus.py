@@ -23,6 +23,8 @@ from conftest import run_fsx
 from fsx.data import SynthFaces
 
 REFUSED, SKIPPED = "refused", "skipped"
+# About 40 subprocesses, 80 s on two cores: CI runs the corpus, the quick subset (-m "not slow") leaves it out.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +118,12 @@ CASES = [
     ("synth", "--export under a file", ["--export", UNDER_A_FILE, "-n", "2"], REFUSED, "a_file/out"),
     ("train", "--out under a file", [*TINY, "--out", UNDER_A_FILE], REFUSED, "a_file/out"),
 ]
+try:
+    import dlib  # noqa: F401  (fsx prepare needs the faces extra)
+
+    CASES.append(("prepare", "labels.csv row through ..", ["mine={w}/dotdot", "--out", "{out}"], REFUSED, "row 5"))
+except ImportError:
+    pass
 if not torch.cuda.is_available():
     CASES.append(("train", "--device cuda without a GPU", [*TINY, "--device", "cuda", "--out", "{out}"], REFUSED,
                   "--device cuda"))
