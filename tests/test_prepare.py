@@ -331,6 +331,7 @@ def test_official_layouts_prepared_then_trained_with_pose_on_every_source(tmp_pa
     assert "expression" in m["table"] or "expression" in m["not_measured"]
 
 
+@pytest.mark.slow
 def test_a_raw_photo_given_to_encode_edit_and_retrieve_is_aligned_as_prepare_aligns_it(tmp_path):
     """fsx encode of scikit-image's astronaut as a raw photo reads the same pixels as its fsx prepare crop, so the
     two encode alike (identical sub-vectors); --no-align squashes the whole frame and encodes far from it; a
