@@ -180,7 +180,7 @@ def info(checkpoint: str) -> None:
     except (KeyError, TypeError, AttributeError) as exc:
         missing = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise BadInput(f"{checkpoint}: its metadata is incomplete or malformed ({missing!r} is missing "
-                                   f"or of the wrong type)")
+                       f"or of the wrong type)")
     click.echo(f"file:        {checkpoint}")
     for line in lines:
         click.echo(line)

@@ -45,6 +45,14 @@ def read_rows(root: Path, name: str) -> tuple[Path, list[dict[str, str]]]:
 OUTSIDE = "outside:"  # NAME=outside:FOLDER reads rows whose file lies outside FOLDER
 
 
+def folder_target(target: str | Path) -> tuple[Path, bool]:
+    """A folder source's path as given (``FOLDER`` or ``outside:FOLDER``): the folder, and whether its rows may
+    name files outside it."""
+    text = str(target)
+    outside = text.startswith(OUTSIDE)
+    return Path(text[len(OUTSIDE):] if outside else text), outside
+
+
 def row_files(table: Path, rows: list[dict[str, str]], outside: bool = False) -> list[Path]:
     """Each row's ``file`` joined to the table's folder; one that leaves the folder is refused (row and value
     named) unless ``outside``."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from fsx.data.faces.prepared import PreparedSource
-from fsx.data.folder import OUTSIDE, FolderSource
+from fsx.data.folder import FolderSource, folder_target
 from fsx.data.images import ImageReadError
 from fsx.data.labels import declared_labels
 from fsx.data.real import LOADERS
@@ -65,20 +65,19 @@ def parse_sources(spec: str, image_size: int, seed: int = 0, persons: int = PERS
         if not target:
             name, target = item, item
         kind, _, fields = target.partition(":")
+        folder, outside = folder_target(target)
         if kind == "synthfaces":
             data = synthfaces()
             labels = tuple(f for f in fields.split("+") if f) if fields else (
                 LABEL_FIELDS + tuple(k for k in data.labels if k not in LABEL_FIELDS and k != "frame"))
             sources.append(synthfaces().source(labels, name=name))
-        elif kind + ":" == OUTSIDE and Path(fields).is_dir():
-            sources.append(FolderSource(fields, image_size=image_size, name=name if name != item else None,
-                                        outside=True))
         elif kind == "prepared":
             sources.append(PreparedSource(fields, image_size=image_size, name=name))
         elif name in LOADERS and Path(target).is_dir():
             sources.append(LOADERS[name](target, image_size=image_size, name=name))
-        elif Path(target).is_dir():
-            sources.append(FolderSource(target, image_size=image_size, name=name))
+        elif folder.is_dir():  # a folder with labels.csv (outside:FOLDER: its files may lie outside it)
+            sources.append(FolderSource(folder, image_size=image_size, name=None if outside and name == item else name,
+                                        outside=outside))
         else:
             raise ValueError(f"--data {item!r}: {target!r} is neither 'synthfaces[:fields]' nor an existing folder")
     if not sources:

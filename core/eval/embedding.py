@@ -88,8 +88,8 @@ def probe_table(attributes, emb_train, lab_train, emb_test, lab_test, names, see
                     predictions[a.name] = pred
             elif p.kind == "verification":
                 acc = verification_accuracy(cosine_scores(xs, i, j), same)
-                row[sub] = {"value": acc, "pairs": int(len(i)), "same_pairs": int(same.sum()), "stderr": math.sqrt(acc * (1 - acc) / max(len(i), 1)),
-                            "chance": 0.5}
+                row[sub] = {"value": acc, "pairs": int(len(i)), "same_pairs": int(same.sum()),
+                            "stderr": math.sqrt(acc * (1 - acc) / max(len(i), 1)), "chance": 0.5}
             elif p.kind == "classification":
                 classes = len(p.class_names) or int(max(y_train.max(), y_test.max())) + 1
                 res = classification_auc(xt, y_train.long(), xs, y_test.long(), classes, seed=seed)

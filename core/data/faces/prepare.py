@@ -23,7 +23,7 @@ import torch
 
 from fsx.checkpoint import atomic_write_bytes
 from fsx.data.faces.analyser import FaceAnalyser, Rejected
-from fsx.data.folder import OUTSIDE, read_rows, row_files
+from fsx.data.folder import folder_target, read_rows, row_files
 from fsx.data.images import ImageReadError, read_rgb
 from fsx.data.labels import declared_labels
 from fsx.data.real import LOADERS
@@ -46,8 +46,7 @@ def list_source(name: str, path: str | Path) -> tuple[Path, list[Path], list, li
     """A source's root, its picture files, their face boxes (or None) and their labels as table cells, without
     reading a picture: a paper data set's official layout (``fsx.data.real``) or a folder with labels.csv
     (``outside:FOLDER`` to read its files outside the folder, as ``--data`` does)."""
-    outside = str(path).startswith(OUTSIDE)
-    root = Path(str(path)[len(OUTSIDE):] if outside else path)
+    root, outside = folder_target(path)
     if not root.is_dir():
         raise FileNotFoundError(f"source {name!r}: {root} is not a folder")
     if name in LOADERS:
