@@ -5,9 +5,10 @@ z -> a linear layer to (C(4), 4, 4) -> for every doubling up to the image size: 
 RGB outputs, each coarser one upsampled (StyleGAN2's "skip" generator, Karras et al., 2020), squashed by tanh.
 
 Why this shape, against the inverted ResNet18 (``resnet18_generator``):
-- channels are spent where the parts are drawn: C(r) = max(floor, width * min(512, 8192 / r)) gives 128, 128,
-  128, 64 and 32 channels from 4 to 64 px at width 0.25, where a width multiplier on ResNet's 512..64 channels
-  leaves 8 at 64 px;
+- channels are spent where the parts are drawn: C(r) = max(floor, min(coarse, width * 8192 / r)) with ``coarse``
+  512 x width by default gives 128, 128, 128, 64 and 32 channels from 4 to 64 px at width 0.25, where a width
+  multiplier on ResNet's 512..64 channels leaves 8 at 64 px; ``coarse`` sets the channels at the coarse scales,
+  where the face's shape is placed, apart from the fine ones (they cost little there: 16 pixels at 4 px);
 - nearest upsampling and 3x3 convolutions, not 4x4 transposed convolutions (no checkerboards, Odena et al., 2016);
 - no normalisation: BatchNorm couples the pictures of a batch and, in the last layers, shifts every picture's
   colours with the batch's statistics (G sees codes of real pictures, prior samples and edits in one run);
@@ -26,10 +27,11 @@ import torch.nn.functional as F
 from fsx.sizes import check_size
 
 
-def stage_channels(resolution: int, width: float, floor: int) -> int:
-    """Channels at one resolution: wide at the coarse scales (capped at 512 x width), halving with each doubling
-    of the resolution, never under ``floor``."""
-    return max(int(floor), int(round(width * min(512, 8192 / resolution))))
+def stage_channels(resolution: int, width: float, floor: int, coarse: int = 0) -> int:
+    """Channels at one resolution: halving with each doubling of the resolution, at most ``coarse`` (0: 512 x
+    width) at the coarse scales, never under ``floor``."""
+    cap = coarse if coarse > 0 else 512 * width
+    return max(int(floor), int(round(min(cap, width * 8192 / resolution))))
 
 
 def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
@@ -54,11 +56,13 @@ class SkipBlock(nn.Module):
 
 
 class SkipGenerator(nn.Module):
-    def __init__(self, in_dim: int = 99, image_size: int = 64, width: float = 0.25, floor: int = 32):
+    def __init__(self, in_dim: int = 99, image_size: int = 64, width: float = 0.25, floor: int = 32, coarse: int = 0):
         super().__init__()
+        if not (isinstance(coarse, int) and coarse >= 0):
+            raise ValueError(f"skip_generator: coarse must be a whole number of channels >= 0 (0: 512 x width), got {coarse!r}")
         doublings = check_size(image_size)
         self.resolutions = [4 * 2**i for i in range(doublings + 1)]  # 4, 8, ..., image_size
-        chans = [stage_channels(r, width, floor) for r in self.resolutions]
+        chans = [stage_channels(r, width, floor, coarse) for r in self.resolutions]
         self.c0 = chans[0]
         self.fc = nn.Linear(in_dim, self.c0 * 16)  # z -> (N, C(4), 4, 4)
         self.conv0 = _conv(self.c0, self.c0, 3)
@@ -84,5 +88,6 @@ class SkipGenerator(nn.Module):
         return self.pyramid(z)[-1]  # (N, 3, S, S) in [-1, 1]
 
 
-def skip_generator(in_dim: int = 99, image_size: int = 64, width: float = 0.25, floor: int = 32) -> nn.Module:
-    return SkipGenerator(in_dim=in_dim, image_size=image_size, width=width, floor=floor)
+def skip_generator(in_dim: int = 99, image_size: int = 64, width: float = 0.25, floor: int = 32,
+                   coarse: int = 0) -> nn.Module:
+    return SkipGenerator(in_dim=in_dim, image_size=image_size, width=width, floor=floor, coarse=coarse)

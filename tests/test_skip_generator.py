@@ -16,6 +16,17 @@ def test_channels_have_a_floor_at_the_fine_scales_and_the_width_scales_the_coars
     assert convs[-1].out_channels == 32  # resnet18_generator at width 0.25 has 8 at 64 px
 
 
+def test_coarse_sets_the_coarse_scales_channels_apart_from_the_fine_ones():
+    # the demo's G (width 0.125, floor 16) with twice its channels where the face's shape is placed
+    assert [stage_channels(r, 0.125, 16) for r in (4, 8, 16, 32, 64)] == [64, 64, 64, 32, 16]
+    assert [stage_channels(r, 0.125, 16, coarse=128) for r in (4, 8, 16, 32, 64)] == [128, 128, 64, 32, 16]
+    G = create_backbone("skip_generator", in_dim=99, image_size=64, width=0.125, floor=16, coarse=128)
+    assert [rgb.in_channels for rgb in G.to_rgb] == [128, 128, 64, 32, 16]
+    assert G(torch.randn(2, 99)).shape == (2, 3, 64, 64)
+    with pytest.raises(ValueError, match="coarse"):
+        create_backbone("skip_generator", in_dim=99, image_size=64, coarse=-1)
+
+
 def test_no_transposed_convolution_and_no_normalisation():
     G = create_backbone("skip_generator", in_dim=99, image_size=64)
     assert not [m for m in G.modules() if isinstance(m, (nn.ConvTranspose2d, nn.modules.batchnorm._BatchNorm,
