@@ -8,7 +8,8 @@ Why this shape, against the inverted ResNet18 (``resnet18_generator``):
 - channels are spent where the parts are drawn: C(r) = max(floor, min(coarse, width * 8192 / r)) with ``coarse``
   512 x width by default gives 128, 128, 128, 64 and 32 channels from 4 to 64 px at width 0.25, where a width
   multiplier on ResNet's 512..64 channels leaves 8 at 64 px; ``coarse`` sets the channels at the coarse scales,
-  where the face's shape is placed, apart from the fine ones (they cost little there: 16 pixels at 4 px);
+  where the face's shape is placed, apart from the fine ones (doubling them also doubles the input of the first
+  finer convolution, so it is not free);
 - nearest upsampling and 3x3 convolutions, not 4x4 transposed convolutions (no checkerboards, Odena et al., 2016);
 - no normalisation: BatchNorm couples the pictures of a batch and, in the last layers, shifts every picture's
   colours with the batch's statistics (G sees codes of real pictures, prior samples and edits in one run);
@@ -59,7 +60,8 @@ class SkipGenerator(nn.Module):
     def __init__(self, in_dim: int = 99, image_size: int = 64, width: float = 0.25, floor: int = 32, coarse: int = 0):
         super().__init__()
         if not (isinstance(coarse, int) and coarse >= 0):
-            raise ValueError(f"skip_generator: coarse must be a whole number of channels >= 0 (0: 512 x width), got {coarse!r}")
+            raise ValueError(f"skip_generator: coarse must be a whole number of channels >= 0 (0: 512 x width), "
+                             f"got {coarse!r}")
         doublings = check_size(image_size)
         self.resolutions = [4 * 2**i for i in range(doublings + 1)]  # 4, 8, ..., image_size
         chans = [stage_channels(r, width, floor, coarse) for r in self.resolutions]
