@@ -497,3 +497,19 @@ def test_reread_task_pays_g_for_what_e_and_phi_read_in_its_reconstruction(tmp_pa
     assert all(p.grad is None for p in m.disentangler.phi.parameters())
     row = tr.steps.joint(xn, labels, 0)
     assert "reread_expression" in row
+
+
+def test_reset_at_clears_every_optimiser_when_its_stage_starts(tmp_path):
+    """``optim.reset_at=joint``: the joint stage's Adam starts from empty moments (its step count is the stage's
+    own), as a run started with --init from the aae model does; without it the moments carry over."""
+    from fsx.train import make_config
+
+    counts = {}
+    for name, reset in (("carry", ()), ("reset", ("joint",))):
+        tr = _tiny_trainer(tmp_path / name, steps={"aae": 3, "joint": 2}, optim=dict(reset_at=reset))
+        tr.fit()
+        first = next(tr.model.aae.E.parameters())
+        counts[name] = int(tr.optimizers["eg"].state[first]["step"])
+    assert counts == {"carry": 5, "reset": 2}
+    with pytest.raises(ValueError, match=r"optim.reset_at: unknown stage\(s\) \['jiont'\]"):
+        make_config("tiny", optim=dict(reset_at=["jiont"]))

@@ -62,8 +62,15 @@ class OptimConfig:
     lr_disc_scale: float = 1.0  # D_x and D_z learning rate relative to lr_aae
     d_x_every: int = attrs.field(default=1, validator=v.ge(1))  # update D_x every n-th step
     d_z_every: int = attrs.field(default=1, validator=v.ge(1))
+    # Stages that start with every optimiser's moments cleared (as a run started with --init does). Adam's second
+    # moment averages ~1/(1 - beta2) = 1,000 steps, so at the start of the joint stage it still holds the `aae`
+    # stage's early, large reconstruction gradients, and the small new task gradients move E that much less.
+    reset_at: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self):
+        unknown = [s for s in self.reset_at if s not in STAGES]
+        if unknown:
+            raise ValueError(f"optim.reset_at: unknown stage(s) {unknown}; stages are {list(STAGES)}")
         _check_weights("optim", self, positive=("lr_aae", "lr_phi", "lr_disc_scale"))
         for name in ("betas_aae", "betas_phi"):
             betas = getattr(self, name)

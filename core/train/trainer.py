@@ -145,8 +145,11 @@ class Trainer:
 
     def _run_stage(self, stage: str) -> None:
         total = self.cfg.steps[stage]
-        if self.stage != stage:
+        if self.stage != stage:  # the stage's first step (a run resumed within a stage keeps its moments)
             self.stage, self.step = stage, 0
+            if stage in self.cfg.optim.reset_at:
+                for optimizer in self.optimizers.values():
+                    optimizer.state.clear()
         enter_stage(self.model, STAGE_TABLE[stage])
         step_fn = self.steps.of(stage)
         bar = None
