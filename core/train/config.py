@@ -62,9 +62,10 @@ class OptimConfig:
     lr_disc_scale: float = 1.0  # D_x and D_z learning rate relative to lr_aae
     d_x_every: int = attrs.field(default=1, validator=v.ge(1))  # update D_x every n-th step
     d_z_every: int = attrs.field(default=1, validator=v.ge(1))
-    # Stages that start with every optimiser's moments cleared (as a run started with --init does). Adam's second
-    # moment averages ~1/(1 - beta2) = 1,000 steps, so at the start of the joint stage it still holds the `aae`
-    # stage's early, large reconstruction gradients, and the small new task gradients move E that much less.
+    # Stages that start with every optimiser's moments cleared (as a run started with --init does). The joint
+    # stage's task losses give E gradients about a hundred times those of the aae stage; carried over, Adam's
+    # second moment (an average over ~1/(1 - beta2) = 1,000 steps) still holds the small ones, so E's first joint
+    # steps are up to ~10x the learning rate for hundreds of steps. Cleared, bias correction sizes them from step 1.
     reset_at: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self):
