@@ -511,5 +511,23 @@ def test_reset_at_clears_every_optimiser_when_its_stage_starts(tmp_path):
         first = next(tr.model.aae.E.parameters())
         counts[name] = int(tr.optimizers["eg"].state[first]["step"])
     assert counts == {"carry": 5, "reset": 2}
+    with pytest.raises(ValueError, match="optim option 'reset_at' must be a list, got 'joint'"):
+        make_config("tiny", optim=dict(reset_at="joint"))
     with pytest.raises(ValueError, match=r"optim.reset_at: unknown stage\(s\) \['jiont'\]"):
         make_config("tiny", optim=dict(reset_at=["jiont"]))
+
+
+def test_ema_half_life_ends_a_stage_on_the_averaged_weights(tmp_path):
+    """With a half-life far longer than the stage, the average barely moves from its first update (a copy of the
+    weights after step 1): the stage ends on E and G as they were after one step, not after three."""
+    def trained(name, steps, half_life):
+        tr = _tiny_trainer(tmp_path / name, steps={"aae": steps}, optim=dict(ema_half_life=half_life))
+        tr.fit()
+        return tr.model
+
+    one, three, averaged = trained("one", 1, 0), trained("three", 3, 0), trained("avg", 3, 10**9)
+    for net in ("E", "G"):
+        a, b, c = (getattr(m.aae, net).state_dict() for m in (one, three, averaged))
+        floats = [k for k in a if a[k].is_floating_point() and "running" not in k]
+        assert all(torch.allclose(c[k], a[k], atol=1e-5) for k in floats), net
+        assert not all(torch.allclose(c[k], b[k], atol=1e-5) for k in floats), net

@@ -67,6 +67,10 @@ class OptimConfig:
     # second moment (an average over ~1/(1 - beta2) = 1,000 steps) still holds the small ones, so E's first joint
     # steps are up to ~10x the learning rate for hundreds of steps. Cleared, bias correction sizes them from step 1.
     reset_at: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    # E's and G's weights averaged over their last steps, the weight of a step halving every N steps (0: none);
+    # the model takes the average when a stage that trains them ends (fsx.train.weight_average says why). The
+    # judge's readings and grids during a stage show the raw weights, the stage's .safetensors the average.
+    ema_half_life: int = attrs.field(default=0, validator=v.ge(0))
 
     def __attrs_post_init__(self):
         unknown = [s for s in self.reset_at if s not in STAGES]

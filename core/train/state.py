@@ -13,9 +13,12 @@ from fsx.train.run_folder import STATE_FORMAT
 from fsx.version import __version__
 
 
-def write_state(path: Path, model, optimizers: dict, rank_states: list[dict], meta: dict) -> None:
-    """``meta`` holds the position (stage, step, ...); ``rank_states`` each rank's RNG and sampler tensors."""
+def write_state(path: Path, model, optimizers: dict, rank_states: list[dict], meta: dict,
+                average: dict | None = None) -> None:
+    """``meta`` holds the position (stage, step, ...); ``rank_states`` each rank's RNG and sampler tensors;
+    ``average`` the state of the weights being averaged (``optim.ema_half_life``), if a stage is averaging."""
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"average/{k}": v for k, v in (average or {}).items()})
     groups = {}
     for name, opt in optimizers.items():
         sd = opt.state_dict()
@@ -40,8 +43,9 @@ def _match_parameter_layout(opt: torch.optim.Optimizer) -> None:
                 st[k] = torch.empty_like(param, dtype=v.dtype).copy_(v)
 
 
-def read_state(path: Path, model, optimizers: dict, rank: int) -> tuple[dict, dict]:
-    """Load model and optimisers from ``path``; returns (its metadata, this rank's RNG and sampler tensors)."""
+def read_state(path: Path, model, optimizers: dict, rank: int) -> tuple[dict, dict, dict]:
+    """Load model and optimisers from ``path``; returns (its metadata, this rank's RNG and sampler tensors, the
+    averaged weights' state or {})."""
     if not path.exists():
         raise CheckpointError(f"--resume: {path} does not exist (nothing to resume in {path.parent})")
     meta = read_metadata(path, expected_format=STATE_FORMAT)
@@ -60,4 +64,5 @@ def read_state(path: Path, model, optimizers: dict, rank: int) -> tuple[dict, di
         _match_parameter_layout(opt)
     rank = rank if rank < meta["world_size"] else 0
     prefix = f"rng/{rank}/"
-    return meta, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    average = {k[8:]: v for k, v in tensors.items() if k.startswith("average/")}
+    return meta, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, average

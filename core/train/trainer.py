@@ -28,6 +28,7 @@ from fsx.train.run_log import MetricsLog, save_grids
 from fsx.train.setup import build_run
 from fsx.train.stages import STAGE_TABLE, enter_stage
 from fsx.train.state import read_state, write_state
+from fsx.train.weight_average import WeightAverage
 
 SKIPPED_SHOWN = 3  # unreadable images named on the console per source; all of them go to OUT/skipped.txt
 
@@ -75,6 +76,7 @@ class Trainer:
             self.judge(self.model)
         self.progress = progress and self.rank == 0
         self.stop_requested = False
+        self.average = None  # E's and G's averaged weights while a stage that trains them runs (ema_half_life)
         self.last_checkpoint: Path | None = None
         self.log: MetricsLog | None = None
         if self.rank == 0:
@@ -150,6 +152,7 @@ class Trainer:
             if stage in self.cfg.optim.reset_at:
                 for optimizer in self.optimizers.values():
                     optimizer.state.clear()
+            self.average = WeightAverage.for_stage(self.model, STAGE_TABLE[stage], self.cfg.optim.ema_half_life)
         enter_stage(self.model, STAGE_TABLE[stage])
         step_fn = self.steps.of(stage)
         bar = None
@@ -170,6 +173,8 @@ class Trainer:
             terms = step_fn(xn, labels, self.step)
             values = self._check_finite(terms)
             distributed.broadcast_buffers(self.model, self.world)
+            if self.average is not None:
+                self.average.update()
             self.step += 1
             self.global_step += 1
             self.elapsed += time.perf_counter() - t_step
@@ -197,6 +202,9 @@ class Trainer:
                     f"(continue with --resume)")
         if bar is not None:
             bar.close()
+        if self.average is not None:  # the stage ends on the averaged weights (the buffers are the live ones)
+            self.average.apply()
+            self.average = None
         self.completed.append(stage)
         self.stage, self.step = None, 0
         if self.rank == 0:
@@ -269,15 +277,20 @@ class Trainer:
             write_state(self.checkpoint_path, self.model, self.optimizers, states, {
                 "config": attrs.asdict(self.cfg), "stage": self.stage, "step": self.step,
                 "global_step": self.global_step, "completed": self.completed, "elapsed_s": self.elapsed,
-                "samplers": sorted(self.schedule.samplers), "label_counts": self.label_counts.total.tolist()})
+                "samplers": sorted(self.schedule.samplers), "label_counts": self.label_counts.total.tolist()},
+                average=self.average.state_dict() if self.average is not None else None)
             self.last_checkpoint = self.checkpoint_path
             write_config(self.out, self.cfg, self.source_summary(), self.label_summary())
         if self.world > 1:
             dist.barrier()
 
     def _load_state(self) -> None:
-        meta, rng = read_state(self.checkpoint_path, self.model, self.optimizers, self.rank)
+        meta, rng, average = read_state(self.checkpoint_path, self.model, self.optimizers, self.rank)
         self.stage, self.step = meta["stage"], meta["step"]
+        if self.stage is not None:  # within a stage: its average so far
+            self.average = WeightAverage.for_stage(self.model, STAGE_TABLE[self.stage], self.cfg.optim.ema_half_life)
+            if self.average is not None:
+                self.average.load_state_dict(average)
         self.global_step, self.completed = meta["global_step"], list(meta["completed"])
         self.elapsed = float(meta.get("elapsed_s", 0.0))
         if "label_counts" in meta:
