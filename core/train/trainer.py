@@ -145,14 +145,29 @@ class Trainer:
             raise KeyboardInterrupt
         self.stop_requested = True
 
+    def _start_stage(self, stage: str) -> None:
+        """Before the stage's first step (a run resumed within a stage keeps its moments and its average)."""
+        self.stage, self.step = stage, 0
+        if stage in self.cfg.optim.reset_at:
+            for optimizer in self.optimizers.values():
+                optimizer.state.clear()
+        self.average = WeightAverage.for_stage(self.model, STAGE_TABLE[stage], self.cfg.optim.ema_half_life)
+
+    def _end_stage(self, stage: str) -> None:
+        if self.average is not None:  # the stage ends on the averaged weights (the buffers are the live ones)
+            self.average.apply()
+            self.average = None
+        self.completed.append(stage)
+        self.stage, self.step = None, 0
+        if self.rank == 0:
+            self.save_grids(tag=f"{stage}-end")
+            save_model(self.model, self.out / f"{stage}.safetensors", **self._info())
+        self.save_state()
+
     def _run_stage(self, stage: str) -> None:
         total = self.cfg.steps[stage]
-        if self.stage != stage:  # the stage's first step (a run resumed within a stage keeps its moments)
-            self.stage, self.step = stage, 0
-            if stage in self.cfg.optim.reset_at:
-                for optimizer in self.optimizers.values():
-                    optimizer.state.clear()
-            self.average = WeightAverage.for_stage(self.model, STAGE_TABLE[stage], self.cfg.optim.ema_half_life)
+        if self.stage != stage:
+            self._start_stage(stage)
         enter_stage(self.model, STAGE_TABLE[stage])
         step_fn = self.steps.of(stage)
         bar = None
@@ -202,15 +217,7 @@ class Trainer:
                     f"(continue with --resume)")
         if bar is not None:
             bar.close()
-        if self.average is not None:  # the stage ends on the averaged weights (the buffers are the live ones)
-            self.average.apply()
-            self.average = None
-        self.completed.append(stage)
-        self.stage, self.step = None, 0
-        if self.rank == 0:
-            self.save_grids(tag=f"{stage}-end")
-            save_model(self.model, self.out / f"{stage}.safetensors", **self._info())
-        self.save_state()
+        self._end_stage(stage)
 
     def _check_finite(self, terms: dict) -> dict:
         """Loss terms as floats (one device sync for all of them); a non-finite one stops the run."""
