@@ -64,5 +64,5 @@ def read_state(path: Path, model, optimizers: dict, rank: int) -> tuple[dict, di
         _match_parameter_layout(opt)
     rank = rank if rank < meta["world_size"] else 0
     prefix = f"rng/{rank}/"
-    average = {k[8:]: v for k, v in tensors.items() if k.startswith("average/")}
-    return meta, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, average
+    rng = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return meta, rng, {k[len("average/"):]: v for k, v in tensors.items() if k.startswith("average/")}
