@@ -486,7 +486,7 @@ def test_reread_task_pays_g_for_what_e_and_phi_read_in_its_reconstruction(tmp_pa
     with torch.no_grad():
         z = m.aae.E(xn)
     x_rec = m.aae.G(z)  # the reader's input, with no path back into E's first pass
-    obj, terms = tr.steps._reread_terms(x_rec, labels)
+    obj, terms = tr.steps._reread_terms(x_rec, z, labels)
     assert set(terms) == {f"reread_{k}" for k in ("pose", "identity", "expression", "style")}
     torch.testing.assert_close(obj, 2.0 * sum(terms.values()))
     for p in m.parameters():
@@ -497,6 +497,33 @@ def test_reread_task_pays_g_for_what_e_and_phi_read_in_its_reconstruction(tmp_pa
     assert all(p.grad is None for p in m.disentangler.phi.parameters())
     row = tr.steps.joint(xn, labels, 0)
     assert "reread_expression" in row
+
+
+def test_reread_cycle_pays_g_for_the_code_e_read_in_x(tmp_path):
+    """loss.rec_cycle: the L1 between Phi(E(G(E(x)))) and Phi(E(x)) trains G only: the readers take no gradient
+    from the reconstruction, and the target Phi(E(x)) none either (E's first pass keeps its graph here)."""
+    tr = _tiny_trainer(tmp_path, loss={"rec_cycle": 3.0})
+    m = tr.model
+    enter_stage(m, STAGE_TABLE["joint"])
+    _, x, labels = tr.schedule.next(tr.global_step)
+    xn = x * 2 - 1
+    z = m.aae.E(xn)  # with its graph: a target that leaked gradient would reach E through it
+    x_rec = m.aae.G(z.detach())
+    obj, terms = tr.steps._reread_terms(x_rec, z, labels)
+    assert set(terms) == {"reread_cyc"}
+    with torch.no_grad():
+        expected = (m.disentangler.phi(z) - m.disentangler.phi(m.aae.E(x_rec))).abs().mean()
+    torch.testing.assert_close(terms["reread_cyc"], expected)
+    assert float(expected) > 0
+    torch.testing.assert_close(obj, 3.0 * terms["reread_cyc"])
+    for p in m.parameters():
+        p.grad = None
+    obj.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.aae.G.parameters())
+    assert all(p.grad is None for p in m.aae.E.parameters())
+    assert all(p.grad is None for p in m.disentangler.phi.parameters())
+    row = tr.steps.joint(xn, labels, 0)
+    assert "reread_cyc" in row and "reread_expression" not in row
 
 
 def test_reset_at_clears_every_optimiser_when_its_stage_starts(tmp_path):

@@ -126,6 +126,11 @@ class LossConfig:
     # The cycle pays G for drawing the attributes of edited codes Phi^-1(f*), which joint training leaves apart
     # from E's codes; this pays it for drawing them in G(E(x)) itself, the picture every edit starts from.
     rec_task: float = 0.0
+    # Not in the paper: Eq. (8)'s cycle on the unedited reconstruction, ||Phi(E(G(E(x)))) - Phi(E(x))||_1 in the
+    # joint stage, E and Phi reading G's picture without learning from it and Phi(E(x)) a target without gradient.
+    # rec_task pays G for what the labels hold (a person's group, a category); this pays it for what E read in
+    # this very picture, such as the person's own identity rather than only belonging to the batch's group.
+    rec_cycle: float = attrs.field(default=0.0, validator=v.ge(0))
 
     def __attrs_post_init__(self):
         _check_weights("loss", self)
@@ -257,14 +262,17 @@ PRESETS: dict[str, dict] = {
     # stage the attributes' task losses on the re-encoded reconstruction (rec_task), so that G is paid for drawing
     # in G(E(x)) what E reads in real faces. The AAE's rate 1e-3: E leaves the expression plateau (Phi's one
     # direction for every face) several hundred joint steps sooner than at 5e-4; at 2e-3 D_x wins outright early in
-    # the joint stage and G stops drawing faces.
+    # the joint stage and G stops drawing faces. Fresh Adam moments at the joint stage (reset_at): E's carried
+    # second moments hold the aae stage's gradients, ~100x smaller than the task losses', and would inflate its
+    # first joint steps; and E and G averaged over the last few dozen steps of each stage (ema_half_life 25), which
+    # smooths the joint stage's GAN steps without lagging the expression that is still being learnt at its end.
     # docs/experiments.md has the measurements behind each choice.
     "demo": dict(
         model=dict(image_size=64, width=0.25, generator="skip_generator",
                    backbone_options={"generator": {"width": 0.125, "floor": 16}}),
         batch_size=40, synth=dict(persons=0),
         steps={"aae": 1000, "disentangle": 150, "joint": 1500, "refit": 600},
-        optim=dict(lr_aae=1e-3, betas_aae=(0.5, 0.999), lr_phi=3e-4),
+        optim=dict(lr_aae=1e-3, betas_aae=(0.5, 0.999), lr_phi=3e-4, reset_at=("joint",), ema_half_life=25),
         loss=dict(rec=150.0, rec_error="squared", rec_scales=1.0, rec_task=1.0, image_gan=0.1, latent_r1=10.0, task=5.0,
                   rec_phi=10.0, rec_phi_refit=300.0, cycle_samples=10),
         log_every=25, sample_every=500, ckpt_every=250,

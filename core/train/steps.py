@@ -226,23 +226,32 @@ class Steps:
         self.update(obj, "phi")
         return terms
 
-    def _reread_terms(self, x_rec, labels) -> tuple[torch.Tensor, dict]:
-        """``loss.rec_task``: each attribute's task loss on Phi(E(G(E(x)))), E and Phi reading without learning."""
-        m = self.m
-        with self.autocast(), running_stats_frozen(m.aae.E), parameters_frozen(m.aae.E), \
-                parameters_frozen(m.disentangler.phi):
-            f = m.disentangler.phi(m.aae.E(x_rec).float())
-        task = L.task_losses(f, labels, self.attributes, m.layout, self.gen)
-        obj = self.cfg.loss.rec_task * sum(task.values()) if task else f.new_zeros(())
-        return obj, {f"reread_{k}": v for k, v in task.items()}
+    def _reread_terms(self, x_rec, z, labels) -> tuple[torch.Tensor, dict]:
+        """``loss.rec_task`` (each attribute's task loss on Phi(E(G(E(x))))) and ``loss.rec_cycle`` (its L1 to
+        Phi(E(x))), E and Phi reading the reconstruction without learning from it."""
+        m, w = self.m, self.cfg.loss
+        phi = m.disentangler.phi
+        with self.autocast(), running_stats_frozen(m.aae.E), parameters_frozen(m.aae.E), parameters_frozen(phi):
+            f = phi(m.aae.E(x_rec).float())
+        obj, terms = f.new_zeros(()), {}
+        if w.rec_task:
+            task = L.task_losses(f, labels, self.attributes, m.layout, self.gen)
+            terms.update({f"reread_{k}": v for k, v in task.items()})
+            obj = obj + w.rec_task * sum(task.values(), f.new_zeros(()))
+        if w.rec_cycle:
+            with torch.no_grad():
+                target = phi(z)
+            terms["reread_cyc"] = L.cycle_l1(target, f)
+            obj = obj + w.rec_cycle * terms["reread_cyc"]
+        return obj, terms
 
     def joint(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
         z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
         obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales)
         obj_phi, terms = self._phi_terms(z, labels)
-        if self.cfg.loss.rec_task:
-            obj_reread, reread = self._reread_terms(x_rec, labels)
+        if self.cfg.loss.rec_task or self.cfg.loss.rec_cycle:
+            obj_reread, reread = self._reread_terms(x_rec, z, labels)
             obj_phi, terms = obj_phi + obj_reread, {**terms, **reread}
         self.update(obj_ae + obj_phi, "eg", "phi")
         return {**g, **d, **terms}
