@@ -173,8 +173,8 @@ class Steps:
             obj = obj + w.lambda_ae * w.feature_match * g["fm"]
         return obj, g
 
-    def _phi_terms(self, z, labels, rec_phi_weight: float | None = None) -> tuple[torch.Tensor, dict]:
-        """Eq. (6)-(14) on encodings z (with or without gradient into E)."""
+    def _phi_terms(self, z, labels, rec_phi_weight: float | None = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """Eq. (6)-(14) on encodings z (with or without gradient into E); also f = Phi(z)."""
         m, w = self.m, self.cfg.loss
         phi, phi_inv = m.disentangler.phi, m.disentangler.phi_inv
         f = phi(z)
@@ -197,7 +197,7 @@ class Steps:
             obj = obj + w.task * sum(task.values())
         if aug:
             obj = obj + w.aug * sum(aug.values())
-        return obj, terms
+        return obj, terms, f
 
     def _encode_decode(self, xn):
         """E(x), G(E(x)) (with every scale of a multi-scale G when a loss needs them), G(z*) and z*."""
@@ -222,26 +222,25 @@ class Steps:
     def disentangle(self, xn: torch.Tensor, labels: dict, step: int, rec_phi_weight: float | None = None) -> dict:
         with torch.no_grad(), self.autocast():
             z = self.m.aae.E(xn)
-        obj, terms = self._phi_terms(z.float(), labels, rec_phi_weight)
+        obj, terms, _ = self._phi_terms(z.float(), labels, rec_phi_weight)
         self.update(obj, "phi")
         return terms
 
-    def _reread_terms(self, x_rec, z, labels) -> tuple[torch.Tensor, dict]:
+    def _reread_terms(self, x_rec, f, labels) -> tuple[torch.Tensor, dict]:
         """``loss.rec_task`` (each attribute's task loss on Phi(E(G(E(x))))) and ``loss.rec_cycle`` (its L1 to
-        Phi(E(x))), E and Phi reading the reconstruction without learning from it."""
+        f = Phi(E(x)), taken as a target without gradient), E and Phi reading the reconstruction without learning
+        from it."""
         m, w = self.m, self.cfg.loss
         phi = m.disentangler.phi
         with self.autocast(), running_stats_frozen(m.aae.E), parameters_frozen(m.aae.E), parameters_frozen(phi):
-            f = phi(m.aae.E(x_rec).float())
-        obj, terms = f.new_zeros(()), {}
+            f_reread = phi(m.aae.E(x_rec).float())
+        obj, terms = f_reread.new_zeros(()), {}
         if w.rec_task:
-            task = L.task_losses(f, labels, self.attributes, m.layout, self.gen)
+            task = L.task_losses(f_reread, labels, self.attributes, m.layout, self.gen)
             terms.update({f"reread_{k}": v for k, v in task.items()})
-            obj = obj + w.rec_task * sum(task.values(), f.new_zeros(()))
+            obj = obj + w.rec_task * sum(task.values(), f_reread.new_zeros(()))
         if w.rec_cycle:
-            with torch.no_grad():
-                target = phi(z)
-            terms["reread_cyc"] = L.cycle_l1(target, f)
+            terms["reread_cyc"] = L.cycle_l1(f.detach(), f_reread)
             obj = obj + w.rec_cycle * terms["reread_cyc"]
         return obj, terms
 
@@ -249,9 +248,9 @@ class Steps:
         z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
         obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales)
-        obj_phi, terms = self._phi_terms(z, labels)
+        obj_phi, terms, f = self._phi_terms(z, labels)
         if self.cfg.loss.rec_task or self.cfg.loss.rec_cycle:
-            obj_reread, reread = self._reread_terms(x_rec, z, labels)
+            obj_reread, reread = self._reread_terms(x_rec, f, labels)
             obj_phi, terms = obj_phi + obj_reread, {**terms, **reread}
         self.update(obj_ae + obj_phi, "eg", "phi")
         return {**g, **d, **terms}
