@@ -558,3 +558,36 @@ def test_ema_half_life_ends_a_stage_on_the_averaged_weights(tmp_path):
         floats = [k for k in a if a[k].is_floating_point() and "running" not in k]
         assert all(torch.allclose(c[k], a[k], atol=1e-5) for k in floats), net
         assert not all(torch.allclose(c[k], b[k], atol=1e-5) for k in floats), net
+
+
+def test_encoder_share_scales_only_the_gradient_g_of_e_x_sends_into_e(tmp_path):
+    """loss.encoder_share: a term on G(E(x)) gives G the same gradient and E that share of it; the joint step uses
+    it, and a share outside [0, 1] is refused by name."""
+    from fsx.train import make_config
+
+    tr = _tiny_trainer(tmp_path, loss={"encoder_share": 0.5})
+    m = tr.model
+    enter_stage(m, STAGE_TABLE["joint"])
+    _, x, _ = tr.schedule.next(tr.global_step)
+    xn = x * 2 - 1
+    grads = {}
+    for share in (1.0, 0.25):
+        for p in m.parameters():
+            p.grad = None
+        _, x_rec, _, _, _ = tr.steps._encode_decode(xn, share)
+        L.reconstruction_l1(xn, x_rec).backward()
+        grads[share] = ([p.grad.clone() for p in m.aae.E.parameters()], [p.grad.clone() for p in m.aae.G.parameters()])
+    (e1, g1), (e4, g4) = grads[1.0], grads[0.25]
+    assert sum(float(g.abs().sum()) for g in e1) > 0
+    for a, b in zip(g1, g4):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(e1, e4):
+        torch.testing.assert_close(0.25 * a, b)
+    seen, steps = [], tr.steps
+    steps._encode_decode = lambda xn, share=1.0: seen.append(share) or type(steps)._encode_decode(steps, xn, share)
+    _, _, labels = tr.schedule.next(tr.global_step)
+    steps.joint(xn, labels, 0)
+    steps.aae(xn, labels, 0)
+    assert seen == [0.5, 1.0]  # the joint stage's share; the aae stage's reconstruction trains E fully
+    with pytest.raises(ValueError, match="encoder_share"):
+        make_config("tiny", loss={"encoder_share": 1.5})

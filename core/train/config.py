@@ -131,6 +131,12 @@ class LossConfig:
     # rec_task pays G for what the labels hold (a person's group, a category); this pays it for what E read in
     # this very picture, such as the person's own identity rather than only belonging to the batch's group.
     rec_cycle: float = attrs.field(default=0.0, validator=v.ge(0))
+    # Not in the paper: in the joint stage, the share of the gradient of every term on G(E(x)) (L_rec and its
+    # added terms, the image GAN's, the reread terms) that passes through G into E; 1 is Eq. (14) as written. With
+    # a heavier ``rec``, a share below 1 pays G more for the pixels while E's balance of reconstruction against the
+    # attributes' task losses stays where it was: a heavier L_rec on E holds its code where the aae stage left
+    # it and delays the expression task by hundreds of steps (docs/experiments.md).
+    encoder_share: float = attrs.field(default=1.0, validator=[v.ge(0), v.le(1)])
 
     def __attrs_post_init__(self):
         _check_weights("loss", self)

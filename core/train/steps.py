@@ -19,6 +19,19 @@ from fsx.perceptual import RandomPerceptual
 from fsx.train.stages import OPTIMIZED, STAGES, set_requires_grad
 
 
+class _ScaledGradient(torch.autograd.Function):
+    """The identity forward; backward multiplies the gradient by ``scale``."""
+
+    @staticmethod
+    def forward(ctx, x, scale: float):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
 @contextmanager
 def running_stats_frozen(*modules):
     """BatchNorm still normalises with batch statistics but does not update its running statistics.
@@ -199,14 +212,16 @@ class Steps:
             obj = obj + w.aug * sum(aug.values())
         return obj, terms, f
 
-    def _encode_decode(self, xn):
-        """E(x), G(E(x)) (with every scale of a multi-scale G when a loss needs them), G(z*) and z*."""
+    def _encode_decode(self, xn, encoder_share: float = 1.0):
+        """E(x), G(E(x)) (with every scale of a multi-scale G when a loss needs them), G(z*) and z*; E receives
+        ``encoder_share`` of the gradient of every term on G(E(x))."""
         aae = self.m.aae
         z_prior = torch.randn(xn.shape[0], aae.z_dim, device=xn.device)
         with self.autocast():
             z = aae.E(xn)
-            scales = aae.G.pyramid(z) if self.cfg.loss.rec_scales else None
-            x_rec = scales[-1] if scales is not None else aae.G(z)
+            z_g = z if encoder_share == 1 else _ScaledGradient.apply(z, encoder_share)
+            scales = aae.G.pyramid(z_g) if self.cfg.loss.rec_scales else None
+            x_rec = scales[-1] if scales is not None else aae.G(z_g)
             with running_stats_frozen(aae.G):
                 x_prior = aae.G(z_prior)
         return z.float(), x_rec, x_prior, z_prior, scales
@@ -245,7 +260,7 @@ class Steps:
         return obj, terms
 
     def joint(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
-        z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn)
+        z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn, self.cfg.loss.encoder_share)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
         obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales)
         obj_phi, terms, f = self._phi_terms(z, labels)
