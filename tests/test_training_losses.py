@@ -591,3 +591,29 @@ def test_encoder_share_scales_only_the_gradient_g_of_e_x_sends_into_e(tmp_path):
     assert seen == [0.5, 1.0]  # the joint stage's share; the aae stage's reconstruction trains E fully
     with pytest.raises(ValueError, match="encoder_share"):
         make_config("tiny", loss={"encoder_share": 1.5})
+
+
+def test_rec_ramp_raises_the_pixel_weight_linearly_over_the_joint_stage(tmp_path):
+    """loss.rec_ramp: L_rec's weight is loss.rec at the joint stage's first step and rec_ramp x loss.rec at its last;
+    the objective the step optimises uses it (against a direct computation of Eq. 5 at that weight)."""
+    tr = _tiny_trainer(tmp_path, loss={"rec": 2.0, "rec_ramp": 3.0}, steps={"aae": 1, "joint": 5})
+    m, steps = tr.model, tr.steps
+    enter_stage(m, STAGE_TABLE["joint"])
+    _, x, labels = tr.schedule.next(tr.global_step)
+    xn = x * 2 - 1
+    seen = []
+    original = type(steps)._aae_generator_terms
+
+    def spy(xn, z, x_rec, x_prior, scales=None, rec=None):
+        obj, g = original(steps, xn, z, x_rec, x_prior, scales, rec)
+        weight = tr.cfg.loss.rec if rec is None else rec
+        torch.testing.assert_close(obj, L.aae_objective(g, tr.cfg.loss.lambda_ae, weight, tr.cfg.loss.image_gan))
+        seen.append(rec)
+        return obj, g
+
+    steps._aae_generator_terms = spy
+    for step in (0, 2, 4):
+        steps.joint(xn, labels, step)
+    assert seen == pytest.approx([2.0, 4.0, 6.0])
+    steps.aae(xn, labels, 0)
+    assert seen[-1] is None  # the aae stage keeps loss.rec

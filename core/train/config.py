@@ -137,6 +137,10 @@ class LossConfig:
     # attributes' task losses stays where it was: a heavier L_rec on E holds its code where the aae stage left
     # it and delays the expression task by hundreds of steps (docs/experiments.md).
     encoder_share: float = attrs.field(default=1.0, validator=[v.ge(0), v.le(1)])
+    # Not in the paper: L_rec's weight in the joint stage rises linearly from ``rec`` at its first step to
+    # ``rec_ramp`` x ``rec`` at its last (1: constant). A heavier L_rec from the stage's start delays the expression
+    # task by hundreds of steps; ramped, the stage starts at the weight under which the task leaves its plateau.
+    rec_ramp: float = attrs.field(default=1.0, validator=v.gt(0))
 
     def __attrs_post_init__(self):
         _check_weights("loss", self)

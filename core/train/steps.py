@@ -166,8 +166,11 @@ class Steps:
             terms["rec_perceptual"] = self.perceptual(xn, x_rec)
         return terms
 
-    def _aae_generator_terms(self, xn, z, x_rec, x_prior, scales=None) -> tuple[torch.Tensor, dict]:
+    def _aae_generator_terms(self, xn, z, x_rec, x_prior, scales=None, rec: float | None = None
+                             ) -> tuple[torch.Tensor, dict]:
+        """Eq. (5)'s E/G side with L_rec weighted ``rec`` (default ``loss.rec``) and the terms added to it."""
         aae, w = self.m.aae, self.cfg.loss
+        rec = w.rec if rec is None else rec
         with self.autocast():
             if w.feature_match:
                 with torch.no_grad():
@@ -177,10 +180,10 @@ class Steps:
                 logits_rec = aae.D_x(x_rec)
             g = L.aae_generator_losses(self._latent_logits_for_encoder(z), logits_rec, aae.D_x(x_prior))
         g.update(self._reconstruction_terms(xn, x_rec, scales))
-        obj = L.aae_objective(g, w.lambda_ae, w.rec, w.image_gan)
+        obj = L.aae_objective(g, w.lambda_ae, rec, w.image_gan)
         for name in ("rec_ssim", "rec_scales", "rec_perceptual"):  # inside L_rec: lambda_AE x rec x its weight
             if name in g:
-                obj = obj + w.lambda_ae * w.rec * getattr(w, name) * g[name]
+                obj = obj + w.lambda_ae * rec * getattr(w, name) * g[name]
         if w.feature_match:
             g["fm"] = L.feature_matching_l1(real_maps, rec_maps)
             obj = obj + w.lambda_ae * w.feature_match * g["fm"]
@@ -260,11 +263,13 @@ class Steps:
         return obj, terms
 
     def joint(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
-        z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn, self.cfg.loss.encoder_share)
+        w = self.cfg.loss
+        z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn, w.encoder_share)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
-        obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales)
+        rec = w.rec * (1 + (w.rec_ramp - 1) * step / max(self.cfg.steps["joint"] - 1, 1))
+        obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales, rec)
         obj_phi, terms, f = self._phi_terms(z, labels)
-        if self.cfg.loss.rec_task or self.cfg.loss.rec_cycle:
+        if w.rec_task or w.rec_cycle:
             obj_reread, reread = self._reread_terms(x_rec, f, labels)
             obj_phi, terms = obj_phi + obj_reread, {**terms, **reread}
         self.update(obj_ae + obj_phi, "eg", "phi")
