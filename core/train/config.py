@@ -133,9 +133,8 @@ class LossConfig:
     rec_cycle: float = attrs.field(default=0.0, validator=v.ge(0))
     # Not in the paper: in the joint stage, the share of the gradient of every term on G(E(x)) (L_rec and its
     # added terms, the image GAN's, the reread terms) that passes through G into E; 1 is Eq. (14) as written. With
-    # a heavier ``rec``, a share below 1 pays G more for the pixels while E's balance of reconstruction against the
-    # attributes' task losses stays where it was: a heavier L_rec on E holds its code where the aae stage left
-    # it and delays the expression task by hundreds of steps (docs/experiments.md).
+    # a heavier ``rec``, a share below 1 pays G more for the pixels while E's gradient from them stays the size it
+    # was (docs/experiments.md measures it: that alone does not keep the expression task's early start).
     encoder_share: float = attrs.field(default=1.0, validator=[v.ge(0), v.le(1)])
     # Not in the paper: L_rec's weight in the joint stage rises linearly from ``rec`` at its first step to
     # ``rec_ramp`` x ``rec`` at its last (1: constant). A heavier L_rec from the stage's start delays the expression
