@@ -19,19 +19,6 @@ from fsx.perceptual import RandomPerceptual
 from fsx.train.stages import OPTIMIZED, STAGES, set_requires_grad
 
 
-class _ScaledGradient(torch.autograd.Function):
-    """The identity forward; backward multiplies the gradient by ``scale``."""
-
-    @staticmethod
-    def forward(ctx, x, scale: float):
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
-
-
 @contextmanager
 def running_stats_frozen(*modules):
     """BatchNorm still normalises with batch statistics but does not update its running statistics.
@@ -222,7 +209,10 @@ class Steps:
         z_prior = torch.randn(xn.shape[0], aae.z_dim, device=xn.device)
         with self.autocast():
             z = aae.E(xn)
-            z_g = z if encoder_share == 1 else _ScaledGradient.apply(z, encoder_share)
+            z_g = z
+            if encoder_share != 1:  # G's input is a view of z whose gradient is scaled on its way back into E
+                z_g = z.view_as(z)
+                z_g.register_hook(lambda grad: grad * encoder_share)
             scales = aae.G.pyramid(z_g) if self.cfg.loss.rec_scales else None
             x_rec = scales[-1] if scales is not None else aae.G(z_g)
             with running_stats_frozen(aae.G):
