@@ -617,3 +617,17 @@ def test_rec_ramp_raises_the_pixel_weight_linearly_over_the_joint_stage(tmp_path
     assert seen == pytest.approx([2.0, 4.0, 6.0])
     steps.aae(xn, labels, 0)
     assert seen[-1] is None  # the aae stage keeps loss.rec
+
+
+def test_rec_ramp_start_holds_the_pixel_weight_until_the_ramp_begins(tmp_path):
+    """loss.rec_ramp_start: L_rec keeps loss.rec up to that fraction of the joint stage, then rises linearly to
+    rec_ramp x loss.rec at its last step; a start of 1 or more (a ramp that never begins) is refused by name."""
+    from fsx.train import make_config
+
+    tr = _tiny_trainer(tmp_path, loss={"rec": 2.0, "rec_ramp": 3.0, "rec_ramp_start": 0.5}, steps={"aae": 1, "joint": 9})
+    weights = [tr.steps._ramped_rec(step) for step in range(9)]
+    assert weights == pytest.approx([2.0] * 5 + [3.0, 4.0, 5.0, 6.0])
+    no_start = _tiny_trainer(tmp_path / "b", loss={"rec": 2.0, "rec_ramp": 3.0}, steps={"aae": 1, "joint": 9})
+    assert [no_start.steps._ramped_rec(s) for s in (0, 4, 8)] == pytest.approx([2.0, 4.0, 6.0])
+    with pytest.raises(ValueError, match="rec_ramp_start"):
+        make_config("tiny", loss={"rec_ramp_start": 1.0})

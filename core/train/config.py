@@ -136,10 +136,12 @@ class LossConfig:
     # a heavier ``rec``, a share below 1 pays G more for the pixels while E's gradient from them stays the size it
     # was (docs/experiments.md measures it: that alone does not keep the expression task's early start).
     encoder_share: float = attrs.field(default=1.0, validator=[v.ge(0), v.le(1)])
-    # Not in the paper: L_rec's weight in the joint stage rises linearly from ``rec`` at its first step to
-    # ``rec_ramp`` x ``rec`` at its last (1: constant). A heavier L_rec from the stage's start delays the expression
-    # task by hundreds of steps; ramped, the stage starts at the weight under which the task leaves its plateau.
+    # Not in the paper: L_rec's weight in the joint stage rises linearly from ``rec`` to ``rec_ramp`` x ``rec`` at
+    # its last step (1: constant), starting at the fraction ``rec_ramp_start`` of the stage (0: its first step). A
+    # heavier L_rec from the stage's start delays the expression task by hundreds of steps; ramped, and later still
+    # with a start, the stage begins at the weight under which the task leaves its plateau.
     rec_ramp: float = attrs.field(default=1.0, validator=v.gt(0))
+    rec_ramp_start: float = attrs.field(default=0.0, validator=[v.ge(0), v.lt(1)])
 
     def __attrs_post_init__(self):
         _check_weights("loss", self)

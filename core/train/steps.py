@@ -252,12 +252,18 @@ class Steps:
             obj = obj + w.rec_cycle * terms["reread_cyc"]
         return obj, terms
 
+    def _ramped_rec(self, step: int) -> float:
+        """L_rec's weight at this joint step: ``rec`` until the ramp's start, then rising linearly to
+        ``rec_ramp`` x ``rec`` at the stage's last step."""
+        w, last = self.cfg.loss, self.cfg.steps["joint"] - 1
+        start = w.rec_ramp_start * last
+        return w.rec * (1 + (w.rec_ramp - 1) * max(step - start, 0) / max(last - start, 1))
+
     def joint(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
         w = self.cfg.loss
         z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn, w.encoder_share)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step)
-        rec = w.rec * (1 + (w.rec_ramp - 1) * step / max(self.cfg.steps["joint"] - 1, 1))
-        obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales, rec)
+        obj_ae, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales, self._ramped_rec(step))
         obj_phi, terms, f = self._phi_terms(z, labels)
         if w.rec_task or w.rec_cycle:
             obj_reread, reread = self._reread_terms(x_rec, f, labels)
