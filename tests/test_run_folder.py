@@ -177,6 +177,34 @@ def test_ctrl_c_while_starting_exits_130(tmp_path):
     assert "interrupted while starting" in rest and "Traceback" not in rest
 
 
+def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path):
+    """A real SIGINT to this process while the first batch is awaited (DataLoader workers can take minutes to start on
+    a loaded machine) stops fit() at once with nothing saved; one after a step lets that step end and saves it."""
+    from fsx.train import Trainer, TrainingInterrupted
+
+    def trainer(out, signal_at):
+        tr = Trainer(make_config("tiny", steps={"aae": 4, "disentangle": 0, "joint": 0, "refit": 0}), out, progress=False)
+        real_next = tr.schedule.next
+
+        def next_batch(global_step):
+            if global_step == signal_at:
+                os.kill(os.getpid(), signal.SIGINT)  # handled here, before the batch is read
+            return real_next(global_step)
+
+        tr.schedule.next = next_batch
+        return tr
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "first", signal_at=0).fit()
+    assert not (tmp_path / "first" / "checkpoint.safetensors").exists()
+    assert signal.getsignal(signal.SIGINT) is before  # fit() gave the handler back
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 2 of stage aae"):
+        trainer(tmp_path / "later", signal_at=1).fit()
+    meta = fsx.read_metadata(tmp_path / "later" / "checkpoint.safetensors", expected_format="fsx-train-state")
+    assert meta["global_step"] == 2
+
+
 FSX_01_CONFIG = Path(__file__).parent / "fixtures" / "fsx-0.1-tiny-config.json"  # written by fsx 0.1's tiny preset
 
 

@@ -76,6 +76,7 @@ class Trainer:
             self.judge(self.model)
         self.progress = progress and self.rank == 0
         self.stop_requested = False
+        self.fit_from = 0  # the global step this process's fit() started from
         self.average = None  # E's and G's averaged weights while a stage that trains them runs (ema_half_life)
         self.last_checkpoint: Path | None = None
         self.log: MetricsLog | None = None
@@ -127,6 +128,7 @@ class Trainer:
     # --- the loop -----------------------------------------------------------------------------------
     def fit(self) -> Path | None:
         old = signal.getsignal(signal.SIGINT)
+        self.fit_from = self.global_step
         signal.signal(signal.SIGINT, self._on_sigint)
         try:
             for stage in self.cfg.stages:
@@ -141,7 +143,9 @@ class Trainer:
                 self.log.close()
 
     def _on_sigint(self, signum, frame) -> None:
-        if self.stop_requested:  # a second Ctrl-C: stop now
+        # A second Ctrl-C stops now; so does one before this process finished a step: there is nothing to save,
+        # and on a loaded machine the first step (its batch, its first kernels) can take minutes.
+        if self.stop_requested or self.global_step == self.fit_from:
             raise KeyboardInterrupt
         self.stop_requested = True
 
