@@ -1,5 +1,6 @@
 import importlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,15 @@ def plugin_site(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
     return site
+
+
+def fsx_in_a_terminal(*args, sigint="default", **popen) -> subprocess.Popen:
+    """Start the real ``fsx`` CLI as a shell in a terminal would: Ctrl-C (SIGINT) reaches it. A child inherits an
+    ignored SIGINT, and a suite run as a script's background job (``pytest ... &``) has one, so it is reset here;
+    ``sigint="ignore"`` starts it as such a background job instead."""
+    disposition = {"default": signal.SIG_DFL, "ignore": signal.SIG_IGN}[sigint]
+    return subprocess.Popen([sys.executable, "-m", "fsx", *map(str, args)], text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, disposition), **popen)
 
 
 def run_fsx(*args, env_extra=None, cwd=None, timeout=600, check=False):

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import fsx
-from conftest import run_fsx
+from conftest import fsx_in_a_terminal, run_fsx
 from fsx.checkpoint import CheckpointError
 from fsx.train import RunFolderError, TrainConfig, load_run_config, make_config, train
 
@@ -159,8 +159,7 @@ def test_full_disk_keeps_the_previous_checkpoint_and_names_the_file(tmp_path):
 
 
 def test_ctrl_c_while_starting_exits_130(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "fsx", "train", "--out", str(tmp_path / "run")],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = fsx_in_a_terminal("train", "--out", tmp_path / "run", stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     for _ in range(50):  # the start-up line comes before SynthFaces renders its 25,600 demo faces (warnings may precede it)
         line = proc.stderr.readline()
         if "preparing data" in line or not line:
@@ -194,13 +193,16 @@ def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path)
         tr.schedule.next = next_batch
         return tr
 
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        trainer(tmp_path / "first", signal_at=0).fit()
-    assert not (tmp_path / "first" / "checkpoint.safetensors").exists()
-    assert signal.getsignal(signal.SIGINT) is before  # fit() gave the handler back
-    with pytest.raises(TrainingInterrupted, match="interrupted at step 2 of stage aae"):
-        trainer(tmp_path / "later", signal_at=1).fit()
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whoever started pytest
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer(tmp_path / "first", signal_at=0).fit()
+        assert not (tmp_path / "first" / "checkpoint.safetensors").exists()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit() gave the handler back
+        with pytest.raises(TrainingInterrupted, match="interrupted at step 2 of stage aae"):
+            trainer(tmp_path / "later", signal_at=1).fit()
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     meta = fsx.read_metadata(tmp_path / "later" / "checkpoint.safetensors", expected_format="fsx-train-state")
     assert meta["global_step"] == 2
 

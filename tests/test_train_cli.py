@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import fsx
-from conftest import kill_9_after_checkpoint, run_fsx
+from conftest import fsx_in_a_terminal, kill_9_after_checkpoint, run_fsx
 import pytest
 
 
@@ -155,9 +155,8 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "fsx", "train", "--preset", "tiny", "--steps", "400",
-                             "--ckpt-every", "1000", "--out", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = fsx_in_a_terminal("train", "--preset", "tiny", "--steps", "400", "--ckpt-every", "1000", "--out", tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
         time.sleep(0.05)
@@ -169,6 +168,22 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "interrupted at step" in err and "--resume" in err
     meta = fsx.read_metadata(tmp_path / "checkpoint.safetensors", expected_format="fsx-train-state")
     assert meta["global_step"] >= 1
+
+
+def test_a_background_job_started_deaf_to_ctrl_c_trains_on_through_sigint(tmp_path):
+    """A script's background job (`fsx train ... &`) starts with SIGINT ignored so that Ctrl-C in the script's
+    terminal spares it; the run keeps that choice once training has begun, and ends as if never signalled."""
+    proc = fsx_in_a_terminal("train", "--preset", "tiny", "--steps", "40", "--out", tmp_path, sigint="ignore",
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    while time.time() < deadline and not (tmp_path / "metrics.jsonl").read_text().strip():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "interrupted" not in err and (tmp_path / "model.safetensors").exists()
 
 
 @pytest.mark.slow

@@ -129,7 +129,8 @@ class Trainer:
     def fit(self) -> Path | None:
         old = signal.getsignal(signal.SIGINT)
         self.fit_from = self.global_step
-        signal.signal(signal.SIGINT, self._on_sigint)
+        if old is not signal.SIG_IGN:  # a script's background job (`fsx train ... &`) was started deaf to Ctrl-C: stay so
+            signal.signal(signal.SIGINT, self._on_sigint)
         try:
             for stage in self.cfg.stages:
                 if stage in self.completed:
