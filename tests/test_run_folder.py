@@ -177,8 +177,8 @@ def test_ctrl_c_while_starting_exits_130(tmp_path):
 
 
 def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path):
-    """A real SIGINT to this process before its first step ends (on a loaded machine that step can take minutes)
-    stops fit() at once with nothing saved; one after a step lets that step end and saves it."""
+    """A real SIGINT to this process before its first step stops fit() at once with nothing saved; one after a
+    step lets that step end and saves it."""
     from fsx.train import Trainer, TrainingInterrupted
 
     def trainer(out, signal_at):

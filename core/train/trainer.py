@@ -145,7 +145,7 @@ class Trainer:
 
     def _on_sigint(self, signum, frame) -> None:
         # A second Ctrl-C stops now; so does one before this process finished a step: there is nothing to save,
-        # and on a loaded machine the first step (its batch, its first kernels) can take minutes.
+        # so waiting for that step to end would buy nothing.
         if self.stop_requested or self.global_step == self.fit_from:
             raise KeyboardInterrupt
         self.stop_requested = True
