@@ -174,19 +174,21 @@ def test_ctrl_c_while_starting_exits_130(tmp_path):
         pytest.fail(f"fsx train was still running 120 s after SIGINT; its stderr:\n{rest}")
     assert proc.returncode == 130, rest
     assert "interrupted while starting" in rest and "Traceback" not in rest
+    left = [p.name for p in (tmp_path / "run").iterdir()] if (tmp_path / "run").exists() else []
+    assert not set(left) & {"config.json", "metrics.jsonl", "samples"}, left  # "nothing new in OUT", as it says
 
 
 def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path):
     """A real SIGINT to this process before its first step stops fit() at once with nothing saved; one after a
-    step lets that step end and saves it."""
+    step lets that step end and saves it; a second one stops at once, saying that the step under way is lost."""
     from fsx.train import Trainer, TrainingInterrupted
 
-    def trainer(out, signal_at):
+    def trainer(out, signal_at, signals=1):
         tr = Trainer(make_config("tiny", steps={"aae": 4, "disentangle": 0, "joint": 0, "refit": 0}), out, progress=False)
         real_next = tr.schedule.next
 
         def next_batch(global_step):
-            if global_step == signal_at:
+            for _ in range(signals if global_step == signal_at else 0):
                 os.kill(os.getpid(), signal.SIGINT)  # handled here, before the batch is read
             return real_next(global_step)
 
@@ -201,10 +203,14 @@ def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit() gave the handler back
         with pytest.raises(TrainingInterrupted, match="interrupted at step 2 of stage aae"):
             trainer(tmp_path / "later", signal_at=1).fit()
+        with pytest.raises(TrainingInterrupted, match="interrupted twice at step 2 of stage aae; that step was not "
+                                                      "saved; no checkpoint was saved"):
+            trainer(tmp_path / "twice", signal_at=1, signals=2).fit()
     finally:
         signal.signal(signal.SIGINT, inherited)
     meta = fsx.read_metadata(tmp_path / "later" / "checkpoint.safetensors", expected_format="fsx-train-state")
     assert meta["global_step"] == 2
+    assert not (tmp_path / "twice" / "checkpoint.safetensors").exists()
 
 
 FSX_01_CONFIG = Path(__file__).parent / "fixtures" / "fsx-0.1-tiny-config.json"  # written by fsx 0.1's tiny preset

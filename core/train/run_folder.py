@@ -57,11 +57,16 @@ def check_run_folder(out: Path, resume: bool, force: bool, rank0: bool = True) -
             raise RunFolderError(
                 f"--out {out} already holds a run ({', '.join(found)}); continue it with --resume, replace it with "
                 f"--force, or choose another --out")
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        for name in RUN_FOLDERS:
-            shutil.rmtree(out / name, ignore_errors=True)
+        clear_run(out)
     return None
+
+
+def clear_run(out: Path) -> None:
+    """Remove what a run writes in ``out`` (a user's own files there stay)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def run_config(out: Path, config: TrainConfig | None, resume: bool, force: bool, rank0: bool = True,

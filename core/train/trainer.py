@@ -23,7 +23,7 @@ from fsx.model_io import save_model
 from fsx.train import distributed
 from fsx.train.config import TrainConfig
 from fsx.train.judging import TrainingJudge, judge_line
-from fsx.train.run_folder import check_is_folder, run_config, write_config
+from fsx.train.run_folder import check_is_folder, clear_run, run_config, write_config
 from fsx.train.run_log import MetricsLog, save_grids
 from fsx.train.setup import build_run
 from fsx.train.stages import STAGE_TABLE, enter_stage
@@ -144,10 +144,15 @@ class Trainer:
                 self.log.close()
 
     def _on_sigint(self, signum, frame) -> None:
-        # A second Ctrl-C stops now; so does one before this process finished a step: there is nothing to save,
-        # so waiting for that step to end would buy nothing.
-        if self.stop_requested or self.global_step == self.fit_from:
+        # One before this process finished a step stops now: there is nothing to save, so waiting for that step
+        # to end would buy nothing. A second one stops now too, without the step under way.
+        if self.global_step == self.fit_from:
             raise KeyboardInterrupt
+        if self.stop_requested:
+            saved = (f"{self.last_checkpoint} holds the last checkpoint (continue with --resume)"
+                     if self.last_checkpoint else "no checkpoint was saved (start again with --force)")
+            raise TrainingInterrupted(f"interrupted twice at step {self.step + 1} of stage {self.stage}; that step "
+                                      f"was not saved; {saved}")
         self.stop_requested = True
 
     def _start_stage(self, stage: str) -> None:
@@ -335,9 +340,14 @@ def train(config: TrainConfig | None, out: str | Path, **kwargs) -> Path | None:
     resuming_nothing = kwargs.get("resume") and not Path(out).is_dir()  # say so without creating the folder
     hold = folder_lock(out, "fsx train") if rank == 0 and not resuming_nothing else nullcontext()
     with hold:
-        trainer = Trainer(config, out, **kwargs)
+        trainer = None
         try:
+            trainer = Trainer(config, out, **kwargs)
             return trainer.fit()
+        except KeyboardInterrupt:
+            if rank == 0 and not kwargs.get("resume") and (trainer is None or trainer.global_step == 0):
+                clear_run(Path(out))  # nothing was trained: the folder is left as this new run found it
+            raise
         finally:
             if dist.is_initialized():
                 dist.destroy_process_group()
