@@ -154,15 +154,20 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "nothing to resume" in proc.stderr
 
 
+def sigint_once_training(proc: subprocess.Popen, out, timeout: float = 300) -> None:
+    """SIGINT to the run in ``out`` once it has logged its first step (its own handler is in place by then)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    while time.time() < deadline and not (out / "metrics.jsonl").read_text().strip():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     proc = fsx_in_a_terminal("train", "--preset", "tiny", "--steps", "400", "--ckpt-every", "1000", "--out", tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
-        time.sleep(0.05)
-    while time.time() < deadline and not (tmp_path / "metrics.jsonl").read_text().strip():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    sigint_once_training(proc, tmp_path)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted at step" in err and "--resume" in err
@@ -175,12 +180,7 @@ def test_a_background_job_started_deaf_to_ctrl_c_trains_on_through_sigint(tmp_pa
     terminal spares it; the run keeps that choice once training has begun, and ends as if never signalled."""
     proc = fsx_in_a_terminal("train", "--preset", "tiny", "--steps", "40", "--out", tmp_path, sigint="ignore",
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
-        time.sleep(0.05)
-    while time.time() < deadline and not (tmp_path / "metrics.jsonl").read_text().strip():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    sigint_once_training(proc, tmp_path)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert "interrupted" not in err and (tmp_path / "model.safetensors").exists()
