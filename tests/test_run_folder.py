@@ -213,6 +213,36 @@ def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path)
     assert not (tmp_path / "twice" / "checkpoint.safetensors").exists()
 
 
+def test_ctrl_c_before_a_new_runs_first_step_leaves_its_folder_as_found(tmp_path, monkeypatch):
+    """The Trainer writes config.json and metrics.jsonl once built; a real SIGINT after that and before the first
+    step leaves none of the run's files (the CLI says "nothing new in OUT"), and a user's own file stays."""
+    from fsx.train.trainer import Trainer
+
+    run_stage = Trainer._run_stage
+    written = []
+
+    def interrupted_stage(self, stage):
+        written.extend(sorted(p.name for p in self.out.iterdir()))
+        os.kill(os.getpid(), signal.SIGINT)  # the Trainer's handler raises at the next line: no step has run
+        return run_stage(self, stage)
+
+    monkeypatch.setattr(Trainer, "_run_stage", interrupted_stage)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whoever started pytest
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(make_config("tiny", steps={"aae": 4, "disentangle": 0, "joint": 0, "refit": 0}), out, progress=False)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    assert {"config.json", "metrics.jsonl", "samples"} <= set(written)  # there to be removed
+    assert sorted(p.name for p in out.iterdir() if p.name != ".fsx.lock") == ["notes.txt"]
+    monkeypatch.undo()
+    train(make_config("tiny", steps={"aae": 1, "disentangle": 0, "joint": 0, "refit": 0}), out, progress=False)
+    assert (out / "model.safetensors").exists()  # the same folder takes a new run without --force
+
+
 FSX_01_CONFIG = Path(__file__).parent / "fixtures" / "fsx-0.1-tiny-config.json"  # written by fsx 0.1's tiny preset
 
 
