@@ -129,7 +129,7 @@ class Trainer:
     def fit(self) -> Path | None:
         old = signal.getsignal(signal.SIGINT)
         self.fit_from = self.global_step
-        if old is not signal.SIG_IGN:  # a script's background job (`fsx train ... &`) was started deaf to Ctrl-C: stay so
+        if old is not signal.SIG_IGN:  # a script's background job (`fsx train ... &`) starts deaf to Ctrl-C: stays so
             signal.signal(signal.SIGINT, self._on_sigint)
         try:
             for stage in self.cfg.stages:
