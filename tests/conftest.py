@@ -55,6 +55,15 @@ def fsx_in_a_terminal(*args, sigint="default", **popen) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, disposition), **popen)
 
 
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT raises KeyboardInterrupt in this process, as in a terminal, whoever started pytest (a script's
+    background job starts it with SIGINT ignored); the inherited handler is back afterwards."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
 def run_fsx(*args, env_extra=None, cwd=None, timeout=600, check=False):
     """Run the real ``fsx`` CLI in a subprocess (``python -m fsx``, the same entry point as the script)."""
     env = dict(os.environ)

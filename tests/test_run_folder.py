@@ -178,7 +178,7 @@ def test_ctrl_c_while_starting_exits_130(tmp_path):
     assert not set(left) & {"config.json", "metrics.jsonl", "samples"}, left  # "nothing new in OUT", as it says
 
 
-def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path):
+def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path, terminal_sigint):
     """A real SIGINT to this process before its first step stops fit() at once with nothing saved; one after a
     step lets that step end and saves it; a second one stops at once, saying that the step under way is lost."""
     from fsx.train import Trainer, TrainingInterrupted
@@ -195,25 +195,21 @@ def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path)
         tr.schedule.next = next_batch
         return tr
 
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whoever started pytest
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            trainer(tmp_path / "first", signal_at=0).fit()
-        assert not (tmp_path / "first" / "checkpoint.safetensors").exists()
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit() gave the handler back
-        with pytest.raises(TrainingInterrupted, match="interrupted at step 2 of stage aae"):
-            trainer(tmp_path / "later", signal_at=1).fit()
-        with pytest.raises(TrainingInterrupted, match="interrupted twice at step 2 of stage aae; that step was not "
-                                                      "saved; no checkpoint was saved"):
-            trainer(tmp_path / "twice", signal_at=1, signals=2).fit()
-    finally:
-        signal.signal(signal.SIGINT, inherited)
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path / "first", signal_at=0).fit()
+    assert not (tmp_path / "first" / "checkpoint.safetensors").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit() gave the handler back
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 2 of stage aae"):
+        trainer(tmp_path / "later", signal_at=1).fit()
+    with pytest.raises(TrainingInterrupted, match="interrupted twice at step 2 of stage aae; that step was not "
+                                                  "saved; no checkpoint was saved"):
+        trainer(tmp_path / "twice", signal_at=1, signals=2).fit()
     meta = fsx.read_metadata(tmp_path / "later" / "checkpoint.safetensors", expected_format="fsx-train-state")
     assert meta["global_step"] == 2
     assert not (tmp_path / "twice" / "checkpoint.safetensors").exists()
 
 
-def test_ctrl_c_before_a_new_runs_first_step_leaves_its_folder_as_found(tmp_path, monkeypatch):
+def test_ctrl_c_before_a_new_runs_first_step_leaves_its_folder_as_found(tmp_path, monkeypatch, terminal_sigint):
     """The Trainer writes config.json and metrics.jsonl once built; a real SIGINT after that and before the first
     step leaves none of the run's files (the CLI says "nothing new in OUT"), and a user's own file stays."""
     from fsx.train.trainer import Trainer
@@ -230,12 +226,8 @@ def test_ctrl_c_before_a_new_runs_first_step_leaves_its_folder_as_found(tmp_path
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whoever started pytest
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(make_config("tiny", steps={"aae": 4, "disentangle": 0, "joint": 0, "refit": 0}), out, progress=False)
-    finally:
-        signal.signal(signal.SIGINT, inherited)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_config("tiny", steps={"aae": 4, "disentangle": 0, "joint": 0, "refit": 0}), out, progress=False)
     assert {"config.json", "metrics.jsonl", "samples"} <= set(written)  # there to be removed
     assert sorted(p.name for p in out.iterdir() if p.name != ".fsx.lock") == ["notes.txt"]
     monkeypatch.undo()
