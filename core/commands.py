@@ -23,7 +23,7 @@ from fsx.folder_lock import FolderBusyError, folder_lock
 from fsx.sizes import SUPPORTED_SIZES
 from fsx.train import NonFiniteLossError, TrainingInterrupted, train as run_training
 from fsx.train.config import PRESETS
-from fsx.train.distributed import relaunch
+from fsx.train.distributed import dist_info, relaunch
 from fsx.train.options import OptionError, config_from_options
 from fsx.train.run_folder import BOOKKEEPING
 from fsx.train.stages import STAGES
@@ -90,7 +90,8 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
         except (ValueError, TypeError) as exc:
             raise click.UsageError(str(exc))
     with _train_errors(out):  # from here on a Ctrl-C is "interrupted while starting", exit 130
-        click.echo(f"fsx train: {'resuming' if resume else 'starting'} the run in {out}; preparing data ...", err=True)
+        if dist_info()[0] == 0:
+            click.echo(f"fsx train: {'resuming' if resume else 'starting'} the run in {out}; preparing data ...", err=True)
         path = run_training(cfg, out, resume=resume, init=init, force=force, bookkeeping=bookkeeping,
                             report=lambda line: click.echo(line, err=True))
     if path is not None:
@@ -100,18 +101,20 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
 
 @contextlib.contextmanager
 def _train_errors(out: str):
-    """What stops a run, as one line and an exit code: 2 a busy folder or bad input, 130 an interrupt, 1 a
-    diverging loss."""
+    """What stops a run, as one line and an exit code: 2 a busy folder or bad input, 128 + the signal's number
+    for a signal (130 Ctrl-C, 143 SIGTERM), 1 a diverging loss."""
     try:
         yield
     except FolderBusyError as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2)
-    except TrainingInterrupted as exc:
-        click.echo(str(exc), err=True)
-        raise SystemExit(130)
+    except TrainingInterrupted as exc:  # a signal reaches every rank: one of them says so
+        if dist_info()[0] == 0:
+            click.echo(str(exc), err=True)
+        raise SystemExit(128 + exc.signum)
     except KeyboardInterrupt:  # Ctrl-C before the loop took over SIGINT: nothing was trained yet
-        click.echo(f"interrupted while starting; no step was trained (nothing new in {out})", err=True)
+        if dist_info()[0] == 0:
+            click.echo(f"interrupted while starting; no step was trained (nothing new in {out})", err=True)
         raise SystemExit(130)
     except NonFiniteLossError as exc:  # good input, a run that failed: exit 1
         raise click.ClickException(str(exc))

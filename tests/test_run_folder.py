@@ -178,18 +178,19 @@ def test_ctrl_c_while_starting_exits_130(tmp_path):
     assert not set(left) & {"config.json", "metrics.jsonl", "samples"}, left  # "nothing new in OUT", as it says
 
 
-def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path, terminal_sigint):
-    """A real SIGINT to this process before its first step stops fit() at once with nothing saved; one after a
-    step lets that step end and saves it; a second one stops at once, saying that the step under way is lost."""
+def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path, monkeypatch, terminal_sigint):
+    """A real SIGINT (or SIGTERM) to this process before its first step stops fit() at once with nothing saved; one
+    after a step lets that step end and saves it; a second one at once is the same request; a second one later
+    stops at once, saying that the step under way is lost."""
     from fsx.train import Trainer, TrainingInterrupted
 
-    def trainer(out, signal_at, signals=1):
+    def trainer(out, signal_at, signals=1, signum=signal.SIGINT):
         tr = Trainer(make_config("tiny", steps={"aae": 4, "disentangle": 0, "joint": 0, "refit": 0}), out, progress=False)
         real_next = tr.schedule.next
 
         def next_batch(global_step):
             for _ in range(signals if global_step == signal_at else 0):
-                os.kill(os.getpid(), signal.SIGINT)  # handled here, before the batch is read
+                os.kill(os.getpid(), signum)  # handled here, before the batch is read
             return real_next(global_step)
 
         tr.schedule.next = next_batch
@@ -197,36 +198,47 @@ def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path,
 
     with pytest.raises(KeyboardInterrupt):
         trainer(tmp_path / "first", signal_at=0).fit()
-    assert not (tmp_path / "first" / "checkpoint.safetensors").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit() gave the handler back
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM before this run's first step") as stopped:
+        trainer(tmp_path / "first-term", signal_at=0, signum=signal.SIGTERM).fit()
+    assert stopped.value.signum == signal.SIGTERM  # the CLI exits 143
+    assert not list(tmp_path.glob("first*/checkpoint.safetensors"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit() gave the handlers back
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     with pytest.raises(TrainingInterrupted, match="interrupted at step 2 of stage aae"):
         trainer(tmp_path / "later", signal_at=1).fit()
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 2 of stage aae; saved"):
+        trainer(tmp_path / "at-once", signal_at=1, signals=2).fit()
+    monkeypatch.setattr("fsx.train.trainer.SAME_REQUEST_S", 0.0)  # the second signal as if it came seconds later
     with pytest.raises(TrainingInterrupted, match="interrupted twice at step 2 of stage aae; that step was not "
                                                   "saved; no checkpoint was saved"):
         trainer(tmp_path / "twice", signal_at=1, signals=2).fit()
-    meta = fsx.read_metadata(tmp_path / "later" / "checkpoint.safetensors", expected_format="fsx-train-state")
-    assert meta["global_step"] == 2
+    for run in ("later", "at-once"):
+        meta = fsx.read_metadata(tmp_path / run / "checkpoint.safetensors", expected_format="fsx-train-state")
+        assert meta["global_step"] == 2
     assert not (tmp_path / "twice" / "checkpoint.safetensors").exists()
 
 
-def test_ctrl_c_before_a_new_runs_first_step_leaves_its_folder_as_found(tmp_path, monkeypatch, terminal_sigint):
-    """The Trainer writes config.json and metrics.jsonl once built; a real SIGINT after that and before the first
-    step leaves none of the run's files (the CLI says "nothing new in OUT"), and a user's own file stays."""
-    from fsx.train.trainer import Trainer
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_before_a_new_runs_first_step_leaves_its_folder_as_found(tmp_path, monkeypatch, terminal_sigint,
+                                                                        signum):
+    """The Trainer writes config.json and metrics.jsonl once built; a real SIGINT (or SIGTERM) after that and
+    before the first step leaves none of the run's files (the CLI says "nothing new in OUT"), and a user's own
+    file stays."""
+    from fsx.train.trainer import Trainer, TrainingInterrupted
 
     run_stage = Trainer._run_stage
     written = []
 
     def interrupted_stage(self, stage):
         written.extend(sorted(p.name for p in self.out.iterdir()))
-        os.kill(os.getpid(), signal.SIGINT)  # the Trainer's handler raises at the next line: no step has run
+        os.kill(os.getpid(), signum)  # the Trainer's handler raises at the next line: no step has run
         return run_stage(self, stage)
 
     monkeypatch.setattr(Trainer, "_run_stage", interrupted_stage)
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt if signum == signal.SIGINT else TrainingInterrupted):
         train(make_config("tiny", steps={"aae": 4, "disentangle": 0, "joint": 0, "refit": 0}), out, progress=False)
     assert {"config.json", "metrics.jsonl", "samples"} <= set(written)  # there to be removed
     assert sorted(p.name for p in out.iterdir() if p.name != ".fsx.lock") == ["notes.txt"]

@@ -1,6 +1,7 @@
 """``fsx train`` as a real subprocess: stages, resume after kill -9, DDP on gloo, multi-source, NaN stop."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -154,20 +155,20 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "nothing to resume" in proc.stderr
 
 
-def sigint_once_training(proc: subprocess.Popen, out, timeout: float = 300) -> None:
-    """SIGINT to the run in ``out`` once it has logged its first step (its own handler is in place by then)."""
+def wait_for_first_step(out, timeout: float = 300) -> None:
+    """Until the run in ``out`` has logged its first step (its own signal handlers are in place by then)."""
     deadline = time.time() + timeout
     while time.time() < deadline and not (out / "metrics.jsonl").exists():
         time.sleep(0.05)
     while time.time() < deadline and not (out / "metrics.jsonl").read_text().strip():
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     proc = fsx_in_a_terminal("train", "--preset", "tiny", "--steps", "400", "--ckpt-every", "1000", "--out", tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    sigint_once_training(proc, tmp_path)
+    wait_for_first_step(tmp_path)
+    proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted at step" in err and "--resume" in err
@@ -180,10 +181,51 @@ def test_a_background_job_started_deaf_to_ctrl_c_trains_on_through_sigint(tmp_pa
     terminal spares it; the run keeps that choice once training has begun, and ends as if never signalled."""
     proc = fsx_in_a_terminal("train", "--preset", "tiny", "--steps", "40", "--out", tmp_path, sigint="ignore",
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    sigint_once_training(proc, tmp_path)
+    wait_for_first_step(tmp_path)
+    proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     assert "interrupted" not in err and (tmp_path / "model.safetensors").exists()
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143_even_when_sent_twice_at_once(tmp_path):
+    """A scheduler stops a job with SIGTERM (to every process of it, so a worker may get it twice at once): the
+    run finishes its step, saves and exits 143; a second SIGTERM moments later is the same request."""
+    proc = fsx_in_a_terminal("train", "--preset", "tiny", "--steps", "400", "--ckpt-every", "1000", "--out", tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_first_step(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM at step" in err and "--resume" in err and "twice" not in err
+    meta = fsx.read_metadata(tmp_path / "checkpoint.safetensors", expected_format="fsx-train-state")
+    assert meta["global_step"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_stops_every_rank_of_an_nproc_2_run_at_one_saved_step(tmp_path, how):
+    """Ctrl-C reaches the launcher and both workers at once (a terminal signals the whole process group), and the
+    launcher forwards it to the workers again; a scheduler's SIGTERM reaches the launcher alone, which forwards it.
+    Either way both ranks stop after the same step, which is saved, with one line and no traceback."""
+    proc = fsx_in_a_terminal("train", "--preset", "tiny", "--steps", "400", "--ckpt-every", "1000", "--nproc", "2",
+                             "--device", "cpu", "--workers", "0", "--out", tmp_path, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_first_step(tmp_path)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    said = "interrupted" if how == "ctrl-c" else "stopped by SIGTERM"
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith(said)]
+    assert len(lines) == 1 and "Traceback" not in err and "twice" not in err, err[-3000:]
+    meta = fsx.read_metadata(tmp_path / "checkpoint.safetensors", expected_format="fsx-train-state")
+    assert lines[0].startswith(f"{said} at step {meta['step']} of stage {meta['stage']}; saved ")
+    assert [r["global_step"] for r in metrics(tmp_path)][-1] <= meta["global_step"]
 
 
 @pytest.mark.slow

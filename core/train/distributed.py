@@ -5,8 +5,6 @@ discriminators alternate with the generators, which DDP's one-forward-one-backwa
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import torch
 import torch.distributed as dist
@@ -109,9 +107,27 @@ def sum_over_ranks(t: torch.Tensor, device: torch.device, world: int) -> torch.T
     return t.cpu()
 
 
+def max_over_ranks(value: int, device: torch.device, world: int) -> int:
+    """The largest of one small integer over all ranks (e.g. a stop request, so that every rank stops at the
+    same step: a signal can reach them during different steps)."""
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def relaunch(nproc: int, argv: list[str]) -> None:
-    """``fsx train --nproc N``: run the same command (``argv``, without the program) under torch.distributed.run
-    with N processes; exits with its status."""
+    """``fsx train --nproc N``: this process becomes torchrun's agent (``torch.distributed.run``, as Accelerate
+    calls it) running the same command (``argv``, without the program) in N workers; exits with the run's status.
+
+    In-process rather than a child, so that a signal sent to this process (a scheduler's SIGTERM) reaches the agent,
+    which forwards it to every worker, and no waiting parent turns a Ctrl-C into a kill of torchrun. Each worker
+    says in one line why it stopped; the agent's own exception would only repeat it as a traceback."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
     args, skip = [], False
     for a in argv:
         if skip:
@@ -123,5 +139,10 @@ def relaunch(nproc: int, argv: list[str]) -> None:
         if a.startswith("--nproc="):
             continue
         args.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "fsx", *args]
-    raise SystemExit(subprocess.call(cmd))
+    try:
+        run(parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "fsx", *args]))
+    except SignalException as exc:  # forwarded to the workers, which saved and stopped
+        raise SystemExit(128 + exc.sigval)
+    except ChildFailedError as exc:
+        raise SystemExit(exc.get_first_failure()[1].exitcode or 1)
+    raise SystemExit(0)

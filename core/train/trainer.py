@@ -1,5 +1,5 @@
 """The training loop behind ``fsx train``: run the configured stages over the batch schedule, stop cleanly on a
-non-finite loss or Ctrl-C, and keep the run folder (config, metrics, grids, checkpoints) current.
+non-finite loss, Ctrl-C or SIGTERM, and keep the run folder (config, metrics, grids, checkpoints) current.
 
 The pieces it is built from: ``stages`` (what each stage trains), ``steps`` (one step of each), ``batches`` (which
 samples a step sees), ``state`` (checkpoints), ``run_log`` (metrics and grids), ``distributed`` (ranks)."""
@@ -41,7 +41,17 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    pass
+    """A signal stopped the run; ``signum`` gives the conventional exit status, 128 + signum."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+
+
+# A second signal this soon after the first is the same request delivered twice: a terminal's Ctrl-C reaches
+# torchrun and each of its workers, and torchrun then forwards it to them again (a scheduler's SIGTERM likewise).
+SAME_REQUEST_S = 2.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Trainer:
@@ -75,7 +85,8 @@ class Trainer:
             self.judge = TrainingJudge(self.model.image_size, seed=0)
             self.judge(self.model)
         self.progress = progress and self.rank == 0
-        self.stop_requested = False
+        self.stop_requested = 0  # the signal that asked the run to stop after the step under way
+        self.stop_requested_at = 0.0
         self.fit_from = 0  # the global step this process's fit() started from
         self.average = None  # E's and G's averaged weights while a stage that trains them runs (ema_half_life)
         self.last_checkpoint: Path | None = None
@@ -127,10 +138,12 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------------------
     def fit(self) -> Path | None:
-        old = signal.getsignal(signal.SIGINT)
         self.fit_from = self.global_step
-        if old is not signal.SIG_IGN:  # a script's background job (`fsx train ... &`) starts deaf to Ctrl-C: stays so
-            signal.signal(signal.SIGINT, self._on_sigint)
+        # A script's background job (`fsx train ... &`) starts deaf to Ctrl-C; an ignored signal stays ignored.
+        inherited = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        for s, handler in inherited.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(s, self._on_signal)
         try:
             for stage in self.cfg.stages:
                 if stage in self.completed:
@@ -139,21 +152,28 @@ class Trainer:
             return self._finish()
         finally:
             self.schedule.close()
-            signal.signal(signal.SIGINT, old)
+            for s, handler in inherited.items():
+                signal.signal(s, handler)
             if self.log is not None:
                 self.log.close()
 
-    def _on_sigint(self, signum, frame) -> None:
-        # One before this process finished a step stops now: there is nothing to save, so waiting for that step
-        # to end would buy nothing. A second one stops now too, without the step under way.
+    def _on_signal(self, signum, frame) -> None:
+        # Ctrl-C (SIGINT) or a scheduler's SIGTERM: finish the step under way, save, stop. One before this process
+        # finished a step stops now: there is nothing to save, so waiting for that step would buy nothing. A
+        # second one stops now too, without the step under way.
         if self.global_step == self.fit_from:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name} before this run's first step; "
+                                      f"nothing new was trained", signum)
         if self.stop_requested:
+            if time.monotonic() - self.stop_requested_at < SAME_REQUEST_S:
+                return
             saved = (f"{self.last_checkpoint} holds the last checkpoint (continue with --resume)"
                      if self.last_checkpoint else "no checkpoint was saved (start again with --force)")
-            raise TrainingInterrupted(f"interrupted twice at step {self.step + 1} of stage {self.stage}; that step "
-                                      f"was not saved; {saved}")
-        self.stop_requested = True
+            raise TrainingInterrupted(f"{_stopped(signum)} twice at step {self.step + 1} of stage {self.stage}; "
+                                      f"that step was not saved; {saved}", signum)
+        self.stop_requested, self.stop_requested_at = signum, time.monotonic()
 
     def _start_stage(self, stage: str) -> None:
         """Before the stage's first step (a run resumed within a stage keeps its moments and its average)."""
@@ -220,11 +240,12 @@ class Trainer:
                 self.judge_now(bar)
             if self.step % self.cfg.ckpt_every == 0 and self.step < total:
                 self.save_state()
-            if self.stop_requested:
+            stop = distributed.max_over_ranks(self.stop_requested, self.device, self.world)  # all stop at one step
+            if stop:
                 self.save_state()
                 raise TrainingInterrupted(
-                    f"interrupted at step {self.step} of stage {stage}; saved {self.checkpoint_path} "
-                    f"(continue with --resume)")
+                    f"{_stopped(stop)} at step {self.step} of stage {stage}; saved {self.checkpoint_path} "
+                    f"(continue with --resume)", stop)
         if bar is not None:
             bar.close()
         self._end_stage(stage)
@@ -330,6 +351,10 @@ class Trainer:
         return path
 
 
+def _stopped(signum: int) -> str:
+    return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+
+
 def train(config: TrainConfig | None, out: str | Path, **kwargs) -> Path | None:
     """Run training as configured; returns the path of the final model (rank 0) and None on other ranks.
 
@@ -344,7 +369,7 @@ def train(config: TrainConfig | None, out: str | Path, **kwargs) -> Path | None:
         try:
             trainer = Trainer(config, out, **kwargs)
             return trainer.fit()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, TrainingInterrupted):
             if rank == 0 and not kwargs.get("resume") and (trainer is None or trainer.global_step == 0):
                 clear_run(Path(out))  # nothing was trained: the folder is left as this new run found it
             raise
