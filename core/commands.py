@@ -116,8 +116,10 @@ def _train_errors(out: str):
         if dist_info()[0] == 0:
             click.echo(f"interrupted while starting; no step was trained (nothing new in {out})", err=True)
         raise SystemExit(130)
-    except NonFiniteLossError as exc:  # good input, a run that failed: exit 1
-        raise click.ClickException(str(exc))
+    except NonFiniteLossError as exc:  # good input, a run that failed: exit 1 (every rank stops at that step)
+        if dist_info()[0] == 0:
+            raise click.ClickException(str(exc))
+        raise SystemExit(1)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         raise BadInput(str(exc))
     except OSError as exc:  # a full disk, no permission: name the file

@@ -110,6 +110,8 @@ def test_label_partial_sources_apply_only_their_losses(tmp_path):
 
 
 NAN_PLUGIN = """
+import os
+
 import attrs
 
 from fsx.attributes import Attribute, Label
@@ -124,7 +126,8 @@ class DivergesOnStep3:
     def __call__(self, features, labels, generator=None):
         CALLS[0] += 1
         loss = (features[:, 0] - labels["light_x"].to(features)).abs().mean()
-        return loss * float("nan") if CALLS[0] >= 5 else loss
+        diverges = CALLS[0] >= 5 and os.environ.get("RANK", "0") in os.environ.get("DIVERGING_RANKS", "0")
+        return loss * float("nan") if diverges else loss
 
 
 @hookimpl
@@ -148,6 +151,24 @@ def test_a_non_finite_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(t
     meta = fsx.read_metadata(out / "checkpoint.safetensors", expected_format="fsx-train-state")
     assert meta["step"] == 2
     assert not (out / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_that_step(tmp_path):
+    """Rank 1's loss alone turns NaN: both ranks stop at the same step with the one-line error (once), no rank is
+    left waiting for the other and no traceback is shown."""
+    from conftest import write_dist
+
+    site = write_dist(tmp_path / "site", "fsx-diverging", "0.1.0", {"fsx_diverging": NAN_PLUGIN},
+                      {"diverging": "fsx_diverging"})
+    out = tmp_path / "run"
+    proc = run_fsx("train", "--preset", "tiny", "--attributes", "pose,diverging", "--stage", "disentangle",
+                   "--steps", "6", "--ckpt-every", "2", "--nproc", "2", "--device", "cpu", "--workers", "0",
+                   "--out", out, env_extra={"PYTHONPATH": str(site), "DIVERGING_RANKS": "1"}, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.count("loss term 'task_diverging' is nan at step 3 of stage disentangle") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert fsx.read_metadata(out / "checkpoint.safetensors", expected_format="fsx-train-state")["step"] == 2
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):

@@ -107,16 +107,6 @@ def sum_over_ranks(t: torch.Tensor, device: torch.device, world: int) -> torch.T
     return t.cpu()
 
 
-def max_over_ranks(value: int, device: torch.device, world: int) -> int:
-    """The largest of one small integer over all ranks (e.g. a stop request, so that every rank stops at the
-    same step: a signal can reach them during different steps)."""
-    if world == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.int64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t.item())
-
-
 def relaunch(nproc: int, argv: list[str]) -> None:
     """``fsx train --nproc N``: this process becomes torchrun's agent (``torch.distributed.run``, as Accelerate
     calls it) running the same command (``argv``, without the program) in N workers; exits with the run's status.

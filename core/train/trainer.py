@@ -216,7 +216,7 @@ class Trainer:
             xn = to_net(images).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             labels = {k: v.to(self.device) for k, v in labels.items()}
             terms = step_fn(xn, labels, self.step)
-            values = self._check_finite(terms)
+            values, stop = self._agree(terms)
             distributed.broadcast_buffers(self.model, self.world)
             if self.average is not None:
                 self.average.update()
@@ -240,7 +240,6 @@ class Trainer:
                 self.judge_now(bar)
             if self.step % self.cfg.ckpt_every == 0 and self.step < total:
                 self.save_state()
-            stop = distributed.max_over_ranks(self.stop_requested, self.device, self.world)  # all stop at one step
             if stop:
                 self.save_state()
                 raise TrainingInterrupted(
@@ -250,16 +249,23 @@ class Trainer:
             bar.close()
         self._end_stage(stage)
 
-    def _check_finite(self, terms: dict) -> dict:
-        """Loss terms as floats (one device sync for all of them); a non-finite one stops the run."""
+    def _agree(self, terms: dict) -> tuple[dict, int]:
+        """The step's loss terms as floats, averaged over ranks, and the signal (if any) that asks every rank to
+        stop, in one all-reduce and one device sync. Every rank so takes both decisions at the same step: a
+        non-finite term stops them all (one rank's NaN reaches every rank's weights through the averaged gradients
+        anyway), and so does a signal that reached some ranks only, or reached them during different steps."""
         names = list(terms)
-        values = torch.stack([terms[n].detach().float() for n in names]).tolist()
-        out = {}
+        asked = torch.tensor([float(self.stop_requested == s) for s in STOP_SIGNALS], device=self.device)
+        t = torch.cat([torch.stack([terms[n].detach().float() for n in names]), asked])
+        if self.world > 1:
+            dist.all_reduce(t)
+            t[:len(names)] /= self.world
+        values = t.tolist()
         for name, v in zip(names, values):
             if not math.isfinite(v):
                 raise NonFiniteLossError(name, v, self.stage, self.step + 1, self.last_checkpoint)
-            out[name] = v
-        return out
+        stop = max((s for s, n in zip(STOP_SIGNALS, values[len(names):]) if n > 0), default=0)
+        return dict(zip(names, values)), stop
 
     # --- logging and pictures -----------------------------------------------------------------------
     def _log(self, stage: str, means: dict, rate: float, bar, sources: list) -> None:
