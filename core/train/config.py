@@ -261,14 +261,15 @@ PRESETS: dict[str, dict] = {
     ),
     # The default: a narrow network at 64 px that finishes --stage all in under 30 minutes on 2 CPU cores. Where
     # CPU time is short it departs from the paper: a faster Adam, L_rec x50 and the image GAN terms x0.1 so that
-    # reconstructions form early; a short disentangle and a long joint stage, because a short unsupervised AAE
-    # does not encode pose or expression in z while joint training teaches E what the attributes need; the task
+    # reconstructions form early; no disentangle stage before a long joint stage, because a short unsupervised AAE
+    # does not encode pose or expression in z while joint training teaches E what the attributes need (Phi on the
+    # frozen E gained nothing measurable there, and its minutes pay for G's coarse channels); the task
     # terms x5 and L_rec^Phi x10 so that they are not drowned by the AAE terms; the cycle on 10 rows per
     # attribute (half the cost of a joint step); an R1 penalty that keeps D_z from winning outright and E's
     # codes on the prior; and a refit stage in which Phi^-1 catches up with the final E. The attributes' own
     # demo options (weights, contrastive objectives) are declared with each attribute (``presets``).
-    # Drawing: the skip generator (channels kept at the fine scales, at the time per step of the inverted ResNet
-    # at width 0.25), the squared pixel error (L1's equal-size gradients leave an eye's few pixels unpaid; x150,
+    # Drawing: the skip generator (channels kept at the fine scales, and 128 at 4 and 8 px where the face's parts
+    # are placed: decoded expression and its transfer read several points more), the squared pixel error (L1's equal-size gradients leave an eye's few pixels unpaid; x150,
     # the squared error's gradients being smaller) with the pixel error of every coarser output, and a stream of
     # new persons every step, so that G learns to draw faces rather than its training persons; and in the joint
     # stage the attributes' task losses on the re-encoded reconstruction (rec_task), so that G is paid for drawing
@@ -281,9 +282,9 @@ PRESETS: dict[str, dict] = {
     # docs/experiments.md has the measurements behind each choice.
     "demo": dict(
         model=dict(image_size=64, width=0.25, generator="skip_generator",
-                   backbone_options={"generator": {"width": 0.125, "floor": 16}}),
+                   backbone_options={"generator": {"width": 0.125, "floor": 16, "coarse": 128}}),
         batch_size=40, synth=dict(persons=0),
-        steps={"aae": 1000, "disentangle": 150, "joint": 1500, "refit": 600},
+        steps={"aae": 1000, "disentangle": 0, "joint": 1500, "refit": 600},
         optim=dict(lr_aae=1e-3, betas_aae=(0.5, 0.999), lr_phi=3e-4, reset_at=("joint",), ema_half_life=25),
         loss=dict(rec=150.0, rec_error="squared", rec_scales=1.0, rec_task=1.0, image_gan=0.1, latent_r1=10.0, task=5.0,
                   rec_phi=10.0, rec_phi_refit=300.0, cycle_samples=10),
