@@ -4,6 +4,7 @@ public function (``fsx.cli`` assembles them with ``fsx.model_commands``)."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from pathlib import Path
 
@@ -109,6 +110,8 @@ def _train_errors(out: str):
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(2)
     except TrainingInterrupted as exc:  # a signal reaches every rank: one of them says so
+        for s in (signal.SIGINT, signal.SIGTERM):  # a repeat (a job's every process is signalled) must not kill the
+            signal.signal(s, signal.SIG_IGN)  # exit under way: Python drops its own handlers while it shuts down
         if dist_info()[0] == 0:
             click.echo(str(exc), err=True)
         raise SystemExit(128 + exc.signum)

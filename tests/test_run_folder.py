@@ -208,7 +208,11 @@ def test_ctrl_c_before_the_first_step_stops_at_once_and_after_it_saves(tmp_path,
         trainer(tmp_path / "later", signal_at=1).fit()
     with pytest.raises(TrainingInterrupted, match="interrupted at step 2 of stage aae; saved"):
         trainer(tmp_path / "at-once", signal_at=1, signals=2).fit()
+    os.kill(os.getpid(), signal.SIGINT)  # a repeat while the stopped run exits is still the same request: ignored
     monkeypatch.setattr("fsx.train.trainer.SAME_REQUEST_S", 0.0)  # the second signal as if it came seconds later
+    with pytest.raises(KeyboardInterrupt):  # ... and a later one reaches the handler that was there before fit()
+        os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with pytest.raises(TrainingInterrupted, match="interrupted twice at step 2 of stage aae; that step was not "
                                                   "saved; no checkpoint was saved"):
         trainer(tmp_path / "twice", signal_at=1, signals=2).fit()

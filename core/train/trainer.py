@@ -7,6 +7,7 @@ samples a step sees), ``state`` (checkpoints), ``run_log`` (metrics and grids), 
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -153,7 +154,8 @@ class Trainer:
         finally:
             self.schedule.close()
             for s, handler in inherited.items():
-                signal.signal(s, handler)
+                if handler is not signal.SIG_IGN:
+                    signal.signal(s, _AfterStop(handler, self.stop_requested_at) if self.stop_requested else handler)
             if self.log is not None:
                 self.log.close()
 
@@ -355,6 +357,23 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return path
+
+
+class _AfterStop:
+    """The handler left in place once a signal has stopped the run: its repeats within SAME_REQUEST_S are the same
+    request (they must not kill a process that is saying why it stopped); any later signal goes to the handler that
+    was there before ``fit()``, which is put back."""
+
+    def __init__(self, inherited, stopped_at: float):
+        self.inherited, self.stopped_at = inherited, stopped_at
+
+    def __call__(self, signum, frame):
+        if time.monotonic() - self.stopped_at < SAME_REQUEST_S:
+            return
+        signal.signal(signum, self.inherited)
+        if callable(self.inherited):
+            return self.inherited(signum, frame)
+        os.kill(os.getpid(), signum)  # SIG_DFL: the default action, now that it is back
 
 
 def _stopped(signum: int) -> str:
