@@ -257,16 +257,18 @@ class Trainer:
         non-finite term stops them all (one rank's NaN reaches every rank's weights through the averaged gradients
         anyway), and so does a signal that reached some ranks only, or reached them during different steps."""
         names = list(terms)
-        asked = torch.tensor([float(self.stop_requested == s) for s in STOP_SIGNALS], device=self.device)
-        t = torch.cat([torch.stack([terms[n].detach().float() for n in names]), asked])
-        if self.world > 1:
+        t = torch.stack([terms[n].detach().float() for n in names])
+        if self.world > 1:  # one process needs no agreement: the step adds no tensor beyond its losses
+            asked = torch.tensor([float(self.stop_requested == s) for s in STOP_SIGNALS], device=self.device)
+            t = torch.cat([t, asked])
             dist.all_reduce(t)
             t[:len(names)] /= self.world
         values = t.tolist()
         for name, v in zip(names, values):
             if not math.isfinite(v):
                 raise NonFiniteLossError(name, v, self.stage, self.step + 1, self.last_checkpoint)
-        stop = max((s for s, n in zip(STOP_SIGNALS, values[len(names):]) if n > 0), default=0)
+        stop = (max((s for s, n in zip(STOP_SIGNALS, values[len(names):]) if n > 0), default=0) if self.world > 1
+                else self.stop_requested)
         return dict(zip(names, values)), stop
 
     # --- logging and pictures -----------------------------------------------------------------------
