@@ -5,6 +5,7 @@ GEMM peak. FLOPs are counted by torch.utils.flop_counter over the same real step
     python bench/train_step.py [--preset demo|paper|mad] [--batch 16] [--repeats 2] [--sizes 64,128]
                                [--widths 0.25,1.0] [--cycle-samples N] [--precision fp32|bf16] [--nchw]
                                [--stages aae,disentangle,joint] [--profile] [--compile] [--device cpu|cuda]
+                               [--set KEY=VALUE ...] [--vs KEY=VALUE ...]
 
 A preset that updates D_x or D_z only every n-th step (``mad``: D_x every 4th, D_z every 2nd) is timed over a
 whole schedule (4 consecutive steps), so images/s is what a run sees on average. ``--profile`` prints, per stage,
@@ -12,6 +13,10 @@ where the time goes: the forward time of each network and the ops with the most 
 On CUDA each stage also reports its peak memory; GFLOP/img is the work of one image's step (FLOPs / images).
 ``--compile`` wraps E, G and D_x in ``torch.compile`` and prints each stage's compile time (its first schedule),
 to see whether compiling pays back within a run on this device (on 2 CPU cores it does not: docs/experiments.md).
+``--set`` changes the preset as ``fsx train --set`` does; each ``--vs KEY=VALUE`` adds a row per stage with that one
+setting changed and its time per image against the first row's (``x base``), measured in the same process, so a
+lever's cost is a ratio taken side by side (``--vs loss.rec_ssim=0.1``, or another generator through
+``--vs 'model.backbone_options={"generator": {...}}'``).
 """
 
 import argparse
@@ -23,6 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fsx.train import make_config
+from fsx.train.options import OptionError, parse_settings
 from fsx.train.setup import build_run
 from fsx.train.stages import STAGE_TABLE, STAGES as ALL_STAGES, enter_stage
 
@@ -87,13 +93,18 @@ def network_ranges(model):
 
 def bench(preset: str, size: int, width: float, batch: int, repeats: int, cycle_samples=None,
           precision: str = "fp32", channels_last: bool = False, stages=STAGES, profile: bool = False,
-          device: str = "cpu", compile_: bool = False, feature_match: float | None = None):
-    """stage -> (images/s, GFLOP/s, peak memory in GiB or None on CPU)."""
+          device: str = "cpu", compile_: bool = False, feature_match: float | None = None,
+          settings: dict | None = None):
+    """stage -> (images/s, GFLOP/s, peak memory in GiB or None on CPU). ``settings``: sections of the training
+    configuration (``parse_settings``'s output) laid over the preset before the sizes asked for here."""
+    settings = settings or {}
     # The run as the trainer builds it (fsx.train.setup.build_run): model, optimisers, step functions; a small fixed
     # SynthFaces set stands in for the data, since the steps are timed on one fixed batch.
-    cfg = make_config(preset, model=dict(image_size=size, width=width), batch_size=batch, precision=precision,
-                      device=device, synth=dict(persons=4, clips=2, frames=2),
-                      loss=dict(cycle_samples=cycle_samples, feature_match=feature_match))
+    cfg = make_config(preset, **{**settings, "batch_size": batch, "precision": precision, "device": device,
+                                 "model": {**settings.get("model", {}), "image_size": size, "width": width},
+                                 "synth": {**settings.get("synth", {}), "persons": 4, "clips": 2, "frames": 2},
+                                 "loss": {**settings.get("loss", {}), "cycle_samples": cycle_samples,
+                                          "feature_match": feature_match}})
     run_ = build_run(cfg)
     model, steps = run_.model, run_.steps
     eager = {name: getattr(model.aae, name) for name in ("E", "G", "D_x")}
@@ -165,24 +176,48 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="print where each stage's time goes")
     ap.add_argument("--compile", action="store_true", help="torch.compile E, G and D_x; report the compile time")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="a training option, as fsx train --set takes it (repeatable)")
+    ap.add_argument("--vs", action="append", default=[], metavar="KEY=VALUE",
+                    help="also time the steps with this one option changed (repeatable: a row each)")
     args = ap.parse_args()
+    try:
+        base = parse_settings(args.settings)
+        variants = [("base", base)] + [(item, _merged(base, parse_settings([item]))) for item in args.vs]
+    except OptionError as e:
+        ap.error(str(e))
     peak = gemm_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32, device=args.device)
-    cfg = make_config(args.preset, loss=dict(cycle_samples=args.cycle_samples))
+    cfg = make_config(args.preset, **{**base, "loss": {**base.get("loss", {}), "cycle_samples": args.cycle_samples}})
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {where}; {args.precision} GEMM peak (best of "
           f"1024-4096^3): {peak:.0f} GFLOP/s; preset {args.preset}, batch {args.batch}, D_x every "
           f"{cfg.optim.d_x_every}, D_z every {cfg.optim.d_z_every}, cycle rows per attribute: "
           f"{cfg.loss.cycle_samples or 'the whole batch'}{', NCHW' if args.nchw else ', channels_last'}")
     print(f"{'size':>4} {'width':>5} {'stage':<12} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7} {'GFLOP/img':>9}"
-          f"{' GiB':>6}")
+          f"{' GiB':>6}{'  x base' if args.vs else ''}{'  setting' if args.vs else ''}")
     for size in map(int, args.sizes.split(",")):
         for width in map(float, args.widths.split(",")):
-            result = bench(args.preset, size, width, args.batch, args.repeats, args.cycle_samples, args.precision,
-                           not args.nchw, tuple(args.stages.split(",")), args.profile, args.device, args.compile,
-                           args.feature_match)
-            for stage, (ips, gflops, gib) in result.items():
-                print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}% "
-                      f"{gflops / ips:9.2f}{f'{gib:6.1f}' if gib is not None else '     -'}", flush=True)
+            first = {}
+            for label, settings in variants:
+                result = bench(args.preset, size, width, args.batch, args.repeats, args.cycle_samples,
+                               args.precision, not args.nchw, tuple(args.stages.split(",")), args.profile,
+                               args.device, args.compile, args.feature_match, settings)
+                for stage, (ips, gflops, gib) in result.items():
+                    first.setdefault(stage, ips)
+                    vs = f"{first[stage] / ips:8.2f}  {label}" if args.vs else ""  # time per image, base = 1
+                    print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}% "
+                          f"{gflops / ips:9.2f}{f'{gib:6.1f}' if gib is not None else '     -'}{vs}", flush=True)
+
+
+def _merged(base: dict, change: dict) -> dict:
+    """``base`` with ``change`` laid over it, section by section."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key].update(value)
+        else:
+            out[key] = value
+    return out
 
 
 if __name__ == "__main__":
