@@ -183,7 +183,8 @@ def main() -> None:
     args = ap.parse_args()
     try:
         base = parse_settings(args.settings)
-        variants = [("base", base)] + [(item, _merged(base, parse_settings([item]))) for item in args.vs]
+        # a later KEY=VALUE wins over an earlier one, so each variant is the base's settings plus its own
+        variants = [("base", base)] + [(item, parse_settings(args.settings + [item])) for item in args.vs]
     except OptionError as e:
         ap.error(str(e))
     peak = gemm_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32, device=args.device)
@@ -207,17 +208,6 @@ def main() -> None:
                     vs = f"{first[stage] / ips:8.2f}  {label}" if args.vs else ""  # time per image, base = 1
                     print(f"{size:>4} {width:>5} {stage:<12} {ips:8.1f} {gflops:8.1f} {100 * gflops / peak:6.1f}% "
                           f"{gflops / ips:9.2f}{f'{gib:6.1f}' if gib is not None else '     -'}{vs}", flush=True)
-
-
-def _merged(base: dict, change: dict) -> dict:
-    """``base`` with ``change`` laid over it, section by section."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for key, value in change.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key].update(value)
-        else:
-            out[key] = value
-    return out
 
 
 if __name__ == "__main__":

@@ -268,8 +268,8 @@ PRESETS: dict[str, dict] = {
     # attribute (half the cost of a joint step); an R1 penalty that keeps D_z from winning outright and E's
     # codes on the prior; and a refit stage in which Phi^-1 catches up with the final E. The attributes' own
     # demo options (weights, contrastive objectives) are declared with each attribute (``presets``).
-    # Drawing: the skip generator (channels kept at the fine scales, and 128 at 4 and 8 px where the face's parts
-    # are placed: decoded expression and its transfer read several points more), the squared pixel error (L1's equal-size gradients leave an eye's few pixels unpaid; x150,
+    # Drawing: the skip generator (channels kept at the fine scales, and 128 at 4 and 8 px, where the face's parts
+    # are placed), the squared pixel error (L1's equal-size gradients leave an eye's few pixels unpaid; x150,
     # the squared error's gradients being smaller) with the pixel error of every coarser output, and a stream of
     # new persons every step, so that G learns to draw faces rather than its training persons; and in the joint
     # stage the attributes' task losses on the re-encoded reconstruction (rec_task), so that G is paid for drawing
