@@ -268,21 +268,24 @@ PRESETS: dict[str, dict] = {
     # attribute (half the cost of a joint step); an R1 penalty that keeps D_z from winning outright and E's
     # codes on the prior; and a refit stage in which Phi^-1 catches up with the final E. The attributes' own
     # demo options (weights, contrastive objectives) are declared with each attribute (``presets``).
-    # Drawing: the skip generator (channels kept at the fine scales, and 128 at 4 and 8 px, where the face's parts
-    # are placed), the squared pixel error (L1's equal-size gradients leave an eye's few pixels unpaid; x150,
-    # the squared error's gradients being smaller) with the pixel error of every coarser output, and a stream of
-    # new persons every step, so that G learns to draw faces rather than its training persons; and in the joint
-    # stage the attributes' task losses on the re-encoded reconstruction (rec_task), so that G is paid for drawing
-    # in G(E(x)) what E reads in real faces. The AAE's rate 1e-3: E leaves the expression plateau (Phi's one
-    # direction for every face) several hundred joint steps sooner than at 5e-4; at 2e-3 D_x wins outright early in
-    # the joint stage and G stops drawing faces. Fresh Adam moments at the joint stage (reset_at): E's carried
-    # second moments hold the aae stage's gradients, ~100x smaller than the task losses', and would inflate its
-    # first joint steps; and E and G averaged over the last few dozen steps of each stage (ema_half_life 25), which
-    # smooths the joint stage's GAN steps without lagging the expression that is still being learnt at its end.
+    # Drawing: the skip generator (channels kept at the fine scales, and 128 at 4 and 8 px, where the face's parts are
+    # placed), and E at twice the networks' width (the code E gives G, not G, limits what G redraws: from the exact
+    # render parameters this G reconstructs far closer than from E's code), the squared pixel error (L1's equal-size
+    # gradients leave an eye's few pixels unpaid; x150, the squared error's gradients being smaller) with the pixel
+    # error of every coarser output, and a stream of new persons every step, so that G learns to draw faces rather than
+    # its training persons; and in the joint stage the attributes' task losses on the re-encoded reconstruction
+    # (rec_task), so that G is paid for drawing in G(E(x)) what E reads in real faces. The AAE's rate 1e-3: E leaves the
+    # expression plateau (Phi's one direction for every face) several hundred joint steps sooner than at 5e-4; at 2e-3
+    # D_x wins outright early in the joint stage and G stops drawing faces. Fresh Adam moments at the joint stage
+    # (reset_at): E's carried second moments hold the aae stage's gradients, ~100x smaller than the task losses', and
+    # would inflate its first joint steps; and E and G averaged over the last few dozen steps of each stage
+    # (ema_half_life 25), which smooths the joint stage's GAN steps without lagging the expression that is still being
+    # learnt at its end.
     # docs/experiments.md has the measurements behind each choice.
     "demo": dict(
         model=dict(image_size=64, width=0.25, generator="skip_generator",
-                   backbone_options={"generator": {"width": 0.125, "floor": 16, "coarse": 128}}),
+                   backbone_options={"generator": {"width": 0.125, "floor": 16, "coarse": 128},
+                                     "encoder": {"width": 0.5}}),
         batch_size=40, synth=dict(persons=0),
         steps={"aae": 1000, "disentangle": 0, "joint": 1500, "refit": 600},
         optim=dict(lr_aae=1e-3, betas_aae=(0.5, 0.999), lr_phi=3e-4, reset_at=("joint",), ema_half_life=25),
