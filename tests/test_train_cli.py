@@ -21,28 +21,34 @@ def metrics(run):
 
 @pytest.mark.slow
 def test_each_stage_alone_produces_a_loadable_model(tmp_path):
-    a, b, c, d = tmp_path / "a", tmp_path / "b", tmp_path / "c", tmp_path / "d"
+    a, b, c, d, e = (tmp_path / n for n in "abcde")
     run_fsx("train", "--preset", "tiny", "--stage", "aae", "--out", a, check=True)
     run_fsx("train", "--preset", "tiny", "--stage", "disentangle", "--init", a / "model.safetensors", "--out", b, check=True)
     run_fsx("train", "--preset", "tiny", "--stage", "joint", "--init", b / "model.safetensors", "--out", c, check=True)
     run_fsx("train", "--preset", "tiny", "--stage", "refit", "--init", c / "model.safetensors", "--out", d,
             "--set", "loss.rec_phi_refit=30", check=True)
-    for run, stage in ((a, "aae"), (b, "disentangle"), (c, "joint"), (d, "refit")):
+    run_fsx("train", "--preset", "tiny", "--stage", "decoder", "--steps", "3", "--init", c / "model.safetensors",
+            "--out", e, check=True)
+    expected_steps = {"aae": 4, "disentangle": 4, "joint": 2, "refit": 2, "decoder": 3}
+    for run, stage in ((a, "aae"), (b, "disentangle"), (c, "joint"), (d, "refit"), (e, "decoder")):
         model = fsx.load(run / "model.safetensors")
         assert model.attributes == {"pose": 3, "identity": 32, "expression": 32, "style": 32}
         assert json.loads((run / "config.json").read_text())["stage"] == stage
         rows = metrics(run)
         assert rows and all(r["stage"] == stage and r["img_per_s"] > 0 for r in rows)
         assert (run / "samples" / f"{stage}-end-reconstructions.png").exists()
-        assert model.metadata["steps"] == {stage: {"aae": 4, "disentangle": 4, "joint": 2, "refit": 2}[stage]}
+        assert model.metadata["steps"] == {stage: expected_steps[stage]}
     assert json.loads((d / "config.json").read_text())["loss"]["rec_phi_refit"] == 30
-    # disentangle and refit train Phi on a frozen AAE: E and G are exactly those of the run they started from
-    for before, after in ((a, b), (c, d)):
+    # disentangle and refit train Phi on a frozen AAE, decoder G on a frozen E and Phi: the networks a stage holds
+    # fixed are exactly those of the run it started from, and the one it trains moved
+    for before, after, fixed, trained in ((a, b, ("aae.E.", "aae.G."), "disentangler."),
+                                          (c, d, ("aae.E.", "aae.G."), "disentangler."),
+                                          (c, e, ("aae.E.", "disentangler."), "aae.G.")):
         ta, tb = load_file(before / "model.safetensors"), load_file(after / "model.safetensors")
         for k in ta:
-            if k.startswith(("aae.E.", "aae.G.")):
+            if k.startswith(fixed):
                 assert torch.equal(ta[k], tb[k]), k
-        assert any(not torch.equal(ta[k], tb[k]) for k in ta if k.startswith("disentangler."))
+        assert any(not torch.equal(ta[k], tb[k]) for k in ta if k.startswith(trained))
     with torch.no_grad():
         x = torch.rand(2, 3, 32, 32)
         out = fsx.load(c / "model.safetensors").transfer(x[:1], x, ["expression"])

@@ -144,6 +144,22 @@ def test_refit_stage_is_the_disentangle_step_with_its_own_rec_phi_weight(tmp_pat
     assert any(not torch.equal(after["refit50"][k], after["refit1"][k]) for k in after["refit1"])
 
 
+def test_decoder_stage_moves_g_and_d_x_only(tmp_path):
+    """decoder trains G (and D_x beside it) on the codes of the fixed E: E, Phi, Phi^-1 and D_z keep every weight
+    and E its BatchNorm statistics, and the reread terms are paid when the configuration weights them."""
+    tr = _tiny_trainer(tmp_path, loss={"rec_task": 1.0})
+    m = tr.model
+    before = {n: _snapshot(mod) for n, mod in [("E", m.aae.E), ("G", m.aae.G), ("phi", m.disentangler),
+                                                ("D_x", m.aae.D_x), ("D_z", m.aae.D_z)]}
+    enter_stage(m, STAGE_TABLE["decoder"])
+    _, x, y = tr.schedule.next(tr.global_step)
+    terms = tr.steps.decoder(x * 2 - 1, y, 0)
+    assert {"rec", "adv", "gen", "d_adv", "d_gen", "reread_expression"} <= set(terms) and "d_enc" not in terms
+    assert _changed(before["G"], m.aae.G) and _changed(before["D_x"], m.aae.D_x)
+    for name, module in (("E", m.aae.E), ("phi", m.disentangler), ("D_z", m.aae.D_z)):
+        assert all(torch.equal(before[name][k], v) for k, v in module.state_dict().items()), name
+
+
 def test_stage_all_runs_the_stages_that_have_steps():
     from fsx.train import make_config
 
@@ -151,6 +167,7 @@ def test_stage_all_runs_the_stages_that_have_steps():
     assert make_config("paper").stages == ("aae", "disentangle", "joint")  # the paper has no refit stage
     assert make_config("tiny", steps={"aae": 3, "joint": 2}).stages == ("aae", "joint")
     assert make_config("tiny", stage="refit").stages == ("refit",)
+    assert make_config("tiny", steps={"joint": 2, "decoder": 3, "refit": 1}).stages == ("joint", "decoder", "refit")
     with pytest.raises(ValueError, match="rec_phi_refit"):
         make_config("tiny", loss={"rec_phi_refit": -1.0})
 

@@ -112,11 +112,12 @@ class Steps:
         finally:
             D_z.train(was_training)
 
-    def _discriminator_update(self, xn, z, x_rec, x_prior, z_prior, step: int) -> dict:
+    def _discriminator_update(self, xn, z, x_rec, x_prior, z_prior, step: int, latent: bool = True) -> dict:
         """One step of D_z and/or D_x: each only on the steps its schedule (``d_z_every``, ``d_x_every``) gives it,
-        and only its own forward passes are run (on a step that updates neither, nothing is)."""
+        and only its own forward passes are run (on a step that updates neither, nothing is). ``latent`` False
+        leaves D_z out (a stage whose E is fixed gives it nothing to judge)."""
         aae, cfg = self.m.aae, self.cfg
-        update_z, update_x = step % cfg.optim.d_z_every == 0, step % cfg.optim.d_x_every == 0
+        update_z, update_x = latent and step % cfg.optim.d_z_every == 0, step % cfg.optim.d_x_every == 0
         if not (update_z or update_x):
             return {}
         d: dict = {}
@@ -270,6 +271,22 @@ class Steps:
             obj_phi, terms = obj_phi + obj_reread, {**terms, **reread}
         self.update(obj_ae + obj_phi, "eg", "phi")
         return {**g, **d, **terms}
+
+    def decoder(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
+        """G (and D_x) on the codes of the fixed, final E: Eq. (5)'s G side at the joint stage's weights, and the
+        reread terms with E and Phi as readers. E's code for each picture no longer moves, so G is paid for drawing
+        the codes the model will be used with instead of chasing an E that changes every step."""
+        w = self.cfg.loss
+        z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn)  # E's parameters are fixed: z has no gradient
+        d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step, latent=False)
+        obj, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales)
+        if w.rec_task or w.rec_cycle:
+            with torch.no_grad():
+                f = self.m.disentangler.phi(z)
+            obj_reread, reread = self._reread_terms(x_rec, f, labels)
+            obj, g = obj + obj_reread, {**g, **reread}
+        self.update(obj, "eg")
+        return {**g, **d}
 
     def refit(self, xn: torch.Tensor, labels: dict, step: int) -> dict:
         """The disentangle step on the final E, with L_rec^Phi weighted ``loss.rec_phi_refit``: Phi^-1 catches up
