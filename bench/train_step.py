@@ -4,7 +4,7 @@ GEMM peak. FLOPs are counted by torch.utils.flop_counter over the same real step
 
     python bench/train_step.py [--preset demo|paper|mad] [--batch 16] [--repeats 2] [--sizes 64,128]
                                [--widths 0.25,1.0] [--cycle-samples N] [--precision fp32|bf16] [--nchw]
-                               [--stages aae,disentangle,joint] [--profile] [--compile] [--device cpu|cuda]
+                               [--stages aae,disentangle,joint,decoder] [--profile] [--compile] [--device cpu|cuda]
                                [--set KEY=VALUE ...] [--vs KEY=VALUE ...]
 
 A preset that updates D_x or D_z only every n-th step (``mad``: D_x every 4th, D_z every 2nd) is timed over a
