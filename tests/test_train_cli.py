@@ -329,7 +329,7 @@ def test_steps_per_stage(tmp_path):
     out = tmp_path / "run"
     run_fsx("train", "--preset", "tiny", "--steps", "aae=2,joint=1", "--out", out, check=True)
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["steps"] == {"aae": 2, "disentangle": 4, "joint": 1, "refit": 2}
+    assert cfg["steps"] == {"aae": 2, "disentangle": 4, "joint": 1, "decoder": 0, "refit": 2}
     proc = run_fsx("train", "--preset", "tiny", "--steps", "aee=2", "--out", tmp_path / "x")
     assert proc.returncode == 2 and "'aee' is not a stage" in proc.stderr
 

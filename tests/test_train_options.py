@@ -34,7 +34,8 @@ def test_every_flagged_setting_exists():
 
 
 def test_steps_per_stage_and_for_every_selected_stage():
-    assert parse_steps("aae=2,joint=1", "tiny", "all") == {"aae": 2, "disentangle": 4, "joint": 1, "refit": 2}
+    assert parse_steps("aae=2,joint=1", "tiny", "all") == {"aae": 2, "disentangle": 4, "joint": 1, "decoder": 0,
+                                                           "refit": 2}
     assert parse_steps("7", "tiny", "joint")["joint"] == 7
     assert parse_steps(None, "tiny", "all") is None
     for raw, says in (("aee=2", "'aee' is not a stage"), ("aae=x", "expected a number of steps"),
