@@ -281,8 +281,8 @@ class Steps:
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step, latent=False)
         obj, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales)
         if w.rec_task or w.rec_cycle:
-            with torch.no_grad():
-                f = self.m.disentangler.phi(z)
+            with torch.no_grad():  # Phi(E(x)) is only rec_cycle's target: no Phi pass for rec_task alone
+                f = self.m.disentangler.phi(z) if w.rec_cycle else None
             obj_reread, reread = self._reread_terms(x_rec, f, labels)
             obj, g = obj + obj_reread, {**g, **reread}
         self.update(obj, "eg")
