@@ -160,6 +160,30 @@ def test_decoder_stage_moves_g_and_d_x_only(tmp_path):
         assert all(torch.equal(before[name][k], v) for k, v in module.state_dict().items()), name
 
 
+def test_decoder_stage_draws_the_embeddings_codes_and_pays_g_for_edits(tmp_path):
+    """loss.decoder_embedding 1: L_rec is the pixel error of G(Phi^-1(Phi(E(x)))) (checked against that forward
+    pass by hand); loss.decoder_cycle: the cycle and augmentation terms are paid with G alone learning from them."""
+    from fsx import losses as L
+    from fsx.train.steps import running_stats_frozen
+
+    tr = _tiny_trainer(tmp_path, loss={"decoder_embedding": 1.0, "decoder_cycle": 1.0})
+    m = tr.model
+    before = {n: _snapshot(mod) for n, mod in [("E", m.aae.E), ("phi", m.disentangler), ("D_z", m.aae.D_z)]}
+    enter_stage(m, STAGE_TABLE["decoder"])
+    _, x, y = tr.schedule.next(tr.global_step)
+    xn = x * 2 - 1
+    with torch.no_grad(), running_stats_frozen(m.aae.G):
+        z = m.aae.E(xn)
+        via_embedding = L.RECONSTRUCTION_ERRORS[tr.cfg.loss.rec_error](xn, m.aae.G(m.disentangler.phi_inv(m.disentangler.phi(z))))
+        via_encoder = L.RECONSTRUCTION_ERRORS[tr.cfg.loss.rec_error](xn, m.aae.G(z))
+    terms = tr.steps.decoder(xn, y, 0)
+    assert {"cyc", "aug_expression", "aug_identity"} <= set(terms)
+    torch.testing.assert_close(terms["rec"], via_embedding)
+    assert not torch.isclose(terms["rec"], via_encoder)
+    for name, module in (("E", m.aae.E), ("phi", m.disentangler), ("D_z", m.aae.D_z)):
+        assert all(torch.equal(before[name][k], v) for k, v in module.state_dict().items()), name
+
+
 def test_stage_all_runs_the_stages_that_have_steps():
     from fsx.train import make_config
 

@@ -143,6 +143,12 @@ class LossConfig:
     # measures each: they buy RMSE and identity and cost expression).
     rec_ramp: float = attrs.field(default=1.0, validator=v.gt(0))
     rec_ramp_start: float = attrs.field(default=0.0, validator=[v.ge(0), v.lt(1)])
+    # Not in the paper, the decoder stage only: the share of each batch that G draws from the embedding's round
+    # trip Phi^-1(Phi(E(x))) instead of from E(x) (every edit is drawn from Phi^-1 of some f, and Phi^-1 does not
+    # return E's code exactly), and a factor on Eq. (8)-(10)'s cycle and augmentation terms there, which then pay G
+    # alone for drawing edited codes so that the fixed E and Phi read the edit back.
+    decoder_embedding: float = attrs.field(default=0.0, validator=[v.ge(0), v.le(1)])
+    decoder_cycle: float = attrs.field(default=0.0, validator=v.ge(0))
 
     def __attrs_post_init__(self):
         _check_weights("loss", self)

@@ -184,6 +184,21 @@ class Steps:
         f = phi(z)
         terms = {"rec_phi": L.reconstruction_l1(z, phi_inv(f))}
         task = L.task_losses(f, labels, self.attributes, m.layout, self.gen)
+        terms.update({f"task_{k}": v for k, v in task.items()})
+        obj_cycle, cycle = self._cycle_terms(f, labels)
+        terms.update(cycle)
+        rec_weight = w.rec_phi if rec_phi_weight is None else rec_phi_weight
+        obj = rec_weight * terms["rec_phi"] + obj_cycle
+        if task:
+            obj = obj + w.task * sum(task.values())
+        return obj, terms, f
+
+    def _cycle_terms(self, f, labels) -> tuple[torch.Tensor, dict]:
+        """Eq. (8)-(10): each attribute's sub-vector swapped across the batch, drawn by G(Phi^-1(f*)) and read back
+        by Phi(E(.)); the cycle's L1 to f* and the augmentation losses on what was read back. Every network that
+        takes gradients in the current stage learns from them."""
+        m, w = self.m, self.cfg.loss
+        phi, phi_inv = m.disentangler.phi, m.disentangler.phi_inv
         f_star, perms = L.shuffle_attributes(f, m.layout, self.names, self.gen, w.cycle_samples or None)  # (K * m, F)
         z_tilde_star = phi_inv(f_star)
         with self.autocast(), running_stats_frozen(m.aae.G, m.aae.E):
@@ -191,21 +206,18 @@ class Steps:
             with nullcontext() if w.cycle_trains_encoder else parameters_frozen(m.aae.E):
                 z_star = m.aae.E(x_star)  # ... and one through E
         f_cyc = phi(z_star.float())
-        terms["cyc"] = L.cycle_l1(f_star, f_cyc)
+        terms = {"cyc": L.cycle_l1(f_star, f_cyc)}
         aug = L.augmentation_losses(f_cyc, perms, self.names, labels, self.attributes, m.layout, self.gen)
-        terms.update({f"task_{k}": v for k, v in task.items()})
         terms.update({f"aug_{k}": v for k, v in aug.items()})
-        rec_weight = w.rec_phi if rec_phi_weight is None else rec_phi_weight
-        obj = rec_weight * terms["rec_phi"] + w.cycle * terms["cyc"]
-        if task:
-            obj = obj + w.task * sum(task.values())
+        obj = w.cycle * terms["cyc"]
         if aug:
             obj = obj + w.aug * sum(aug.values())
-        return obj, terms, f
+        return obj, terms
 
-    def _encode_decode(self, xn, encoder_share: float = 1.0):
+    def _encode_decode(self, xn, encoder_share: float = 1.0, embedding_share: float = 0.0):
         """E(x), G(E(x)) (with every scale of a multi-scale G when a loss needs them), G(z*) and z*; E receives
-        ``encoder_share`` of the gradient of every term on G(E(x))."""
+        ``encoder_share`` of the gradient of every term on G(E(x)). With ``embedding_share``, that share of the
+        batch's rows is drawn from the embedding's round trip Phi^-1(Phi(E(x))) instead of from E(x)."""
         aae = self.m.aae
         z_prior = torch.randn(xn.shape[0], aae.z_dim, device=xn.device)
         with self.autocast():
@@ -214,6 +226,9 @@ class Steps:
             if encoder_share != 1:  # G's input is a view of z whose gradient is scaled on its way back into E
                 z_g = z.view_as(z)
                 z_g.register_hook(lambda grad: grad * encoder_share)
+            if embedding_share:
+                k, dis = round(embedding_share * len(z)), self.m.disentangler
+                z_g = torch.cat([dis.phi_inv(dis.phi(z_g[:k].float())).to(z_g.dtype), z_g[k:]])
             scales = aae.G.pyramid(z_g) if self.cfg.loss.rec_scales else None
             x_rec = scales[-1] if scales is not None else aae.G(z_g)
             with running_stats_frozen(aae.G):
@@ -277,14 +292,20 @@ class Steps:
         reread terms with E and Phi as readers. E's code for each picture no longer moves, so G is paid for drawing
         the codes the model will be used with instead of chasing an E that changes every step."""
         w = self.cfg.loss
-        z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn)  # E's parameters are fixed: z has no gradient
+        # E's and Phi's parameters are fixed: z has no gradient
+        z, x_rec, x_prior, z_prior, scales = self._encode_decode(xn, embedding_share=w.decoder_embedding)
         d = self._discriminator_update(xn, z, x_rec, x_prior, z_prior, step, latent=False)
         obj, g = self._aae_generator_terms(xn, z, x_rec, x_prior, scales)
+        f = None
+        if w.rec_cycle or w.decoder_cycle:  # Phi(E(x)) only as a target or to swap: no Phi pass otherwise
+            with torch.no_grad(), self.autocast():
+                f = self.m.disentangler.phi(z).float()
         if w.rec_task or w.rec_cycle:
-            with torch.no_grad():  # Phi(E(x)) is only rec_cycle's target: no Phi pass for rec_task alone
-                f = self.m.disentangler.phi(z) if w.rec_cycle else None
             obj_reread, reread = self._reread_terms(x_rec, f, labels)
             obj, g = obj + obj_reread, {**g, **reread}
+        if w.decoder_cycle:
+            obj_cycle, cycle = self._cycle_terms(f, labels)
+            obj, g = obj + w.decoder_cycle * obj_cycle, {**g, **cycle}
         self.update(obj, "eg")
         return {**g, **d}
 
