@@ -67,8 +67,8 @@ from fsx.train.stages import STAGES
 @click.option("--force", is_flag=True, help="Replace the run already in OUT (its files are removed first).")
 def train(attributes, data, preset, stage, steps, batch_size, image_size, width, out, resume, init, seed, device,
           precision, nproc, options, settings, log_every, sample_every, ckpt_every, judge_every, threads, workers, force):
-    """Train the AAE, the disentangler, both jointly, then the decoder alone and the disentangler again (stages aae,
-    disentangle, joint, decoder, refit; "all" runs those the preset gives steps).
+    """Train the AAE, the disentangler, both jointly, then the disentangler again and the decoder alone (stages aae,
+    disentangle, joint, refit, decoder; "all" runs those the preset gives steps).
 
     A folder that holds a run is not overwritten: continue it with --resume (as it was configured; give no
     options, or the same ones) or replace it with --force."""

@@ -191,7 +191,7 @@ def test_stage_all_runs_the_stages_that_have_steps():
     assert make_config("paper").stages == ("aae", "disentangle", "joint")  # the paper has no refit stage
     assert make_config("tiny", steps={"aae": 3, "joint": 2}).stages == ("aae", "joint")
     assert make_config("tiny", stage="refit").stages == ("refit",)
-    assert make_config("tiny", steps={"joint": 2, "decoder": 3, "refit": 1}).stages == ("joint", "decoder", "refit")
+    assert make_config("tiny", steps={"joint": 2, "decoder": 3, "refit": 1}).stages == ("joint", "refit", "decoder")
     with pytest.raises(ValueError, match="rec_phi_refit"):
         make_config("tiny", loss={"rec_phi_refit": -1.0})
 

@@ -286,15 +286,16 @@ PRESETS: dict[str, dict] = {
     # (reset_at): E's carried second moments hold the aae stage's gradients, ~100x smaller than the task losses', and
     # would inflate its first joint steps; and E and G averaged over the last few dozen steps of each stage
     # (ema_half_life 25), which smooths the joint stage's GAN steps without lagging the expression that is still being
-    # learnt at its end. After the joint stage, G alone on the final, frozen E (the decoder stage): through the joint
-    # stage G draws codes that move with E every step, and only E's last codes are the ones the model is used with.
+    # learnt at its end. After the joint and refit stages, G alone on the final, frozen E and Phi (the decoder stage):
+    # through the joint stage G draws codes that move with E every step, and only E's last codes are the ones the
+    # model is used with (after refit rather than before it, G's reread terms read through the final Phi).
     # docs/experiments.md has the measurements behind each choice.
     "demo": dict(
         model=dict(image_size=64, width=0.25, generator="skip_generator",
                    backbone_options={"generator": {"width": 0.125, "floor": 16, "coarse": 128},
                                      "encoder": {"width": 0.5}}),
         batch_size=40, synth=dict(persons=0),
-        steps={"aae": 1000, "disentangle": 0, "joint": 1500, "decoder": 600, "refit": 600},
+        steps={"aae": 1000, "disentangle": 0, "joint": 1500, "refit": 600, "decoder": 600},
         optim=dict(lr_aae=1e-3, betas_aae=(0.5, 0.999), lr_phi=3e-4, reset_at=("joint",), ema_half_life=25),
         loss=dict(rec=150.0, rec_error="squared", rec_scales=1.0, rec_task=1.0, image_gan=0.1, latent_r1=10.0, task=5.0,
                   rec_phi=10.0, rec_phi_refit=300.0, cycle_samples=10),

@@ -19,18 +19,19 @@ class Stage:
     doc: str = ""
 
 
-# aae, disentangle and joint are the paper's Sec. 3.1, 3.2-3.7 and 3.8. decoder and refit are not in the paper.
-# decoder trains G alone on the final, frozen E: through the joint stage G learns to draw codes that keep moving
-# with E, and E's last codes are the ones the model is used with. refit trains Phi and Phi^-1 once more on that E:
-# joint training keeps moving E, Phi^-1 lags behind it, and G would then decode G(Phi^-1(f)) far from G(E(x)).
+# aae, disentangle and joint are the paper's Sec. 3.1, 3.2-3.7 and 3.8. refit and decoder are not in the paper.
+# refit trains Phi and Phi^-1 once more on the final E: joint training keeps moving E, Phi^-1 lags behind it, and G
+# would then decode G(Phi^-1(f)) far from G(E(x)). decoder then trains G alone on that final E and Phi: through the
+# joint stage G learns to draw codes that keep moving with E, and E's last codes are the ones the model is used
+# with; coming after refit, its reread terms and every judge of G read through the Phi the model ships with.
 STAGE_TABLE = {
     "aae": Stage("aae", ("aae.E", "aae.G"), doc="the adversarial autoencoder alone (Sec. 3.1)"),
     "disentangle": Stage("disentangle", ("disentangler",), ("aae",), doc="Phi and Phi^-1 on a fixed E (Sec. 3.2-3.7)"),
     "joint": Stage("joint", ("aae.E", "aae.G", "disentangler"), doc="everything together (Sec. 3.8)"),
-    "decoder": Stage("decoder", ("aae.G",), ("aae.E", "disentangler"),
-                     doc="G alone on the final, fixed E and Phi: Eq. (5)'s G side and the reread terms (not in the paper)"),
     "refit": Stage("refit", ("disentangler",), ("aae",),
                    doc="disentangle again on the final E with a heavier L_rec^Phi (not in the paper)"),
+    "decoder": Stage("decoder", ("aae.G",), ("aae.E", "disentangler"),
+                     doc="G alone on the final, fixed E and Phi: Eq. (5)'s G side and the reread terms (not in the paper)"),
 }
 STAGES = tuple(STAGE_TABLE)  # in the order a run goes through them; ``Steps`` has one method of each name
 

@@ -1,5 +1,6 @@
-"""One optimisation step of each stage: ``aae`` (Sec. 3.1), ``disentangle`` (Sec. 3.2-3.7), ``joint`` (Sec. 3.8)
-and ``refit`` (not in the paper: ``disentangle`` again on the final E, with a heavier L_rec^Phi).
+"""One optimisation step of each stage: ``aae`` (Sec. 3.1), ``disentangle`` (Sec. 3.2-3.7), ``joint`` (Sec. 3.8),
+``refit`` (not in the paper: ``disentangle`` again on the final E, with a heavier L_rec^Phi) and ``decoder`` (not in
+the paper: G alone on the final E and Phi).
 
 Each function takes a batch in [-1, 1] and its labels, computes the loss terms (``fsx.losses``), hands each
 objective to ``update`` (zero_grad, backward, gradient averaging across ranks, optimiser step) and returns the

@@ -146,9 +146,10 @@ class Trainer:
             if handler is not signal.SIG_IGN:
                 signal.signal(s, self._on_signal)
         try:
-            for stage in self.cfg.stages:
-                if stage in self.completed:
-                    continue
+            pending = [s for s in self.cfg.stages if s not in self.completed]
+            if self.stage in pending:  # resumed within a stage: finish it first (a later fsx may order stages anew)
+                pending.insert(0, pending.pop(pending.index(self.stage)))
+            for stage in pending:
                 self._run_stage(stage)
             return self._finish()
         finally:
