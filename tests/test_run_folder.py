@@ -292,3 +292,22 @@ def test_a_run_checkpointed_by_fsx_0_1_resumes(tmp_path):
     assert p.returncode == 0, p.stderr
     save_tensors(ckpt, load_tensors(ckpt), {**meta, "config": {**old_config, "latent_gan_weight": 3.0}})
     one_line_error(run_fsx("train", "--out", tmp_path, "--resume"), "'latent_gan_weight' = 3.0 was removed")
+
+
+def test_a_run_resumed_within_a_stage_finishes_that_stage_first(tmp_path):
+    """A checkpoint taken within `decoder` while `refit` was still to come (earlier fsx versions ran `decoder` before
+    `refit`) resumes by finishing `decoder` from the step it reached, then runs `refit`. The checkpoint's metadata is
+    rewritten to that state: a checkpoint from the old order cannot be made with today's code."""
+    from fsx.checkpoint import load_tensors, read_metadata, save_tensors
+    from fsx.train.run_folder import STATE_FORMAT
+
+    cfg = make_config("tiny", steps={"aae": 2, "disentangle": 0, "joint": 0, "refit": 2, "decoder": 3}, log_every=1)
+    train(cfg, tmp_path, progress=False)
+    ckpt = tmp_path / "checkpoint.safetensors"
+    meta = read_metadata(ckpt, expected_format=STATE_FORMAT)
+    save_tensors(ckpt, load_tensors(ckpt), {**meta, "stage": "decoder", "step": 1, "completed": ["aae"]})
+    logged = len((tmp_path / "metrics.jsonl").read_text().splitlines())
+    train(None, tmp_path, resume=True, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()[logged:]]
+    steps = [(r["stage"], r["step"]) for r in rows if r.get("stage") in ("refit", "decoder") and "step" in r]
+    assert steps[:2] == [("decoder", 2), ("decoder", 3)] and [s for s, _ in steps[2:]] == ["refit", "refit"], steps
