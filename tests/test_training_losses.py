@@ -172,10 +172,11 @@ def test_decoder_stage_draws_the_embeddings_codes_and_pays_g_for_edits(tmp_path)
     enter_stage(m, STAGE_TABLE["decoder"])
     _, x, y = tr.schedule.next(tr.global_step)
     xn = x * 2 - 1
+    error, dis = L.RECONSTRUCTION_ERRORS[tr.cfg.loss.rec_error], m.disentangler
     with torch.no_grad(), running_stats_frozen(m.aae.G):
         z = m.aae.E(xn)
-        via_embedding = L.RECONSTRUCTION_ERRORS[tr.cfg.loss.rec_error](xn, m.aae.G(m.disentangler.phi_inv(m.disentangler.phi(z))))
-        via_encoder = L.RECONSTRUCTION_ERRORS[tr.cfg.loss.rec_error](xn, m.aae.G(z))
+        via_embedding = error(xn, m.aae.G(dis.phi_inv(dis.phi(z))))
+        via_encoder = error(xn, m.aae.G(z))
     terms = tr.steps.decoder(xn, y, 0)
     assert {"cyc", "aug_expression", "aug_identity"} <= set(terms)
     torch.testing.assert_close(terms["rec"], via_embedding)
