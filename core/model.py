@@ -109,9 +109,18 @@ class FaceModel(nn.Module):
         target: torch.Tensor,
         attributes: str | Iterable[str],
         everything_except: bool = False,
+        residual: bool = False,
     ) -> torch.Tensor:
         """``target`` with ``source``'s sub-vectors for ``attributes`` (Fig. 5, rows 1-4); with
         ``everything_except=True``, all sub-vectors *but* those come from the source (rows 5-8).
+
+        ``residual=True`` also keeps what the embedding does not return of the face the edit stays on (the target;
+        the source with ``everything_except``): G(Phi^-1(f*) + z - Phi^-1(Phi(z))) instead of G(Phi^-1(f*)).
+        Phi^-1(Phi(z)) is not exactly z, so the paper's edit draws every unedited factor as the embedding's
+        reconstruction does (``reconstruct``); the residual edit draws them as the autoencoder does
+        (``autoencode``: a face transferred onto itself comes back as G(E(x))). What the residual carries is not
+        sorted by attribute, so the edited factor moves less towards the source's where the embedding returns
+        less of it.
 
         source: (1 or N, 3, H, W); target: (N, 3, H, W).
         """
@@ -119,10 +128,14 @@ class FaceModel(nn.Module):
         mask = self.layout.mask(names, device=self.device)  # (f_dim,)
         if everything_except:
             mask = ~mask
-        _, f_src = self.encode_features(source)
-        _, f_tgt = self.encode_features(target)
+        z_src, f_src = self.encode_features(source)
+        z_tgt, f_tgt = self.encode_features(target)
         f = torch.where(mask, f_src.expand_as(f_tgt), f_tgt)
-        return self.decode(f)
+        if not residual:
+            return self.decode(f)
+        z, f_base = (z_src.expand_as(z_tgt), f_src.expand_as(f_tgt)) if everything_except else (z_tgt, f_tgt)
+        phi_inv = self.disentangler.phi_inv
+        return from_net(self.aae.G(phi_inv(f) + z - phi_inv(f_base)))
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n random faces: z* from the prior N(0, I) through G."""

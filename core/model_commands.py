@@ -93,10 +93,12 @@ def retrieve(checkpoint, query, gallery, by, k, strict, align):
 @click.option("--target", required=True, help="Image that receives them.")
 @click.option("--attributes", "attributes", type=AttributeList(), required=True)
 @click.option("--except", "everything_except", is_flag=True, help="Transfer everything except these attributes.")
+@click.option("--residual", is_flag=True,
+              help="Keep what the embedding does not return of the face that receives the edit (FaceModel.transfer).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 @click.option("--align/--no-align", default=True, show_default=True,
               help="Detect, align and equalise the face of a raw photo as fsx prepare does (needs fsx[faces]).")
-def edit(checkpoint, source, target, attributes, everything_except, out, align):
+def edit(checkpoint, source, target, attributes, everything_except, residual, out, align):
     """Transfer attributes from SOURCE to TARGET, as in Figure 5; the PNG shows source, target and result."""
     model, aligner = _load_model(checkpoint), _aligner(align)
     try:
@@ -105,7 +107,7 @@ def edit(checkpoint, source, target, attributes, everything_except, out, align):
         raise BadInput(str(exc))
     names = [a.name for a in attributes]
     with torch.no_grad():
-        result = model.transfer(src, tgt, names, everything_except=everything_except).cpu()
+        result = model.transfer(src, tgt, names, everything_except=everything_except, residual=residual).cpu()
     _save_png(torch.cat([src, tgt, result]), out, nrow=3)
     click.echo(f"wrote {out}: {'everything except ' if everything_except else ''}{','.join(names)} from {source} onto {target}")
 

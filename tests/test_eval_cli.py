@@ -3,9 +3,14 @@
 import csv
 import json
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors.torch import load_file
+
+import fsx
+from fsx.data.specs import load_images
 
 from conftest import run_fsx
 
@@ -67,6 +72,9 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     j = m["judge"]
     assert set(j["of"]) == {"x", "G(E(x))", "G(Phi^-1(Phi(E(x))))"} and j["edits"]["pairs"] > 0
     assert set(j["edits"]["transfer"]) == set(j["edits"]["all_but"]) == {"pose", "identity", "expression", "style"}
+    assert set(j["edits"]["transfer_residual"]) == set(j["edits"]["all_but_residual"]) == set(j["edits"]["transfer"])
+    assert "exact_transfer_residual" not in j["edits"]  # the exact render is one edit, whatever the model's path
+    assert "**the residual edit, transfer(A, B, [k], residual=True)**" in report
     assert set(j["edits"]["transfer"]["pose"]) == {"pose", "identity", "expression", "style"}
     # the same edits rendered exactly: each reads as its donor's factor, every other factor as the receiver's
     exact = j["edits"]["exact_transfer"]
@@ -153,6 +161,14 @@ def test_edit_generate_and_bad_paths(tiny, faces, tmp_path):
     run_fsx("edit", tiny, "--no-align", "--source", faces / "face01.png", "--target", "synthfaces:test:7", "--attributes", "expr,pose",
             "--except", "--out", out, check=True)
     assert Image.open(out).size == (3 * 34 + 2, 34 + 2)
+    # --residual: a face edited onto itself comes back as the autoencoder draws it (the PNG's third picture)
+    run_fsx("edit", tiny, "--no-align", "--source", faces / "face01.png", "--target", faces / "face01.png",
+            "--attributes", "expr", "--residual", "--out", out, check=True)
+    model = fsx.load(tiny)
+    with torch.no_grad():
+        expected = model.autoencode(load_images([faces / "face01.png"], model.image_size))[0]
+    drawn = torch.from_numpy(np.asarray(Image.open(out).convert("RGB"))[2:34, 2 + 2 * 34 : 34 + 2 * 34])
+    assert (drawn.permute(2, 0, 1).float() / 255 - expected).abs().max() <= 1 / 255 + 1e-6
     run_fsx("generate", tiny, "-n", "8", "--out", tmp_path / "gen.png", check=True)
     assert Image.open(tmp_path / "gen.png").size == (8 * 34 + 2, 34 + 2)
     missing = run_fsx("edit", tiny, "--no-align", "--source", tmp_path / "nope.png", "--target", faces / "face01.png",

@@ -3,6 +3,7 @@ import torch
 
 import fsx
 from conftest import tiny_config
+from fsx.model import from_net
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,28 @@ def test_transfer_swaps_exactly_the_named_sub_vectors(model):
         expected2 = fs.expand_as(ft).clone()
         expected2[:, sl] = ft[:, sl]
         torch.testing.assert_close(out2, model.decode(expected2))
+
+
+def test_residual_transfer_keeps_what_the_embedding_does_not_return(model):
+    src, tgt = torch.rand(1, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        z_s, f_s = model.encode_features(src)
+        z_t, f_t = model.encode_features(tgt)
+        sl, inv = model.layout.slices["expression"], model.disentangler.phi_inv
+        assert (inv(f_t) - z_t).abs().max() > 1e-2  # the embedding does not return z: there is a residual
+        # a face transferred onto itself comes back as the autoencoder draws it, not as the embedding does
+        same = model.transfer(tgt, tgt, ["expression"], residual=True)
+        torch.testing.assert_close(same, model.autoencode(tgt), atol=1e-5, rtol=0)
+        edited = f_t.clone()
+        edited[:, sl] = f_s[:, sl]
+        out = model.transfer(src, tgt, ["expression"], residual=True)
+        torch.testing.assert_close(out, from_net(model.aae.G(inv(edited) + z_t - inv(f_t))))
+        # with everything_except the edit stays on the source: its residual, not the target's
+        kept = f_s.expand_as(f_t).clone()
+        kept[:, sl] = f_t[:, sl]
+        out2 = model.transfer(src, tgt, ["expression"], everything_except=True, residual=True)
+        z_base, f_base = z_s.expand_as(z_t), f_s.expand_as(f_t)
+        torch.testing.assert_close(out2, from_net(model.aae.G(inv(kept) + z_base - inv(f_base))))
 
 
 def test_generate_is_seeded(model):

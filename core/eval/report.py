@@ -150,16 +150,19 @@ def report_lines(j: dict) -> list[str]:
                      f"{100 * r['identity_verification']:.1f}% | {r['style_mae']:.3f} | "
                      f"{100 * r['glasses_hat_accuracy']:.1f}% |")
     e = j["edits"]
-    for key, title in (("transfer", "transfer(A, B, [k]): B with A's k"), ("all_but", "'all but k': A with B's k")):
+    for key, title in (("transfer", "transfer(A, B, [k]): B with A's k"), ("all_but", "'all but k': A with B's k"),
+                       ("transfer_residual", "the residual edit, transfer(A, B, [k], residual=True)"),
+                       ("all_but_residual", "the residual edit, 'all but k'")):
         groups = list(e.get(key, {}))
         if not groups:
             continue
+        exact = e.get(f"exact_{key}", {})
         lines += ["", f"**{title}** ({e['pairs']} pairs of different persons). Each cell: the factor of the column "
                   "as read on the edit, scored against A's and B's (A / B); the edited factor should read as its "
-                  "donor's, every other as the face it stays on. The rows 'rendered exactly' are the same edit drawn "
-                  "by the renderer from the true factors: the most the judge can read on any edit.", "",
+                  "donor's, every other as the face it stays on." + (
+                      " The rows 'rendered exactly' are the same edit drawn by the renderer from the true factors: "
+                      "the most the judge can read on any edit." if exact else ""), "",
                   "| edit | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
-        exact = e.get(f"exact_{key}", {})
         for k, row in e[key].items():
             lines.append(f"| {k} | " + " | ".join(f"{row[c]['as_a']:.2f} / {row[c]['as_b']:.2f}" for c in groups) + " |")
             if k in exact:
