@@ -119,8 +119,8 @@ class FaceModel(nn.Module):
         Phi^-1(Phi(z)) is not exactly z, so the paper's edit draws every unedited factor as the embedding's
         reconstruction does (``reconstruct``); the residual edit draws them as the autoencoder does
         (``autoencode``: a face transferred onto itself comes back as G(E(x))). What the residual carries is not
-        sorted by attribute, so the edited factor moves less towards the source's where the embedding returns
-        less of it.
+        sorted by attribute: the edited factor moves less towards the source's by whatever of it the round trip
+        loses (docs/experiments.md, "The residual edit", measures how much for each attribute).
 
         source: (1 or N, 3, H, W); target: (N, 3, H, W).
         """

@@ -94,7 +94,8 @@ def retrieve(checkpoint, query, gallery, by, k, strict, align):
 @click.option("--attributes", "attributes", type=AttributeList(), required=True)
 @click.option("--except", "everything_except", is_flag=True, help="Transfer everything except these attributes.")
 @click.option("--residual", is_flag=True,
-              help="Keep what the embedding does not return of the face that receives the edit (FaceModel.transfer).")
+              help="Keep what the embedding does not return of the face the edit stays on (the target; the source "
+                   "with --except): the unedited attributes as G(E(x)) draws them (FaceModel.transfer).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 @click.option("--align/--no-align", default=True, show_default=True,
               help="Detect, align and equalise the face of a raw photo as fsx prepare does (needs fsx[faces]).")
