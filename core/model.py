@@ -26,6 +26,14 @@ def from_net(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
+def along_edit(phi_inv: nn.Module, f: torch.Tensor, mask: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The part of r (N, z_dim) that moving the masked entries of f (N, f_dim) could make: r's least-squares
+    projection onto the columns of the Jacobian d phi_inv / d f[mask] at each face's f."""
+    jac = torch.func.vmap(torch.func.jacrev(phi_inv))(f)[:, :, mask]  # (N, z_dim, k)
+    coef = torch.linalg.lstsq(jac, r.unsqueeze(-1)).solution  # (N, k, 1)
+    return (jac @ coef).squeeze(-1)
+
+
 class FaceModel(nn.Module):
     """The AAE (E, G, D_z, D_x) plus the disentangler (Phi, Phi^-1) over an attribute layout.
 
@@ -109,21 +117,29 @@ class FaceModel(nn.Module):
         target: torch.Tensor,
         attributes: str | Iterable[str],
         everything_except: bool = False,
-        residual: bool = False,
+        residual: str | None = None,
     ) -> torch.Tensor:
         """``target`` with ``source``'s sub-vectors for ``attributes`` (Fig. 5, rows 1-4); with
         ``everything_except=True``, all sub-vectors *but* those come from the source (rows 5-8).
 
-        ``residual=True`` also keeps what the embedding does not return of the face the edit stays on (the target;
-        the source with ``everything_except``): G(Phi^-1(f*) + z - Phi^-1(Phi(z))) instead of G(Phi^-1(f*)).
-        Phi^-1(Phi(z)) is not exactly z, so the paper's edit draws every unedited factor as the embedding's
-        reconstruction does (``reconstruct``); the residual edit draws them as the autoencoder does
-        (``autoencode``: a face transferred onto itself comes back as G(E(x))). What the residual carries is not
-        sorted by attribute: the edited factor moves less towards the source's by whatever of it the round trip
-        loses (docs/experiments.md, "The residual edit", measures how much for each attribute).
+        ``residual`` also keeps what the embedding does not return of the face the edit stays on, B (the target;
+        the source with ``everything_except``), r = z_B - Phi^-1(f_B). Phi^-1(Phi(z)) is not exactly z, so the
+        paper's edit, G(Phi^-1(f*)), draws every unedited factor as the embedding's reconstruction does
+        (``reconstruct``).
+
+        - ``"full"``: G(Phi^-1(f*) + r). The unedited factors are drawn as the autoencoder draws them
+          (``autoencode``: a face transferred onto itself comes back as G(E(x))). What r carries is not sorted by
+          attribute, so the edited factor moves less towards the source's by whatever of it the round trip loses.
+        - ``"projected"``: G(Phi^-1(f*) + r - J J^+ r), J = d Phi^-1 / d f at f_B for the edited sub-vectors only:
+          r without the part that looks like a change of the edited factor. The edited factor moves nearly as
+          far as in the paper's edit; a face transferred onto itself comes back close to, not exactly as, G(E(x)).
+
+        docs/experiments.md ("The residual edit") measures each against the paper's edit, attribute by attribute.
 
         source: (1 or N, 3, H, W); target: (N, 3, H, W).
         """
+        if residual not in (None, "full", "projected"):
+            raise ValueError(f"residual must be None, 'full' or 'projected', got {residual!r}")
         names = [attributes] if isinstance(attributes, str) else list(attributes)
         mask = self.layout.mask(names, device=self.device)  # (f_dim,)
         if everything_except:
@@ -131,11 +147,14 @@ class FaceModel(nn.Module):
         z_src, f_src = self.encode_features(source)
         z_tgt, f_tgt = self.encode_features(target)
         f = torch.where(mask, f_src.expand_as(f_tgt), f_tgt)
-        if not residual:
+        if residual is None:
             return self.decode(f)
         z, f_base = (z_src.expand_as(z_tgt), f_src.expand_as(f_tgt)) if everything_except else (z_tgt, f_tgt)
         phi_inv = self.disentangler.phi_inv
-        return from_net(self.aae.G(phi_inv(f) + z - phi_inv(f_base)))
+        r = z - phi_inv(f_base)
+        if residual == "projected":
+            r = r - along_edit(phi_inv, f_base, mask, r)
+        return from_net(self.aae.G(phi_inv(f) + r))
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n random faces: z* from the prior N(0, I) through G."""

@@ -93,9 +93,10 @@ def retrieve(checkpoint, query, gallery, by, k, strict, align):
 @click.option("--target", required=True, help="Image that receives them.")
 @click.option("--attributes", "attributes", type=AttributeList(), required=True)
 @click.option("--except", "everything_except", is_flag=True, help="Transfer everything except these attributes.")
-@click.option("--residual", is_flag=True,
+@click.option("--residual", type=click.Choice(["full", "projected"]), is_flag=False, flag_value="full", default=None,
               help="Keep what the embedding does not return of the face the edit stays on (the target; the source "
-                   "with --except): the unedited attributes as G(E(x)) draws them (FaceModel.transfer).")
+                   "with --except): 'full' (the bare flag) draws the unedited attributes as G(E(x)) does; "
+                   "'projected' first removes the part of it along the edited attributes (FaceModel.transfer).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 @click.option("--align/--no-align", default=True, show_default=True,
               help="Detect, align and equalise the face of a raw photo as fsx prepare does (needs fsx[faces]).")

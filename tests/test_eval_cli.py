@@ -72,9 +72,11 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     j = m["judge"]
     assert set(j["of"]) == {"x", "G(E(x))", "G(Phi^-1(Phi(E(x))))"} and j["edits"]["pairs"] > 0
     assert set(j["edits"]["transfer"]) == set(j["edits"]["all_but"]) == {"pose", "identity", "expression", "style"}
-    assert set(j["edits"]["transfer_residual"]) == set(j["edits"]["all_but_residual"]) == set(j["edits"]["transfer"])
-    assert "exact_transfer_residual" not in j["edits"]  # the exact render is one edit, whatever the model's path
-    assert "**the residual edit, transfer(A, B, [k], residual=True)**" in report
+    for key in ("residual", "projected"):
+        assert set(j["edits"][f"transfer_{key}"]) == set(j["edits"][f"all_but_{key}"]) == set(j["edits"]["transfer"])
+        assert f"exact_transfer_{key}" not in j["edits"]  # the exact render is one edit, whatever the model's path
+    assert "**the residual edit, transfer(A, B, [k], residual='full')**" in report
+    assert "**the projected residual edit, transfer(A, B, [k], residual='projected')**" in report
     assert set(j["edits"]["transfer"]["pose"]) == {"pose", "identity", "expression", "style"}
     # the same edits rendered exactly: each reads as its donor's factor, every other factor as the receiver's
     exact = j["edits"]["exact_transfer"]
@@ -167,7 +169,15 @@ def test_edit_generate_and_bad_paths(tiny, faces, tmp_path):
     model = fsx.load(tiny)
     with torch.no_grad():
         expected = model.autoencode(load_images([faces / "face01.png"], model.image_size))[0]
-    drawn = torch.from_numpy(np.asarray(Image.open(out).convert("RGB"))[2:34, 2 + 2 * 34 : 34 + 2 * 34])
+    drawn = torch.from_numpy(np.array(Image.open(out).convert("RGB"))[2:34, 2 + 2 * 34 : 34 + 2 * 34])
+    assert (drawn.permute(2, 0, 1).float() / 255 - expected).abs().max() <= 1 / 255 + 1e-6
+    # --residual projected: the Python API's projected edit, through the PNG
+    run_fsx("edit", tiny, "--no-align", "--source", faces / "face01.png", "--target", faces / "face02.png",
+            "--attributes", "id", "--residual", "projected", "--out", out, check=True)
+    src, tgt = (load_images([faces / name], model.image_size) for name in ("face01.png", "face02.png"))
+    with torch.no_grad():
+        expected = model.transfer(src, tgt, ["identity"], residual="projected")[0]
+    drawn = torch.from_numpy(np.array(Image.open(out).convert("RGB"))[2:34, 2 + 2 * 34 : 34 + 2 * 34])
     assert (drawn.permute(2, 0, 1).float() / 255 - expected).abs().max() <= 1 / 255 + 1e-6
     run_fsx("generate", tiny, "-n", "8", "--out", tmp_path / "gen.png", check=True)
     assert Image.open(tmp_path / "gen.png").size == (8 * 34 + 2, 34 + 2)

@@ -55,18 +55,41 @@ def test_residual_transfer_keeps_what_the_embedding_does_not_return(model):
         sl, inv = model.layout.slices["expression"], model.disentangler.phi_inv
         assert (inv(f_t) - z_t).abs().max() > 1e-2  # the embedding does not return z: there is a residual
         # a face transferred onto itself comes back as the autoencoder draws it, not as the embedding does
-        same = model.transfer(tgt, tgt, ["expression"], residual=True)
+        same = model.transfer(tgt, tgt, ["expression"], residual="full")
         torch.testing.assert_close(same, model.autoencode(tgt), atol=1e-5, rtol=0)
         edited = f_t.clone()
         edited[:, sl] = f_s[:, sl]
-        out = model.transfer(src, tgt, ["expression"], residual=True)
+        out = model.transfer(src, tgt, ["expression"], residual="full")
         torch.testing.assert_close(out, from_net(model.aae.G(inv(edited) + z_t - inv(f_t))))
         # with everything_except the edit stays on the source: its residual, not the target's
         kept = f_s.expand_as(f_t).clone()
         kept[:, sl] = f_t[:, sl]
-        out2 = model.transfer(src, tgt, ["expression"], everything_except=True, residual=True)
+        out2 = model.transfer(src, tgt, ["expression"], everything_except=True, residual="full")
         z_base, f_base = z_s.expand_as(z_t), f_s.expand_as(f_t)
         torch.testing.assert_close(out2, from_net(model.aae.G(inv(kept) + z_base - inv(f_base))))
+
+
+def test_projected_residual_drops_what_the_edited_sub_vectors_could_make(model):
+    src, tgt = torch.rand(1, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        z_t, f_t = model.encode_features(tgt)
+        f_s = model.encode_features(src)[1]
+    inv, sl = model.disentangler.phi_inv, model.layout.slices["expression"]
+    r = (z_t - inv(f_t)).detach()
+    # d Phi^-1 / d f_expression at each target's f, by plain autograd (one face at a time)
+    jac = torch.stack([torch.autograd.functional.jacobian(lambda f: inv(f[None])[0], f)[:, sl] for f in f_t])
+    coef = torch.linalg.pinv(jac) @ r.unsqueeze(-1)
+    kept = r - (jac @ coef).squeeze(-1)
+    # what is left of the residual has no component a change of expression could make ...
+    assert (jac.transpose(1, 2) @ kept.unsqueeze(-1)).abs().max() < 1e-4 * r.abs().max()
+    assert (kept - r).abs().max() > 1e-4  # ... and the projection removed something
+    edited = f_t.clone()
+    edited[:, sl] = f_s[:, sl]
+    with torch.no_grad():
+        out = model.transfer(src, tgt, ["expression"], residual="projected")
+        torch.testing.assert_close(out, from_net(model.aae.G(inv(edited) + kept)), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="residual must be"):
+        model.transfer(src, tgt, ["expression"], residual=True)
 
 
 def test_generate_is_seeded(model):

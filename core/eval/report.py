@@ -151,8 +151,10 @@ def report_lines(j: dict) -> list[str]:
                      f"{100 * r['glasses_hat_accuracy']:.1f}% |")
     e = j["edits"]
     for key, title in (("transfer", "transfer(A, B, [k]): B with A's k"), ("all_but", "'all but k': A with B's k"),
-                       ("transfer_residual", "the residual edit, transfer(A, B, [k], residual=True)"),
-                       ("all_but_residual", "the residual edit, 'all but k'")):
+                       ("transfer_residual", "the residual edit, transfer(A, B, [k], residual='full')"),
+                       ("all_but_residual", "the residual edit, 'all but k'"),
+                       ("transfer_projected", "the projected residual edit, transfer(A, B, [k], residual='projected')"),
+                       ("all_but_projected", "the projected residual edit, 'all but k'")):
         groups = list(e.get(key, {}))
         if not groups:
             continue

@@ -3,6 +3,8 @@ samples; the error of edits against their exactly rendered counterfactuals; MIG 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from fsx.data.face_params import GROUPS
@@ -55,8 +57,9 @@ def _edit_score(group: str, out: dict, la: dict, lb: dict, ida: torch.Tensor, id
 def judge_model(model, data, indices, judge: Judge | None = None, n: int = 512, pairs: int = 256,
                 seed: int = 0, batch: int = 64) -> dict:
     """The judge on x, on G(E(x)), on G(Phi^-1(Phi(E(x)))), on every edit transfer(A, B, [k]) and 'all but k'
-    (each SynthFaces factor group read as A's or as B's), each also as the residual edit (``transfer_residual``,
-    ``all_but_residual``: ``FaceModel.transfer(..., residual=True)``) and, where ``data`` renders
+    (each SynthFaces factor group read as A's or as B's), each also as both residual edits (``transfer_residual``,
+    ``all_but_residual``: ``FaceModel.transfer(..., residual="full")``; ``transfer_projected``, ``all_but_projected``:
+    ``residual="projected"``) and, where ``data`` renders
     counterfactuals, on the same edits rendered exactly (``exact_transfer``, ``exact_all_but``: the ceiling of
     each edit's reading, as x is the ceiling of a reconstruction's), and on random samples G(z*) (its
     confidence)."""
@@ -87,8 +90,9 @@ def judge_model(model, data, indices, judge: Judge | None = None, n: int = 512, 
     ra, rb = read(judge, xa), read(judge, xb)
     groups = [k for k in model.attributes if k in GROUPS]
     out["edits"] = {"pairs": len(a)}
-    for everything_except, residual in ((False, False), (True, False), (False, True), (True, True)):
-        key = ("all_but" if everything_except else "transfer") + ("_residual" if residual else "")
+    suffix = {None: "", "full": "_residual", "projected": "_projected"}
+    for residual, everything_except in itertools.product(suffix, (False, True)):
+        key = ("all_but" if everything_except else "transfer") + suffix[residual]
         out["edits"][key] = {}
         for k in groups:
             edited = torch.cat([model.transfer(xa[s : s + batch].to(model.device), xb[s : s + batch].to(model.device),
@@ -96,7 +100,7 @@ def judge_model(model, data, indices, judge: Judge | None = None, n: int = 512, 
                                 for s in range(0, len(a), batch)])
             reading = read(judge, edited)
             out["edits"][key][k] = {j: _edit_score(j, reading, la, lb, ra["identity"], rb["identity"]) for j in groups}
-            if not residual and hasattr(data, "counterfactual"):  # the exact edit, rendered: the most any edit reads as
+            if residual is None and hasattr(data, "counterfactual"):  # the exact edit, rendered: the most any edit reads as
                 exact = read(judge, data.counterfactual(a, b, [k], everything_except=everything_except))
                 out["edits"].setdefault(f"exact_{key}", {})[k] = {
                     j: _edit_score(j, exact, la, lb, ra["identity"], rb["identity"]) for j in groups}
