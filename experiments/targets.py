@@ -8,8 +8,8 @@ expression transfer (A's category for >= 40% of x's reading), the identity trans
 pairs), the other factors of each transfer still B's (>= 80% of the reconstruction's reading; for pose and style,
 whose readings are errors, the edit's error to B <= 1.25 x the reconstruction's), and the sub-vector table (pose <=
 3 deg, identity >= 92%, expression AUC >= 0.88, style >= 90%). The transfer checks are made for the paper's edit and,
-where the metrics hold it, again for each residual edit (``transfer(..., residual="full")`` and ``"projected"``). Each line: the value, the
-target, met or not.
+where the metrics hold it, again for each residual edit (``transfer(..., residual="full")`` and ``"projected"``).
+Each line: the value, the target, met or not.
 """
 
 import json

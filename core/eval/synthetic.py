@@ -100,7 +100,8 @@ def judge_model(model, data, indices, judge: Judge | None = None, n: int = 512, 
                                 for s in range(0, len(a), batch)])
             reading = read(judge, edited)
             out["edits"][key][k] = {j: _edit_score(j, reading, la, lb, ra["identity"], rb["identity"]) for j in groups}
-            if residual is None and hasattr(data, "counterfactual"):  # the exact edit, rendered: the most any edit reads as
+            # the exact edit, rendered: the most any edit reads as (one render, whichever path the model takes)
+            if residual is None and hasattr(data, "counterfactual"):
                 exact = read(judge, data.counterfactual(a, b, [k], everything_except=everything_except))
                 out["edits"].setdefault(f"exact_{key}", {})[k] = {
                     j: _edit_score(j, exact, la, lb, ra["identity"], rb["identity"]) for j in groups}
