@@ -26,6 +26,10 @@ def from_net(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
+# The edits ``FaceModel.transfer(..., residual=...)`` can make besides the paper's (None).
+RESIDUAL_EDITS = ("full", "projected")
+
+
 def along_edit(phi_inv: nn.Module, f: torch.Tensor, mask: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """The part of r (N, z_dim) that moving the masked entries of f (N, f_dim) could make: r's least-squares
     projection onto the columns of the Jacobian d phi_inv / d f[mask] at each face's f."""
@@ -138,7 +142,7 @@ class FaceModel(nn.Module):
 
         source: (1 or N, 3, H, W); target: (N, 3, H, W).
         """
-        if residual not in (None, "full", "projected"):
+        if residual is not None and residual not in RESIDUAL_EDITS:
             raise ValueError(f"residual must be None, 'full' or 'projected', got {residual!r}")
         names = [attributes] if isinstance(attributes, str) else list(attributes)
         mask = self.layout.mask(names, device=self.device)  # (f_dim,)

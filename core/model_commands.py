@@ -15,6 +15,7 @@ from fsx.cli_support import (AttributeList, BadInput, _attribute_name, _load_mod
 from fsx.data.specs import list_images, load_images, photo_aligner
 from fsx.embeddings import default_attribute, encode_files, load_embeddings, retrieve as rank, save_embeddings
 from fsx.eval.audit import audit as run_audit, write_audit
+from fsx.model import RESIDUAL_EDITS
 from fsx.model_io import describe
 from fsx.plugins import attribute_table, get_registry
 
@@ -93,7 +94,7 @@ def retrieve(checkpoint, query, gallery, by, k, strict, align):
 @click.option("--target", required=True, help="Image that receives them.")
 @click.option("--attributes", "attributes", type=AttributeList(), required=True)
 @click.option("--except", "everything_except", is_flag=True, help="Transfer everything except these attributes.")
-@click.option("--residual", type=click.Choice(["full", "projected"]), is_flag=False, flag_value="full", default=None,
+@click.option("--residual", type=click.Choice(RESIDUAL_EDITS), is_flag=False, flag_value="full", default=None,
               help="Keep what the embedding does not return of the face the edit stays on (the target; the source "
                    "with --except): 'full' (the bare flag) draws the unedited attributes as G(E(x)) does; "
                    "'projected' first removes the part of it along the edited attributes (FaceModel.transfer).")
