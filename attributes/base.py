@@ -27,12 +27,14 @@ class AttributeLoss(Protocol):
     """F_k: maps a batch of sub-vectors (N, dim) and the batch's labels to a scalar loss.
 
     Samples for which no usable positive/negative exists contribute nothing; a batch with none at all
-    returns a zero that is still connected to the graph (never NaN).
+    returns a zero that is still connected to the graph (never NaN). A loss made of several terms may instead
+    return a mapping {part name: scalar}: the task loss is their sum, and training also logs each part (weighted
+    like the sum) as ``task_<attribute>.<part>``, so a user sees which term moves.
     """
 
     def __call__(
         self, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator: torch.Generator | None = None
-    ) -> torch.Tensor: ...
+    ) -> torch.Tensor | Mapping[str, torch.Tensor]: ...
 
 
 @attrs.frozen

@@ -6,6 +6,7 @@ from typing import Mapping
 
 import attrs
 import torch
+import torch.nn.functional as F
 
 from fsx.attributes.base import Attribute, Label, Probe
 from fsx.attributes.contrastive import contrastive_loss
@@ -23,6 +24,16 @@ def expression_distance(va: torch.Tensor, category: torch.Tensor, lambda_l: floa
     """
     d = torch.cdist(va, va).pow(2)
     return d + lambda_l * (category[:, None] != category[None, :]).to(d)
+
+
+def category_prototypes(n: int, dim: int) -> torch.Tensor:
+    """n orthonormal rows in R^dim (n <= dim), the same on every machine and run: QR of a seeded Gaussian."""
+    if n > dim:
+        raise ValueError(f"expression: {n} category prototypes need a sub-vector of at least {n} dimensions, "
+                         f"got {dim}")
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(dim, n, generator=g, dtype=torch.float64))
+    return q.T.float()
 
 
 @attrs.frozen
@@ -54,25 +65,43 @@ class ExpressionTriplet:
     # loss sat at its uniform value for 650 of 1,500 joint steps in one run and all of them in another. A
     # regression, like pose's L1, pulls E towards expression from the first step.
     va_weight: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    # Beyond the paper: + prototype_weight * the cross-entropy of the category against softmax(cos(f, p_c) /
+    # temperature), p_c fixed orthonormal vectors (``category_prototypes``). Unlike the ranking objectives, a
+    # classifier's gradient does not vanish on identical features: each face is pulled towards its own category's
+    # vector from the first step, in the same cosine geometry the contrastive loss reads.
+    prototype_weight: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
 
-    def __call__(self, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator=None) -> torch.Tensor:
+    def __call__(self, features: torch.Tensor, labels: Mapping[str, torch.Tensor],
+                 generator=None) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The ranking objective's loss; with ``va_weight`` or ``prototype_weight`` set, its parts
+        ``{objective: ..., "va": ..., "prototype": ...}``, whose sum is the loss (training logs each)."""
         device = features.device
         va = torch.stack([labels["valence"], labels["arousal"]], dim=1).to(device=device, dtype=torch.float32)
         cat = labels["category"].to(device)
-        n = len(cat)
-        regression = 0.0
+        extra = {}
         if self.va_weight:
-            regression = self.va_weight * (features[:, :2].float() - va).abs().sum(dim=1).mean()
+            extra["va"] = self.va_weight * (features[:, :2].float() - va).abs().sum(dim=1).mean()
+        if self.prototype_weight:
+            protos = category_prototypes(len(AFFECTNET_CATEGORIES), features.shape[1]).to(device)
+            logits = F.normalize(features.float(), dim=1) @ protos.T / self.temperature
+            extra["prototype"] = self.prototype_weight * F.cross_entropy(logits, cat.long())
+        ranking = self._ranking(features, va, cat, labels, generator)
+        return {self.objective: ranking, **extra} if extra else ranking
+
+    def _ranking(self, features: torch.Tensor, va: torch.Tensor, cat: torch.Tensor,
+                 labels: Mapping[str, torch.Tensor], generator) -> torch.Tensor:
+        """Eq. (12)'s triplet or the in-batch contrastive loss, ordered by Eq. (13)."""
+        device, n = features.device, len(cat)
         if n < 3:
-            return features.sum() * 0.0 + regression
+            return features.sum() * 0.0
         dist = expression_distance(va, cat, self.lambda_l)
         excluded = torch.eye(n, dtype=torch.bool, device=device)  # a sample is never its own positive or negative
         if self.ignore_same is not None and self.ignore_same in labels:
             group = labels[self.ignore_same].to(device)
             excluded = excluded | (group[:, None] == group[None, :])
         if self.objective == "contrastive":
-            return regression + contrastive_loss(features, torch.exp(-dist / self.label_temperature),
-                                                 self.temperature, excluded, center=self.center)
+            return contrastive_loss(features, torch.exp(-dist / self.label_temperature), self.temperature, excluded,
+                                    center=self.center)
         dist = dist.masked_fill(excluded, float("inf"))
         order = dist.argsort(dim=1)  # (N, N); the excluded samples last
         others = (~excluded).sum(dim=1)  # (N,) candidates per sample
@@ -85,7 +114,7 @@ class ExpressionTriplet:
         negative = order.gather(1, pick[:, None]).squeeze(1)
         rows = torch.arange(n, device=device)
         valid = (dist[rows, negative] > dist[rows, positive]) & (others >= 2)
-        return regression + triplet_loss(features, positive, negative, valid, self.margin, self.normalize)
+        return triplet_loss(features, positive, negative, valid, self.margin, self.normalize)
 
 
 def expression(margin: float = 0.2, lambda_l: float = 0.25, weight: float = 1.0,

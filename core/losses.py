@@ -152,9 +152,11 @@ def cycle_l1(f_star: torch.Tensor, f_cycled: torch.Tensor) -> torch.Tensor:
     return (f_star - f_cycled).abs().mean()
 
 
-def _attribute_loss(a, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator) -> torch.Tensor | None:
+def _attribute_loss(a, features: torch.Tensor, labels: Mapping[str, torch.Tensor], generator,
+                    parts: dict | None = None) -> torch.Tensor | None:
     """weight * F_k on the rows that carry the attribute's labels (all of them for a fully labelled batch);
-    None where fewer than two rows do."""
+    None where fewer than two rows do. A loss that returns named parts is summed; ``parts``, when given,
+    receives each of them weighted and detached as ``"<attribute>.<part>"``."""
     rows = a.labelled_rows(labels)
     if not bool(rows.all()):
         if int(rows.sum()) < 2:
@@ -163,21 +165,28 @@ def _attribute_loss(a, features: torch.Tensor, labels: Mapping[str, torch.Tensor
         features = features[rows]
         labels = {k: v[rows.to(v.device)] for k, v in labels.items()}
     loss = a.loss(features, labels, generator)
-    if not (torch.is_tensor(loss) and loss.ndim == 0):
-        shape = tuple(loss.shape) if torch.is_tensor(loss) else type(loss).__name__
-        raise ValueError(f"attribute {a.name!r} (package {a.package} {a.version}".rstrip() + f"): its loss returned "
-                         f"{shape}, not a scalar tensor")
-    return a.weight * loss
+    named = dict(loss) if isinstance(loss, Mapping) else {"": loss}
+    who = f"attribute {a.name!r} (package {a.package} {a.version}".rstrip() + "): its loss returned"
+    if not named:
+        raise ValueError(f"{who} an empty mapping, not a scalar tensor")
+    for part, value in named.items():
+        if not (torch.is_tensor(value) and value.ndim == 0):
+            shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+            raise ValueError(f"{who} {f'part {part!r}: ' if part else ''}{shape}, not a scalar tensor")
+    if parts is not None and isinstance(loss, Mapping):
+        parts.update({f"{a.name}.{part}": a.weight * value.detach() for part, value in named.items()})
+    return a.weight * sum(named.values())
 
 
 def task_losses(f: torch.Tensor, labels: Mapping[str, torch.Tensor], attributes, layout: Layout,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Eq. (7) for every attribute the batch has labels for: {name: weight * F_k(f_k, y_k)}."""
-    parts = layout.split(f)
+                generator: torch.Generator | None = None, parts: dict | None = None) -> dict[str, torch.Tensor]:
+    """Eq. (7) for every attribute the batch has labels for: {name: weight * F_k(f_k, y_k)}. ``parts``, when
+    given, receives the weighted, detached parts of losses that return them (``"<attribute>.<part>"``)."""
+    layout_parts = layout.split(f)
     out = {}
     for a in attributes:
         if a.has_labels(labels):
-            loss = _attribute_loss(a, parts[a.name], labels, generator)
+            loss = _attribute_loss(a, layout_parts[a.name], labels, generator, parts)
             if loss is not None:
                 out[a.name] = loss
     return out

@@ -127,12 +127,55 @@ def test_expression_va_regression_adds_an_l1_term_with_gradient_at_collapse():
         g = torch.Generator().manual_seed(1)
         base = plain(f, labels, torch.Generator().manual_seed(1))
         expected = base + 2.0 * (f[:, :2] - va).abs().sum(1).mean()
-        torch.testing.assert_close(with_va(f, labels, g), expected)
+        parts = with_va(f, labels, g)
+        assert set(parts) == {objective, "va"}  # the parts training logs as task_expression.<part>
+        torch.testing.assert_close(parts[objective], base)
+        torch.testing.assert_close(sum(parts.values()), expected)
         collapsed = torch.ones(4, 32, requires_grad=True)
-        with_va(collapsed, labels, torch.Generator().manual_seed(1)).backward()
+        sum(with_va(collapsed, labels, torch.Generator().manual_seed(1)).values()).backward()
         assert collapsed.grad[:, :2].abs().sum() > 0
     with pytest.raises(ValueError, match="va_weight"):
         expression().configure(va_weight=-1.0)
+
+
+def test_expression_prototype_term_pulls_collapsed_features_towards_their_category():
+    """prototype_weight adds prototype_weight * CE(category, softmax(cos(f, p_c) / temperature)) over fixed orthonormal
+    prototypes; on collapsed features, where the contrastive gradient vanishes, it still pulls each face towards its
+    own category's prototype, and one step along it lowers the term."""
+    from fsx.attributes import expression
+    from fsx.attributes.expression import category_prototypes
+
+    protos = category_prototypes(8, 32)
+    torch.testing.assert_close(protos @ protos.T, torch.eye(8))
+    torch.testing.assert_close(category_prototypes(8, 32), protos)  # fixed: the same prototypes on every call
+    with pytest.raises(ValueError, match="at least 8"):
+        category_prototypes(8, 4)
+    n = 12
+    gen = torch.Generator().manual_seed(3)
+    labels = {"valence": torch.rand(n, generator=gen) * 2 - 1, "arousal": torch.rand(n, generator=gen) * 2 - 1,
+              "category": torch.arange(n) % 8, "person": torch.arange(n)}
+    plain = expression(objective="contrastive").loss
+    with_protos = expression(objective="contrastive").configure(prototype_weight=0.5).loss
+    f = torch.randn(n, 32, generator=gen)
+    # an implementation of the term independent of the loss's: the cosine by hand, the CE by log-softmax
+    cos = (f / f.norm(dim=1, keepdim=True)) @ protos.T
+    ce = -(cos / 0.1).log_softmax(dim=1)[torch.arange(n), labels["category"]].mean()
+    parts = with_protos(f, labels)
+    assert set(parts) == {"contrastive", "prototype"}
+    torch.testing.assert_close(parts["contrastive"], plain(f, labels))
+    torch.testing.assert_close(parts["prototype"], 0.5 * ce)
+    grads = []
+    for loss in (plain, lambda x, y: sum(with_protos(x, y).values())):
+        collapsed = torch.ones(n, 32, requires_grad=True)
+        loss(collapsed, labels).backward()
+        grads.append(collapsed.grad)
+    assert float(grads[0].norm()) < 1e-6 < 0.01 < float(grads[1].norm())
+    # the pull differs by category: faces of different categories are sent different ways
+    assert float((grads[1][0] - grads[1][1]).norm()) > 0.01
+    stepped = torch.ones(n, 32) - 1.0 * grads[1]
+    assert float(with_protos(stepped, labels)["prototype"]) < float(with_protos(torch.ones(n, 32), labels)["prototype"])
+    with pytest.raises(ValueError, match="prototype_weight"):
+        expression().configure(prototype_weight=-1.0)
 
 
 def test_contrastive_objectives_of_identity_and_expression_prefer_the_right_embedding():

@@ -84,6 +84,15 @@ def test_a_plugin_loss_that_returns_a_non_scalar_is_named():
     with pytest.raises(ValueError, match=r"attribute 'rows' \(package fsx-rows 0.1\): its loss returned \(4,\)"):
         task_losses(torch.randn(4, 2), {"light_x": torch.randn(4)}, [a], Layout([("rows", 2)]))
 
+    @attrs.frozen
+    class Parts:
+        def __call__(self, features, labels, generator=None):
+            return {"fit": features.pow(2).mean(), "rows": features.sum(1)}  # one part per row: a plugin bug
+
+    b = attrs.evolve(a, loss=Parts())
+    with pytest.raises(ValueError, match=r"its loss returned part 'rows': \(4,\), not a scalar"):
+        task_losses(torch.randn(4, 2), {"light_x": torch.randn(4)}, [b], Layout([("rows", 2)]))
+
 
 @pytest.mark.parametrize("spec", ["synthfaces:test:-1", "synthfaces:test:99999999"])
 def test_a_picture_index_outside_its_source_is_refused(spec):

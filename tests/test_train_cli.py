@@ -56,11 +56,18 @@ def test_each_stage_alone_produces_a_loadable_model(tmp_path):
 
 
 def test_metrics_have_every_loss_term_and_learning_rates(tmp_path):
-    run_fsx("train", "--preset", "tiny", "--stage", "joint", "--out", tmp_path, check=True)
+    """Every term, and the parts of a task loss made of several (expression with its prototype term): the parts
+    of each logged step add up to the attribute's task loss."""
+    run_fsx("train", "--preset", "tiny", "--stage", "joint", "--option", "expression.prototype_weight=0.5",
+            "--out", tmp_path, check=True)
     row = metrics(tmp_path)[-1]
     for key in ("loss/rec", "loss/adv", "loss/enc", "loss/gen", "loss/rec_phi", "loss/cyc", "loss/task_pose",
-                "loss/aug_pose", "lr/eg", "lr/d", "lr/phi", "img_per_s"):
+                "loss/aug_pose", "lr/eg", "lr/d", "lr/phi", "img_per_s", "loss/task_expression.prototype"):
         assert key in row, key
+    parts = [k for k in row if k.startswith("loss/task_expression.")]
+    assert len(parts) == 2 and row["loss/task_expression.prototype"] > 0
+    assert sum(row[k] for k in parts) == pytest.approx(row["loss/task_expression"], rel=1e-5)
+    assert not any(k.startswith(("loss/task_pose.", "loss/aug_expression.")) for k in row)  # parts of Eq. 7 only
 
 
 @pytest.mark.slow

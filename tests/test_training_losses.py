@@ -89,6 +89,29 @@ def test_task_loss_only_for_labelled_attributes_and_aug_uses_permuted_labels():
     assert torch.equal(ya, torch.tensor([9, 7, 8]))  # pi(y): labels permuted like the sub-vector
 
 
+def test_a_loss_made_of_parts_is_their_weighted_sum_and_each_part_is_reported():
+    def loss(features, labels, generator=None):
+        return {"fit": (features[:, 0] - labels["ya"]).abs().mean(), "spread": features.pow(2).mean()}
+
+    a = Attribute(name="alpha", dim=2, labels=("ya",), loss=loss, weight=3.0)
+    f = torch.tensor([[1.0, 2.0], [0.0, -1.0], [2.0, 0.5]], requires_grad=True)
+    labels = {"ya": torch.tensor([0.0, 1.0, 2.0])}
+    parts = {}
+    task = L.task_losses(f, labels, [a], Layout([("alpha", 2)]), parts=parts)
+    fit, spread = (f[:, 0] - labels["ya"]).abs().mean(), f.pow(2).mean()
+    torch.testing.assert_close(task["alpha"], 3.0 * (fit + spread))
+    assert set(parts) == {"alpha.fit", "alpha.spread"}
+    torch.testing.assert_close(parts["alpha.fit"], 3.0 * fit.detach())
+    assert not parts["alpha.spread"].requires_grad  # reported, not trained twice
+    task["alpha"].backward()
+    assert f.grad is not None and float(f.grad.abs().sum()) > 0
+    # a plain scalar loss reports no parts
+    parts.clear()
+    L.task_losses(f, labels, [Attribute(name="alpha", dim=2, labels=("ya",), loss=lambda x, y, g=None: x.sum())],
+                  Layout([("alpha", 2)]), parts=parts)
+    assert parts == {}
+
+
 def _tiny_trainer(tmp_path, registry=None, **over):
     from fsx.train import Trainer, make_config
 

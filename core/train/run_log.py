@@ -10,7 +10,7 @@ import torch
 
 from fsx.eval.figures import reconstructions
 
-CONSOLE_TERMS = ("rec", "adv", "rec_phi", "cyc")  # shown on the progress bar with every task_* term
+CONSOLE_TERMS = ("rec", "adv", "rec_phi", "cyc")  # shown on the progress bar with every task_* term (not its parts)
 
 
 def _record(line: str) -> dict | None:
@@ -58,7 +58,7 @@ class MetricsLog:
                 if isinstance(v, (int, float)) and k not in ("step", "global_step"):
                     self.writer.add_scalar(f"{stage}/{k}", v, record["global_step"])
         if bar is not None:
-            short = {k: f"{v:.3f}" for k, v in means.items() if k in CONSOLE_TERMS or k.startswith("task_")}
+            short = {k: f"{v:.3f}" for k, v in means.items() if k in CONSOLE_TERMS or (k.startswith("task_") and "." not in k)}
             bar.set_postfix(short | {"img/s": f"{rate:.0f}"}, refresh=False)
         if bar is None or bar.disable:
             print(f"[{stage} {record['step']}/{total}] " + " ".join(

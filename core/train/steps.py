@@ -184,8 +184,9 @@ class Steps:
         phi, phi_inv = m.disentangler.phi, m.disentangler.phi_inv
         f = phi(z)
         terms = {"rec_phi": L.reconstruction_l1(z, phi_inv(f))}
-        task = L.task_losses(f, labels, self.attributes, m.layout, self.gen)
-        terms.update({f"task_{k}": v for k, v in task.items()})
+        parts = {}
+        task = L.task_losses(f, labels, self.attributes, m.layout, self.gen, parts)
+        terms.update({f"task_{k}": v for k, v in (task | parts).items()})
         obj_cycle, cycle = self._cycle_terms(f, labels)
         terms.update(cycle)
         rec_weight = w.rec_phi if rec_phi_weight is None else rec_phi_weight
