@@ -58,7 +58,8 @@ class MetricsLog:
                 if isinstance(v, (int, float)) and k not in ("step", "global_step"):
                     self.writer.add_scalar(f"{stage}/{k}", v, record["global_step"])
         if bar is not None:
-            short = {k: f"{v:.3f}" for k, v in means.items() if k in CONSOLE_TERMS or (k.startswith("task_") and "." not in k)}
+            shown = [k for k in means if k in CONSOLE_TERMS or (k.startswith("task_") and "." not in k)]
+            short = {k: f"{means[k]:.3f}" for k in shown}
             bar.set_postfix(short | {"img/s": f"{rate:.0f}"}, refresh=False)
         if bar is None or bar.disable:
             print(f"[{stage} {record['step']}/{total}] " + " ".join(
