@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping
 
 import attrs
@@ -26,8 +27,10 @@ def expression_distance(va: torch.Tensor, category: torch.Tensor, lambda_l: floa
     return d + lambda_l * (category[:, None] != category[None, :]).to(d)
 
 
+@functools.lru_cache(maxsize=None)
 def category_prototypes(n: int, dim: int) -> torch.Tensor:
-    """n orthonormal rows in R^dim (n <= dim), the same on every machine and run: QR of a seeded Gaussian."""
+    """n orthonormal rows in R^dim (n <= dim), the same on every machine and run: QR of a seeded Gaussian, made once
+    per shape (the loss runs several times a training step). Callers must not modify it in place."""
     if n > dim:
         raise ValueError(f"expression: {n} category prototypes need a sub-vector of at least {n} dimensions, "
                          f"got {dim}")

@@ -166,13 +166,14 @@ def _attribute_loss(a, features: torch.Tensor, labels: Mapping[str, torch.Tensor
         labels = {k: v[rows.to(v.device)] for k, v in labels.items()}
     loss = a.loss(features, labels, generator)
     named = dict(loss) if isinstance(loss, Mapping) else {"": loss}
-    who = f"attribute {a.name!r} (package {a.package} {a.version}".rstrip() + "): its loss returned"
-    if not named:
-        raise ValueError(f"{who} an empty mapping, not a scalar tensor")
-    for part, value in named.items():
-        if not (torch.is_tensor(value) and value.ndim == 0):
-            shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
-            raise ValueError(f"{who} {f'part {part!r}: ' if part else ''}{shape}, not a scalar tensor")
+    bad = next(((part, v) for part, v in named.items() if not (torch.is_tensor(v) and v.ndim == 0)), None)
+    if bad is not None or not named:
+        who = f"attribute {a.name!r} (package {a.package} {a.version}".rstrip() + "): its loss returned"
+        if bad is None:
+            raise ValueError(f"{who} an empty mapping, not a scalar tensor")
+        part, value = bad
+        shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+        raise ValueError(f"{who} {f'part {part!r}: ' if part else ''}{shape}, not a scalar tensor")
     if parts is not None and isinstance(loss, Mapping):
         parts.update({f"{a.name}.{part}": a.weight * value.detach() for part, value in named.items()})
     return a.weight * sum(named.values())

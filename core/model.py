@@ -143,7 +143,7 @@ class FaceModel(nn.Module):
         source: (1 or N, 3, H, W); target: (N, 3, H, W).
         """
         if residual is not None and residual not in RESIDUAL_EDITS:
-            raise ValueError(f"residual must be None, 'full' or 'projected', got {residual!r}")
+            raise ValueError(f"residual must be None, {' or '.join(map(repr, RESIDUAL_EDITS))}, got {residual!r}")
         names = [attributes] if isinstance(attributes, str) else list(attributes)
         mask = self.layout.mask(names, device=self.device)  # (f_dim,)
         if everything_except:
