@@ -30,6 +30,10 @@ class AttributeLoss(Protocol):
     returns a zero that is still connected to the graph (never NaN). A loss made of several terms may instead
     return a mapping {part name: scalar}: the task loss is their sum, and training also logs each part (weighted
     like the sum) as ``task_<attribute>.<part>``, so a user sees which term moves.
+
+    A loss that changes during training (a term only in a stage's first steps) also defines ``at(stage, step)``,
+    returning the loss to use at that step of that stage (``step`` counts from 0 in each stage); training asks
+    before every step. Without it the loss is the same throughout.
     """
 
     def __call__(
@@ -199,6 +203,13 @@ class Attribute:
                     raise ValueError(f"attribute {self.name!r}: option {key!r} must be a string, got {value!r}")
             loss = attrs.evolve(loss, **options)
         return attrs.evolve(self, loss=loss, weight=weight)
+
+    def at(self, stage: str, step: int) -> "Attribute":
+        """This attribute at ``step`` of training stage ``stage``: its loss's ``at`` where the loss defines one (a
+        schedule), otherwise itself."""
+        at = getattr(self.loss, "at", None)
+        loss = self.loss if at is None else at(stage, step)
+        return self if loss is self.loss else attrs.evolve(self, loss=loss)
 
     @property
     def label_names(self) -> tuple[str, ...]:

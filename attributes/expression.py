@@ -73,6 +73,16 @@ class ExpressionTriplet:
     # classifier's gradient does not vanish on identical features: each face is pulled towards its own category's
     # vector from the first step, in the same cosine geometry the contrastive loss reads.
     prototype_weight: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
+    # The prototype term only in the joint stage's first N steps (0: in every step of every stage). The plateau is
+    # where training starts; once E encodes expression the ranking loss's gradient no longer vanishes, and a term
+    # that lasts keeps pulling every face of a category towards one vector.
+    prototype_steps: int = attrs.field(default=0, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)])
+
+    def at(self, stage: str, step: int) -> "ExpressionTriplet":
+        """This loss at ``step`` of ``stage``: without the prototype term outside its steps (see ``prototype_steps``)."""
+        if self.prototype_weight and self.prototype_steps and not (stage == "joint" and step < self.prototype_steps):
+            return attrs.evolve(self, prototype_weight=0.0)
+        return self
 
     def __call__(self, features: torch.Tensor, labels: Mapping[str, torch.Tensor],
                  generator=None) -> torch.Tensor | dict[str, torch.Tensor]:

@@ -178,6 +178,29 @@ def test_expression_prototype_term_pulls_collapsed_features_towards_their_catego
         expression().configure(prototype_weight=-1.0)
 
 
+def test_expression_prototype_steps_keep_the_term_to_the_joint_stages_first_steps():
+    """prototype_steps=N: the loss at joint steps 0..N-1 has the prototype term, at later joint steps and in every
+    other stage it is the ranking loss alone; 0 keeps the term everywhere."""
+    from fsx.attributes import expression
+
+    n = 10
+    gen = torch.Generator().manual_seed(4)
+    labels = {"valence": torch.rand(n, generator=gen) * 2 - 1, "arousal": torch.rand(n, generator=gen) * 2 - 1,
+              "category": torch.arange(n) % 8, "person": torch.arange(n)}
+    f = torch.randn(n, 32, generator=gen)
+    attribute = expression(objective="contrastive").configure(prototype_weight=0.5, prototype_steps=3)
+    plain = expression(objective="contrastive").loss(f, labels)
+    assert set(attribute.at("joint", 2).loss(f, labels)) == {"contrastive", "prototype"}
+    for stage, step in (("joint", 3), ("joint", 100), ("refit", 0), ("disentangle", 0), ("decoder", 1)):
+        torch.testing.assert_close(attribute.at(stage, step).loss(f, labels), plain)
+    assert attribute.at("joint", 0).loss is attribute.loss  # unchanged where the term is on: no copy
+    lasting = expression(objective="contrastive").configure(prototype_weight=0.5)
+    assert lasting.at("refit", 500) is lasting
+    for bad in (-1, 2.5):
+        with pytest.raises((ValueError, TypeError), match="prototype_steps"):
+            expression().configure(prototype_steps=bad)
+
+
 def test_contrastive_objectives_of_identity_and_expression_prefer_the_right_embedding():
     from fsx.attributes import expression, identity
 

@@ -112,6 +112,23 @@ def test_a_loss_made_of_parts_is_their_weighted_sum_and_each_part_is_reported():
     assert parts == {}
 
 
+def test_training_asks_each_loss_for_the_step_it_is_at(tmp_path):
+    """A loss with a schedule (``at``): the trainer uses the loss of every stage's step, so the expression's
+    prototype term, kept to the joint stage's first 2 steps, is logged at those steps and not after, nor in refit."""
+    import json
+
+    tr = _tiny_trainer(tmp_path, steps={"aae": 0, "disentangle": 0, "joint": 4, "refit": 2}, log_every=1,
+                       attribute_options={"expression": {"prototype_weight": 0.5, "prototype_steps": 2}})
+    tr.fit()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "loss/task_expression" in r]
+    with_term = [(r["stage"], r["step"]) for r in rows if "loss/task_expression.prototype" in r]
+    assert with_term == [("joint", 1), ("joint", 2)]
+    assert [(r["stage"], r["step"]) for r in rows] == [("joint", 1), ("joint", 2), ("joint", 3), ("joint", 4),
+                                                        ("refit", 1), ("refit", 2)]
+    assert tr.steps.declared[2].loss.prototype_weight == 0.5  # the declared attributes are left as they were
+
+
 def _tiny_trainer(tmp_path, registry=None, **over):
     from fsx.train import Trainer, make_config
 

@@ -57,7 +57,8 @@ class Steps:
 
     def __init__(self, model: FaceModel, attributes, cfg, optimizers: dict, generator: torch.Generator,
                  averager=None, autocast=None):
-        self.m, self.attributes, self.cfg, self.opt = model, attributes, cfg, optimizers
+        self.m, self.cfg, self.opt = model, cfg, optimizers
+        self.declared = self.attributes = tuple(attributes)  # ``attributes``: as they are at the current step (``at``)
         self.gen, self.averager = generator, averager
         self.autocast = autocast or nullcontext
         self.names = model.layout.names
@@ -76,6 +77,10 @@ class Steps:
         if stage not in STAGES:
             raise ValueError(f"no stage {stage!r}; stages are {', '.join(STAGES)}")
         return getattr(self, stage)
+
+    def at(self, stage: str, step: int) -> None:
+        """Sets the attributes' losses to those of ``step`` of ``stage`` (``Attribute.at``: a loss with a schedule)."""
+        self.attributes = tuple(a.at(stage, step) for a in self.declared)
 
     def update(self, objective: torch.Tensor, *optimizers: str) -> None:
         """One update of the named optimisers from ``objective``: the only place gradients are zeroed, averaged

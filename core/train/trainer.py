@@ -218,6 +218,7 @@ class Trainer:
                 used.append(source)
             xn = to_net(images).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             labels = {k: v.to(self.device) for k, v in labels.items()}
+            self.steps.at(stage, self.step)
             terms = step_fn(xn, labels, self.step)
             values, stop = self._agree(terms)
             distributed.broadcast_buffers(self.model, self.world)
