@@ -209,7 +209,12 @@ class Attribute:
         schedule), otherwise itself."""
         at = getattr(self.loss, "at", None)
         loss = self.loss if at is None else at(stage, step)
-        return self if loss is self.loss else attrs.evolve(self, loss=loss)
+        if loss is self.loss:
+            return self
+        if not callable(loss):
+            raise ValueError(f"attribute {self.name!r} (package {self.package} {self.version}".rstrip() +
+                             f"): its loss's at({stage!r}, {step}) returned {type(loss).__name__}, not a loss")
+        return attrs.evolve(self, loss=loss)
 
     @property
     def label_names(self) -> tuple[str, ...]:

@@ -67,7 +67,7 @@ def test_a_plugin_hook_that_calls_sys_exit_is_a_reported_problem_not_the_end_of_
     assert any("SystemExit" in str(p) and "Quitter" in str(p) for p in registry.problems)
 
 
-def test_a_plugin_loss_that_returns_a_non_scalar_is_named():
+def test_a_plugin_loss_that_returns_a_non_scalar_or_no_loss_is_named():
     import attrs
 
     from fsx.attributes import Attribute, Label
@@ -92,6 +92,17 @@ def test_a_plugin_loss_that_returns_a_non_scalar_is_named():
     b = attrs.evolve(a, loss=Parts())
     with pytest.raises(ValueError, match=r"its loss returned part 'rows': \(4,\), not a scalar"):
         task_losses(torch.randn(4, 2), {"light_x": torch.randn(4)}, [b], Layout([("rows", 2)]))
+
+    @attrs.frozen
+    class Scheduled(PerRow):
+        def at(self, stage, step):
+            return None if step >= 2 else self  # forgets to return the loss: a plugin bug
+
+    c = attrs.evolve(a, loss=Scheduled())
+    assert c.at("joint", 1) is c
+    with pytest.raises(ValueError, match=r"attribute 'rows' \(package fsx-rows 0.1\): its loss's at\('joint', 2\) "
+                                         r"returned NoneType, not a loss"):
+        c.at("joint", 2)
 
 
 @pytest.mark.parametrize("spec", ["synthfaces:test:-1", "synthfaces:test:99999999"])
