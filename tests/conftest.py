@@ -121,8 +121,14 @@ def kill_9_after_checkpoint(args, out: Path, global_step: int) -> int:
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         ckpt = out / "checkpoint.safetensors"
-        if ckpt.exists() and fsx.read_metadata(ckpt, expected_format=None).get("global_step", 0) >= global_step:
-            break
+        try:
+            if ckpt.exists() and fsx.read_metadata(ckpt, expected_format=None).get("global_step", 0) >= global_step:
+                break
+        except fsx.CheckpointError:
+            # safetensors' torch reader opens the path twice (the header, then torch's UntypedStorage.from_file): a
+            # checkpoint renamed into place between the two reads as one file's header with the other's size. Each
+            # file on disk is whole (written aside, then renamed); only this poll, racing the writer, saw two.
+            pass
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
