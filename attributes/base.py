@@ -212,9 +212,14 @@ class Attribute:
         if loss is self.loss:
             return self
         if not callable(loss):
-            raise ValueError(f"attribute {self.name!r} (package {self.package} {self.version}".rstrip() +
-                             f"): its loss's at({stage!r}, {step}) returned {type(loss).__name__}, not a loss")
+            raise ValueError(f"{self.qualified_name}: its loss's at({stage!r}, {step}) returned {type(loss).__name__}, "
+                             f"not a loss")
         return attrs.evolve(self, loss=loss)
+
+    @property
+    def qualified_name(self) -> str:
+        """How errors name it: ``attribute 'age' (package fsx-age 0.1.0)``."""
+        return f"attribute {self.name!r} (package {self.package} {self.version}".rstrip() + ")"
 
     @property
     def label_names(self) -> tuple[str, ...]:

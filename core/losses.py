@@ -168,7 +168,7 @@ def _attribute_loss(a, features: torch.Tensor, labels: Mapping[str, torch.Tensor
     named = dict(loss) if isinstance(loss, Mapping) else {"": loss}
     bad = next(((part, v) for part, v in named.items() if not (torch.is_tensor(v) and v.ndim == 0)), None)
     if bad is not None or not named:
-        who = f"attribute {a.name!r} (package {a.package} {a.version}".rstrip() + "): its loss returned"
+        who = f"{a.qualified_name}: its loss returned"
         if bad is None:
             raise ValueError(f"{who} an empty mapping, not a scalar tensor")
         part, value = bad
