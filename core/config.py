@@ -52,6 +52,7 @@ def _slots(value: Any) -> tuple[AttributeSlot, ...]:
     return tuple(s if isinstance(s, AttributeSlot) else AttributeSlot(**s) for s in value)
 
 
+DISENTANGLERS = ("mlp", "flow")  # the kinds of Phi / Phi^-1 (fsx.disentangler)
 NETWORK_ROLES = ("encoder", "generator", "image_discriminator", "latent_discriminator")
 
 
@@ -67,6 +68,9 @@ class NetworkConfig:
     width: float = attrs.field(default=1.0, converter=float, validator=[v.gt(0), v.le(4.0)])
     latent_disc_hidden: int = attrs.field(default=1000, validator=v.ge(1))
     phi_hidden: int = attrs.field(default=1000, validator=v.ge(1))
+    # Phi and Phi^-1: the paper's two MLPs ("mlp"), or one invertible network whose inverse is exact ("flow"; z and
+    # f must then have one size). fsx.disentangler says what each means for an edit.
+    disentangler: str = attrs.field(default="mlp", validator=v.in_(DISENTANGLERS))
     encoder: str = "resnet18_encoder"
     generator: str = "resnet18_generator"
     image_discriminator: str = "dcgan_discriminator"

@@ -52,7 +52,7 @@ class FaceModel(nn.Module):
         self.metadata = dict(metadata or {})
         self.layout = Layout((s.name, s.dim) for s in config.attributes)
         self.aae = AAE(config, registry.backbones if registry is not None else None)
-        self.disentangler = Disentangler(config.z_dim, self.layout.dim, config.phi_hidden)
+        self.disentangler = Disentangler(config.z_dim, self.layout.dim, config.phi_hidden, config.disentangler)
 
     # --- description -------------------------------------------------------------------------------
     @property
