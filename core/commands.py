@@ -88,8 +88,8 @@ def train(attributes, data, preset, stage, steps, batch_size, image_size, width,
                                       precision=precision, **watch)
         except OptionError as exc:
             raise click.BadParameter(str(exc), param_hint=exc.flag)
-        except (ValueError, TypeError) as exc:
-            raise click.UsageError(str(exc))
+        except (ValueError, TypeError) as exc:  # attrs' validators give (message, field, ...): the message alone
+            raise click.UsageError(exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc))
     with _train_errors(out):  # from here on a Ctrl-C is "interrupted while starting", exit 130
         if dist_info()[0] == 0:
             click.echo(f"fsx train: {'resuming' if resume else 'starting'} the run in {out}; preparing data ...", err=True)

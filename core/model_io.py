@@ -100,6 +100,7 @@ def describe(meta: dict) -> list[str]:
         "backbones:   " + ", ".join(f"{k}={cfg.get(k)}" for k in (
             "encoder", "generator", "image_discriminator", "latent_discriminator"))
         + (f" (options {json.dumps(cfg['backbone_options'])})" if cfg.get("backbone_options") else ""),
+        f"disentangler: {cfg.get('disentangler', 'mlp')}",
         "attributes:",
     ]
     for a in meta["attributes"]:

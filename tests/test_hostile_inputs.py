@@ -53,6 +53,20 @@ def test_device_cuda_without_a_gpu_is_one_line(tmp_path):
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("model.disentangler=glow", "Error: 'disentangler' must be in ('mlp', 'flow') (got 'glow')"),
+    ("loss.rec_error=l3", "Error: 'rec_error' must be in ('l1', 'squared') (got 'l3')"),
+])
+def test_a_setting_outside_its_choices_is_one_line_naming_field_and_choices(tmp_path, setting, message):
+    from click.testing import CliRunner
+
+    from fsx.cli import main
+
+    result = CliRunner().invoke(main, ["train", "--preset", "tiny", "--set", setting, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and result.output.rstrip().splitlines()[-1] == message
+    assert "Attribute(" not in result.output and not (tmp_path / "r").exists()
+
+
 def test_a_plugin_hook_that_calls_sys_exit_is_a_reported_problem_not_the_end_of_fsx():
     from fsx.plugins import hookimpl, load_registry
 

@@ -92,6 +92,39 @@ def test_projected_residual_drops_what_the_edited_sub_vectors_could_make(model):
         model.transfer(src, tgt, ["expression"], residual=True)
 
 
+def test_a_flow_disentangler_inverts_phi_exactly_and_stores_its_weights_once(tmp_path):
+    torch.manual_seed(0)
+    model = fsx.FaceModel(tiny_config(disentangler="flow")).eval()
+    dis = model.disentangler
+    with torch.no_grad():  # off its start: random rotations, scales and couplings that are no longer the identity
+        for p in dis.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    z = 2 * torch.randn(64, 99)
+    f = dis.phi(z)
+    assert (f - z).abs().mean() > 0.5 and (f.std(0) / z.std(0)).max() > 1.2  # a map that is not a rotation
+    torch.testing.assert_close(dis.phi_inv(f), z, atol=1e-4, rtol=0)
+    params = [n for n, _ in model.named_parameters() if n.startswith("disentangler.")]
+    assert params and not [n for n in params if n.startswith("disentangler.phi_inv")]  # Phi^-1 has none of its own
+    fsx.save_model(model, tmp_path / "flow.safetensors")
+    back = fsx.load(tmp_path / "flow.safetensors")
+    assert back.config.disentangler == "flow"
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(back.disentangler.phi(z), f)
+        # the embedding decodes as the autoencoder does, so the residual edit is the paper's edit
+        torch.testing.assert_close(back.decode(back.encode(x)), back.autoencode(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(back.transfer(x[:1], x, ["expression"], residual="full"),
+                                   back.transfer(x[:1], x, ["expression"]), atol=1e-5, rtol=0)
+    assert fsx.FaceModel(tiny_config()).config.disentangler == "mlp"  # the paper's two MLPs stay the default
+
+
+def test_a_flow_disentangler_needs_z_and_f_of_one_size():
+    with pytest.raises(ValueError, match=r"disentangler=flow needs z and f of one size, got z 64 and f 99"):
+        fsx.FaceModel(tiny_config(disentangler="flow", latent_dim=64))
+    with pytest.raises(ValueError, match="disentangler"):
+        tiny_config(disentangler="glow")
+
+
 def test_generate_is_seeded(model):
     with torch.no_grad():
         a = model.generate(2, generator=torch.Generator().manual_seed(1))
