@@ -188,6 +188,33 @@ def test_compiled_renderer_draws_the_torch_renderers_pixels(size):
     assert torch.equal(img, render(p, size, backend="compiled"))  # deterministic, whatever the threads did
 
 
+def test_the_compiled_renderer_leaves_torch_on_the_threads_it_was_given():
+    """numba's OpenMP pool, started by the first compiled render, sets the process's OpenMP thread count to its own;
+    torch reads that count, so a run told to use one thread would go on with numba's. In a fresh interpreter whose
+    numba may use two threads (the suite's workers allow it one, which would hide the change)."""
+    pytest.importorskip("numba")
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, numba\n"
+        "torch.set_num_threads(1)\n"
+        "from fsx.data.face_params import sample_expression, sample_identity, sample_pose, sample_style\n"
+        "from fsx.data import render\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "p = {'pose': sample_pose(8, g), 'identity': sample_identity(8, g), 'expression': sample_expression(8, g),"
+        " 'style': sample_style(8, g)}\n"
+        "render(p, 32, backend='compiled')\n"
+        "print(numba.config.NUMBA_NUM_THREADS, numba.threading_layer(), torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    numba_threads, layer, torch_threads = out.stdout.split()
+    assert numba_threads == "2" and torch_threads == "1", (out.stdout, layer)
+
+
 def test_render_rejects_an_unknown_backend():
     with pytest.raises(ValueError, match="backend"):
         render(_random_params(2, seed=0), 64, backend="cuda")

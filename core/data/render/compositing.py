@@ -155,5 +155,12 @@ def render_faces(table, colours, boxes, parent, face_part, head: int, jaw: int, 
             work.get("planes", B, 4, size, size), work.get("face", B, size, size),
             work.get("pad", B, 3, size + 2, size + 2), out, coverage]
     with _LOCK:
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-        _render(*(a.numpy() if isinstance(a, torch.Tensor) else a for a in args))
+        threads = torch.get_num_threads()
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            _render(*(a.numpy() if isinstance(a, torch.Tensor) else a for a in args))
+        finally:
+            # numba's OpenMP pool, when it starts, sets the process's OpenMP thread count to its own (every core);
+            # torch reads that count, so a run asked to use fewer threads (--threads, torch.set_num_threads) would
+            # silently compute on every core after its first render
+            torch.set_num_threads(threads)
