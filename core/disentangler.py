@@ -54,9 +54,8 @@ class AffineCoupling(nn.Module):
 
     def __init__(self, dim: int, hidden: int, first_half: bool, max_log_scale: float = 2.0):
         super().__init__()
-        half = dim // 2
-        kept = torch.arange(half) if first_half else torch.arange(half, dim)
-        rest = torch.tensor([i for i in range(dim) if i not in set(kept.tolist())], dtype=torch.long)
+        first, second = torch.arange(dim // 2), torch.arange(dim // 2, dim)
+        kept, rest = (first, second) if first_half else (second, first)
         self.register_buffer("kept", kept, persistent=False)
         self.register_buffer("rest", rest, persistent=False)
         self.register_buffer("order", torch.argsort(torch.cat([kept, rest])), persistent=False)
