@@ -48,38 +48,39 @@ class InvertibleLinear(nn.Module):
 
 
 class AffineCoupling(nn.Module):
-    """The entries ``kept`` pass unchanged and set a scale and shift for the others:
+    """One half of the entries (the first or the second) passes unchanged and sets a scale and shift for the other:
     y_rest = x_rest * exp(s(x_kept)) + t(x_kept). s is bounded (|s| < ``max_log_scale``) so that the inverse
     stays well conditioned on the edited f* that Phi^-1 is given. Starts as the identity (zero last layer)."""
 
     def __init__(self, dim: int, hidden: int, first_half: bool, max_log_scale: float = 2.0):
         super().__init__()
-        first, second = torch.arange(dim // 2), torch.arange(dim // 2, dim)
-        kept, rest = (first, second) if first_half else (second, first)
-        self.register_buffer("kept", kept, persistent=False)
-        self.register_buffer("rest", rest, persistent=False)
-        self.register_buffer("order", torch.argsort(torch.cat([kept, rest])), persistent=False)
-        self.net = mlp(len(kept), 2 * len(rest), hidden)
+        self.half, self.first_half, self.max_log_scale = dim // 2, first_half, max_log_scale
+        kept = self.half if first_half else dim - self.half
+        self.net = mlp(kept, 2 * (dim - kept), hidden)
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
-        self.max_log_scale = max_log_scale
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x -> (kept, rest)."""
+        a, b = x[..., :self.half], x[..., self.half:]
+        return (a, b) if self.first_half else (b, a)
+
+    def _join(self, kept: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        return torch.cat([kept, rest] if self.first_half else [rest, kept], dim=-1)
 
     def _scale_shift(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s, t = self.net(kept).chunk(2, dim=-1)
         return self.max_log_scale * torch.tanh(s / self.max_log_scale), t
 
-    def _join(self, kept: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
-        return torch.cat([kept, rest], dim=-1)[..., self.order]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kept = x[..., self.kept]
+        kept, rest = self._split(x)
         s, t = self._scale_shift(kept)
-        return self._join(kept, x[..., self.rest] * s.exp() + t)
+        return self._join(kept, rest * s.exp() + t)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        kept = y[..., self.kept]
+        kept, rest = self._split(y)
         s, t = self._scale_shift(kept)
-        return self._join(kept, (y[..., self.rest] - t) * (-s).exp())
+        return self._join(kept, (rest - t) * (-s).exp())
 
 
 class Flow(nn.Module):
