@@ -67,15 +67,21 @@ class OptimConfig:
     # second moment (an average over ~1/(1 - beta2) = 1,000 steps) still holds the small ones, so E's first joint
     # steps are up to ~10x the learning rate for hundreds of steps. Cleared, bias correction sizes them from step 1.
     reset_at: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    # Stages whose learning rates fall on a half cosine from the rates above to zero over the stage's steps (the
+    # other stages run at the rates above). A stage that ends a run polishes what it trains: at a constant rate its
+    # last steps still move the weights by the full step size, and each reconstruction is only as good as the noise of
+    # those last steps allows (the weight average of ema_half_life smooths that noise; a falling rate removes it).
+    decay_at: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     # E's and G's weights averaged over their last steps, the weight of a step halving every N steps (0: none);
     # the model takes the average when a stage that trains them ends (fsx.train.weight_average says why). The
     # judge's readings and grids during a stage show the raw weights, the stage's .safetensors the average.
     ema_half_life: int = attrs.field(default=0, validator=v.ge(0))
 
     def __attrs_post_init__(self):
-        unknown = [s for s in self.reset_at if s not in STAGES]
-        if unknown:
-            raise ValueError(f"optim.reset_at: unknown stage(s) {unknown}; stages are {list(STAGES)}")
+        for name in ("reset_at", "decay_at"):
+            unknown = [s for s in getattr(self, name) if s not in STAGES]
+            if unknown:
+                raise ValueError(f"optim.{name}: unknown stage(s) {unknown}; stages are {list(STAGES)}")
         _check_weights("optim", self, positive=("lr_aae", "lr_phi", "lr_disc_scale"))
         for name in ("betas_aae", "betas_phi"):
             betas = getattr(self, name)

@@ -4,6 +4,8 @@ The trainer and ``bench/train_step.py`` both build their optimisers and set thei
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import torch
 
@@ -51,12 +53,28 @@ def enter_stage(model, stage: Stage) -> None:
     set_requires_grad([model.get_submodule(p) for p in stage.trains], True)
 
 
-def build_optimizers(model, cfg) -> dict[str, torch.optim.Optimizer]:
-    """Adam for E+G and for D_z+D_x (Eq. 5, the discriminators at ``lr_disc_scale``), and for Phi+Phi^-1."""
-    params = {key: [p for path in paths for p in model.get_submodule(path).parameters()] for key, paths in OPTIMIZED.items()}
+def learning_rates(cfg, stage: str | None = None, step: int = 0) -> dict[str, float]:
+    """Each optimiser's learning rate at ``step`` of ``stage``: Adam's rates of Sec. 4.3 (the discriminators at
+    ``lr_disc_scale``), on a half cosine to zero over a stage named in ``optim.decay_at``."""
     o = cfg.optim
+    factor = 1.0
+    if stage in o.decay_at:
+        factor = 0.5 * (1 + math.cos(math.pi * step / cfg.steps[stage]))
+    return {"eg": o.lr_aae * factor, "d": o.lr_aae * o.lr_disc_scale * factor, "phi": o.lr_phi * factor}
+
+
+def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], cfg, stage: str, step: int) -> None:
+    for key, lr in learning_rates(cfg, stage, step).items():
+        for group in optimizers[key].param_groups:
+            group["lr"] = lr
+
+
+def build_optimizers(model, cfg) -> dict[str, torch.optim.Optimizer]:
+    """Adam for E+G and for D_z+D_x (Eq. 5), and for Phi+Phi^-1, at ``learning_rates``."""
+    params = {key: [p for path in paths for p in model.get_submodule(path).parameters()] for key, paths in OPTIMIZED.items()}
+    o, lr = cfg.optim, learning_rates(cfg)
     # fused: one kernel over all of an optimiser's tensors instead of a loop of small ops per parameter (on CPU
     # torch's default is that loop, a tenth of a small model's step)
-    return {"eg": torch.optim.Adam(params["eg"], o.lr_aae, o.betas_aae, fused=True),
-            "d": torch.optim.Adam(params["d"], o.lr_aae * o.lr_disc_scale, o.betas_aae, fused=True),
-            "phi": torch.optim.Adam(params["phi"], o.lr_phi, o.betas_phi, fused=True)}
+    return {"eg": torch.optim.Adam(params["eg"], lr["eg"], o.betas_aae, fused=True),
+            "d": torch.optim.Adam(params["d"], lr["d"], o.betas_aae, fused=True),
+            "phi": torch.optim.Adam(params["phi"], lr["phi"], o.betas_phi, fused=True)}

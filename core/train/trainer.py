@@ -27,7 +27,7 @@ from fsx.train.judging import TrainingJudge, judge_line
 from fsx.train.run_folder import check_is_folder, clear_run, run_config, write_config
 from fsx.train.run_log import MetricsLog, save_grids
 from fsx.train.setup import build_run
-from fsx.train.stages import STAGE_TABLE, enter_stage
+from fsx.train.stages import STAGE_TABLE, enter_stage, set_learning_rates
 from fsx.train.state import read_state, write_state
 from fsx.train.weight_average import WeightAverage
 
@@ -219,6 +219,7 @@ class Trainer:
             xn = to_net(images).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             labels = {k: v.to(self.device) for k, v in labels.items()}
             self.steps.at(stage, self.step)
+            set_learning_rates(self.optimizers, self.cfg, stage, self.step)
             terms = step_fn(xn, labels, self.step)
             values, stop = self._agree(terms)
             distributed.broadcast_buffers(self.model, self.world)
