@@ -626,6 +626,32 @@ def test_reset_at_clears_every_optimiser_when_its_stage_starts(tmp_path):
         make_config("tiny", optim=dict(reset_at=["jiont"]))
 
 
+def test_decay_at_lowers_every_rate_on_a_half_cosine_within_its_stage_only(tmp_path):
+    """``optim.decay_at=aae``: the rate each optimiser's Adam used at aae step k of 4 is the set rate x
+    (1 + cos(pi k / 4)) / 2 (logged after the step, read from the optimisers themselves); the joint stage after it
+    runs at the set rates again, and a run without the option at the set rates throughout."""
+    import json
+
+    from fsx.train import make_config
+
+    for name, decay in (("decay", ("aae",)), ("plain", ())):
+        tr = _tiny_trainer(tmp_path / name, steps={"aae": 4, "joint": 2},
+                           optim=dict(lr_aae=1e-3, lr_disc_scale=0.5, lr_phi=2e-4, decay_at=decay))
+        tr.fit()
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        rows = [r for r in rows if "lr/eg" in r]
+        assert [(r["stage"], r["step"]) for r in rows] == [("aae", k) for k in (1, 2, 3, 4)] + [("joint", 1), ("joint", 2)]
+        for r in rows:
+            factor = 0.5 * (1 + math.cos(math.pi * (r["step"] - 1) / 4)) if r["stage"] in decay else 1.0
+            assert r["lr/eg"] == pytest.approx(1e-3 * factor)
+            assert r["lr/d"] == pytest.approx(5e-4 * factor)
+            assert r["lr/phi"] == pytest.approx(2e-4 * factor)
+        if decay:
+            assert rows[3]["lr/eg"] < 0.15 * 1e-3  # the stage's last step: near zero
+    with pytest.raises(ValueError, match=r"optim.decay_at: unknown stage\(s\) \['refti'\]"):
+        make_config("tiny", optim=dict(decay_at=["refti"]))
+
+
 def test_ema_half_life_ends_a_stage_on_the_averaged_weights(tmp_path):
     """With a half-life far longer than the stage, the average barely moves from its first update (a copy of the
     weights after step 1): the stage ends on E and G as they were after one step, not after three."""
