@@ -74,9 +74,10 @@ def test_metrics_have_every_loss_term_and_learning_rates(tmp_path):
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     """The cut run reads its batches through two DataLoader workers, the uninterrupted one in the loop: the
     prefetched batches must not move what a checkpoint resumes from, nor change a bit of the result. Both average
-    E's and G's weights and clear the optimisers at the joint stage, so the checkpoint must carry the average."""
+    E's and G's weights and clear the optimisers at the joint stage, so the checkpoint must carry the average; and
+    their learning rates fall within the aae and joint stages, so a resumed step must run at its own step's rate."""
     args = ["train", "--preset", "tiny", "--steps", "12", "--ckpt-every", "2", "--seed", "5",
-            "--set", "optim.ema_half_life=4", "--set", "optim.reset_at=joint"]
+            "--set", "optim.ema_half_life=4", "--set", "optim.reset_at=joint", "--set", "optim.decay_at=aae,joint"]
     full = tmp_path / "full"
     run_fsx(*args, "--out", full, check=True)
 
