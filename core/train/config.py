@@ -68,9 +68,10 @@ class OptimConfig:
     # steps are up to ~10x the learning rate for hundreds of steps. Cleared, bias correction sizes them from step 1.
     reset_at: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     # Stages whose learning rates fall on a half cosine from the rates above to zero over the stage's steps (the
-    # other stages run at the rates above). A stage that ends a run polishes what it trains: at a constant rate its
-    # last steps still move the weights by the full step size, and each reconstruction is only as good as the noise of
-    # those last steps allows (the weight average of ema_half_life smooths that noise; a falling rate removes it).
+    # other stages run at the rates above). At a constant rate a stage's last steps still move the weights by the
+    # full step size, so a run that ends on its raw weights keeps their noise; a falling rate removes it, at the price
+    # of what the stage's late steps would still learn (ema_half_life's weight average removes most of the noise
+    # without that price: docs/experiments.md measures both).
     decay_at: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     # E's and G's weights averaged over their last steps, the weight of a step halving every N steps (0: none);
     # the model takes the average when a stage that trains them ends (fsx.train.weight_average says why). The

@@ -1,5 +1,6 @@
 """The training stages as data, in the manner of stylegan2-ada's phases: which networks each stage trains, which
-it holds fixed (eval mode: fixed BatchNorm statistics, no gradients), and the optimisers that own each network.
+it holds fixed (eval mode: fixed BatchNorm statistics, no gradients), the optimisers that own each network and
+their learning rates at each step.
 The trainer and ``bench/train_step.py`` both build their optimisers and set their modes from here."""
 
 from __future__ import annotations
