@@ -1,10 +1,19 @@
-"""A perceptual distance that needs no downloaded weights: the features of a fixed, randomly initialised CNN.
+"""Perceptual distances that need no downloaded weights, for L_rec's ``loss.rec_perceptual`` term: the distance
+between two pictures' features in a fixed network, each layer's squared difference normalised by the target's mean
+square (so that every layer counts alike whatever its activations' scale), averaged over the layers.
 
-Liu et al. (CVPR 2021, "Generic Perceptual Loss") show that the multi-scale features of a randomly weighted
-network already carry the structure a perceptual loss needs: each feature is a fixed local filter bank, and
-comparing the responses of two pictures compares their edges, blobs and textures at several scales rather than
-their pixels. LPIPS and VGG losses need ImageNet weights that cannot be downloaded on fsx's machines; this
-network is rebuilt from a seed, so nothing is stored and every run uses the same one.
+``PERCEPTUAL_NETWORKS`` names the networks ``loss.rec_perceptual_net`` chooses from:
+
+- ``random``: a fixed, randomly initialised CNN. Liu et al. (CVPR 2021, "Generic Perceptual Loss") show that the
+  multi-scale features of a randomly weighted network already carry the structure a perceptual loss needs: each
+  feature is a fixed local filter bank, and comparing the responses of two pictures compares their edges, blobs and
+  textures at several scales rather than their pixels. LPIPS and VGG losses need ImageNet weights that cannot be
+  downloaded on fsx's machines; this network is rebuilt from a seed, so nothing is stored and every run uses the
+  same one.
+- ``onet``: MTCNN's ONet (:mod:`fsx.onet`), a face network trained to find the eyes, nose and mouth corners; its
+  weights ship inside the facenet-pytorch wheel. The pictures are resized to its 48 x 48 input.
+- ``inception``: the first five convolutions of the FID Inception (:mod:`fsx.eval.inception`; then FID and the loss
+  share a network), at the picture's own size: at 64 px they cost about what the random network does.
 """
 
 from __future__ import annotations
@@ -13,8 +22,33 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fsx.onet import SIZE as ONET_SIZE
 
-class RandomPerceptual(nn.Module):
+PERCEPTUAL_NETWORKS = ("random", "onet", "inception")
+
+
+def feature_distance(target: list[torch.Tensor], features: list[torch.Tensor]) -> torch.Tensor:
+    """Each layer's mean squared difference over the target's mean square, averaged over the layers."""
+    total = features[0].new_zeros((), dtype=torch.float32)
+    for t, f in zip(target, features):
+        total = total + (f - t).pow(2).mean() / t.pow(2).mean().clamp_min(1e-8)
+    return total / len(target)
+
+
+class FeatureDistance(nn.Module):
+    """The distance between target pictures ``x`` and ``x_rec`` (both in [-1, 1]; ``x`` is a fixed target, so its
+    features take no gradient) in the layers of ``self.features``."""
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.features(x.float())
+        return feature_distance(target, self.features(x_rec.float()))
+
+
+class RandomPerceptual(FeatureDistance):
     """Three stages of two 3x3 convolutions (``channels`` wide, doubling per stage) with ReLU and 2x2 average
     pooling, He-initialised from ``seed`` and never trained; the distance is the mean squared difference of each
     stage's features, each stage normalised by its features' mean square on the target."""
@@ -45,11 +79,32 @@ class RandomPerceptual(nn.Module):
             out.append(x)
         return out
 
-    def forward(self, x: torch.Tensor, x_rec: torch.Tensor) -> torch.Tensor:
-        """The distance between target pictures ``x`` and ``x_rec`` (both in [-1, 1]; ``x`` is a fixed target)."""
-        with torch.no_grad():
-            target = self.features(x.float())
-        total = x_rec.new_zeros((), dtype=torch.float32)
-        for t, f in zip(target, self.features(x_rec.float())):
-            total = total + (f - t).pow(2).mean() / t.pow(2).mean().clamp_min(1e-8)
-        return total / len(target)
+
+class ONetPerceptual(FeatureDistance):
+    """ONet's five layers (:meth:`fsx.onet.ONet.features`) on the pictures resized to 48 x 48."""
+
+    def __init__(self, onet: nn.Module):
+        super().__init__()
+        self.onet = onet.eval().requires_grad_(False)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.shape[-2:] != (ONET_SIZE, ONET_SIZE):
+            x = F.interpolate(x, size=(ONET_SIZE, ONET_SIZE), mode="bilinear", align_corners=False, antialias=True)
+        return self.onet.features(x)
+
+
+class InceptionPerceptual(FeatureDistance):
+    """The FID Inception's first three convolutions and the two after its first pooling (``conv`` .. ``conv_4``);
+    the distance uses ``conv``, ``conv_2`` and ``conv_4`` (32, 64 and 192 channels)."""
+
+    def __init__(self, inception: nn.Module):
+        super().__init__()
+        self.layers = inception.net.layers.eval().requires_grad_(False)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        n = self.layers
+        a = n.conv(x)
+        b = n.conv_2(n.conv_1(a))
+        c = n.conv_4(n.conv_3(F.max_pool2d(b, 3, 2)))
+        return [a, b, c]
+

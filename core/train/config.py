@@ -12,6 +12,7 @@ from attrs import validators as v
 from fsx.config import NetworkConfig, from_fields
 from fsx.data.synthfaces import CLIPS_PER_PERSON, FRAMES_PER_CLIP, PERSONS
 from fsx.losses import RECONSTRUCTION_ERRORS
+from fsx.perceptual import PERCEPTUAL_NETWORKS
 from fsx.plugins import get_registry
 from fsx.plugins.manager import UnknownAttributeError
 from fsx.train.stages import STAGES
@@ -104,10 +105,13 @@ class LossConfig:
     # Terms added to L_rec, each weighted relative to the pixel error (all 0 in the paper): 1 - SSIM, which pays
     # for local structure (an eye missing from a patch of skin) rather than for pixels; the pixel error of each
     # coarser output of a multi-scale generator (skip_generator's pyramid) against the downsampled picture, so
-    # that coarse scales place the parts; and a perceptual distance from a fixed random-weight CNN (fsx.perceptual).
+    # that coarse scales place the parts; and a perceptual distance in a fixed network (fsx.perceptual), the one
+    # ``rec_perceptual_net`` names: a random-weight CNN, MTCNN's ONet (a face network: python -m fsx.onet converts
+    # it once) or the FID Inception's first convolutions.
     rec_ssim: float = 0.0
     rec_scales: float = 0.0
     rec_perceptual: float = 0.0
+    rec_perceptual_net: str = attrs.field(default="random", validator=v.in_(PERCEPTUAL_NETWORKS))
     image_gan: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5)
     # Feature matching (not in the paper; VAE-GAN's learned similarity): weight of the L1 between D_x's
     # activations of each real picture and of its reconstruction, added to the E/G side of Eq. (5). Pixel L1 weighs

@@ -15,9 +15,21 @@ import torch
 import torch.nn as nn
 
 from fsx import losses as L
+from fsx.eval.inception import load_inception
 from fsx.model import FaceModel
-from fsx.perceptual import RandomPerceptual
+from fsx.onet import load_onet
+from fsx.perceptual import InceptionPerceptual, ONetPerceptual, RandomPerceptual
 from fsx.train.stages import OPTIMIZED, STAGES, set_requires_grad
+
+
+def perceptual_distance(name: str):
+    """The fixed network ``loss.rec_perceptual_net`` names, as a distance (not a submodule of the model: never
+    trained, never saved). A network whose weights were never converted: FileNotFoundError saying how."""
+    if name == "onet":
+        return ONetPerceptual(load_onet())
+    if name == "inception":
+        return InceptionPerceptual(load_inception(channels_last=False))
+    return RandomPerceptual()  # rebuilt from its seed
 
 
 @contextmanager
@@ -69,8 +81,8 @@ class Steps:
         if cfg.loss.rec_scales and not callable(getattr(model.aae.G, "pyramid", None)):
             raise ValueError(f"loss.rec_scales needs a generator with pyramid(z) (skip_generator has it); "
                              f"{model.config.generator!r} has none")
-        # not a submodule of the model: fixed, never trained, never saved (rebuilt from its seed)
-        self.perceptual = RandomPerceptual().to(model.device) if cfg.loss.rec_perceptual else None
+        self.perceptual = (perceptual_distance(cfg.loss.rec_perceptual_net).to(model.device)
+                           if cfg.loss.rec_perceptual else None)
 
     def of(self, stage: str):
         """The step function of a stage (a method of the stage's name; ``STAGES`` lists them)."""
