@@ -13,6 +13,24 @@ REPO = Path(__file__).resolve().parent.parent
 # fsx's cache (the converted FID network) points at an empty folder for the whole session: a developer's own
 # converted weights must not make every test evaluation compute FID. Subprocesses inherit it.
 os.environ["FSX_CACHE"] = tempfile.mkdtemp(prefix="fsx-test-cache-")
+
+
+def _onet_in_the_cache() -> None:
+    """The demo preset's perceptual term reads ONet from $FSX_CACHE. Tests that train the demo exercise its code path,
+    not ONet's trained weights (tests/test_perceptual_networks.py checks those, converted from the wheel), so the
+    session's cache holds a seeded, untrained ONet in the real format and no test needs facenet-pytorch to run it."""
+    import torch
+    from safetensors.torch import save_file
+
+    from fsx.onet import ONet, default_path
+
+    with torch.random.fork_rng():  # the tests' own seeding is left as it was
+        torch.manual_seed(0)
+        state = ONet().state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(default_path()))
+
+
+_onet_in_the_cache()
 # Under pytest-xdist (``-n 2``) each worker computes on one thread, it and the CLI subprocesses it starts (which
 # inherit the variables): two workers then share two cores instead of four threads contending for them, which slows
 # torch's OpenMP loops several-fold.

@@ -300,6 +300,9 @@ PRESETS: dict[str, dict] = {
     # learnt at its end. After the joint and refit stages, G alone on the final, frozen E and Phi (the decoder stage):
     # through the joint stage G draws codes that move with E every step, and only E's last codes are the ones the
     # model is used with (after refit rather than before it, G's reread terms read through the final Phi).
+    # And a perceptual term in MTCNN's ONet (x0.1 of the pixel error; python -m fsx.onet converts it once): a face
+    # network's features are made to find eyes, nose and mouth corners, so a reconstruction is paid for the parts
+    # the pixel error leaves as smudges; E also leaves the expression plateau sooner (~15% more time per aae step).
     # docs/experiments.md has the measurements behind each choice.
     "demo": dict(
         model=dict(image_size=64, width=0.25, generator="skip_generator",
@@ -308,7 +311,8 @@ PRESETS: dict[str, dict] = {
         batch_size=40, synth=dict(persons=0),
         steps={"aae": 1000, "disentangle": 0, "joint": 1500, "refit": 600, "decoder": 600},
         optim=dict(lr_aae=1e-3, betas_aae=(0.5, 0.999), lr_phi=3e-4, reset_at=("joint",), ema_half_life=25),
-        loss=dict(rec=150.0, rec_error="squared", rec_scales=1.0, rec_task=1.0, image_gan=0.1, latent_r1=10.0, task=5.0,
+        loss=dict(rec=150.0, rec_error="squared", rec_scales=1.0, rec_perceptual=0.1,
+                  rec_perceptual_net="onet", rec_task=1.0, image_gan=0.1, latent_r1=10.0, task=5.0,
                   rec_phi=10.0, rec_phi_refit=300.0, cycle_samples=10),
         log_every=25, sample_every=500, ckpt_every=250,
     ),
