@@ -84,5 +84,6 @@ def test_training_names_the_network_and_a_missing_one_is_one_line(tmp_path):
     assert p.returncode != 0 and "Traceback" not in p.stderr
     errors = [line for line in p.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "onet.safetensors" in errors[0] and "python -m fsx.onet" in errors[0], p.stderr
+    assert not (tmp_path / "missing").exists(), "a run that stopped before its first step left its folder behind"
     p = run_fsx("train", "--preset", "tiny", "--set", "loss.rec_perceptual_net=vgg", "--out", tmp_path / "vgg")
     assert p.returncode != 0 and "Traceback" not in p.stderr and "rec_perceptual_net" in p.stderr, p.stderr
