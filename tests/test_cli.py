@@ -1,6 +1,7 @@
 """The CLI as a real subprocess."""
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -102,6 +103,31 @@ def test_readme_plugin_walkthrough_runs_as_written(glasses_site, tmp_path):
     proc = subprocess.run([sys.executable, "-c", f"import fsx; fsx.load({str(run / 'model.safetensors')!r})"],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "attribute 'glasses' (package fsx-glasses 0.1.0) is not installed" in proc.stderr
+
+
+@pytest.mark.slow
+def test_readme_main_command_converts_onet_then_trains_the_demo(tmp_path):
+    """The README's main command after its two installs (this environment has them): ``python -m fsx.onet`` writes
+    ONet's safetensors into an empty cache, then its ``fsx train`` runs the demo preset from it. Only the size changes:
+    one step per stage instead of the preset's budgets."""
+    import importlib.util
+
+    if importlib.util.find_spec("facenet_pytorch") is None:
+        pytest.skip("needs pip install --no-deps facenet-pytorch, as the README's main command does")
+    readme = (REPO / "README.md").read_text()
+    quick = readme[readme.index("## Quick start"):readme.index("## Python")]
+    parts = [p.strip() for p in re.findall(r"```bash\n(.*?)```", quick, re.S)[0].split("&&")]
+    assert parts[-2:-1] == ["python -m fsx.onet"] and parts[-1].startswith("fsx train "), parts
+    env = {"FSX_CACHE": str(tmp_path / "cache")}
+    p = subprocess.run([sys.executable, "-m", "fsx.onet"], capture_output=True, text=True,
+                       env={**os.environ, **env})
+    assert p.returncode == 0 and (tmp_path / "cache" / "onet.safetensors").is_file(), p.stderr
+    p = run_fsx(*shlex.split(parts[-1])[1:], "--steps", "1", env_extra=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    config = json.loads((tmp_path / "runs" / "demo" / "config.json").read_text())
+    assert config["preset"] == "demo" and config["loss"]["rec_perceptual_net"] == "onet"
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "demo" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("loss/rec_perceptual", 0) > 0 for r in rows), rows[0]
 
 
 def test_readme_plugin_example_is_the_tested_package():
