@@ -153,9 +153,9 @@ def test_a_regression_plugin_learns_its_label_by_a_clear_margin_over_the_other_s
     the light clearly better than chance and than the pose sub-vector and f_not_light. Measured (SynthFaces test
     persons, chance 0.335): at 500 joint steps MAE 0.163 from its own sub-vector against 0.318 from pose (seed 0,
     Intel Xeon); at 350 steps 0.188 on that CPU but 0.270 on an AMD EPYC, above the bar: so short a run follows the
-    CPU's floating-point path, hence 500 (docs/experiments.md). No ``decoder`` stage, no judge and no perceptual
-    term (the table reads E and Phi, which the first two never touch; the measurements above predate the third):
-    together they were most of the test's time."""
+    CPU's floating-point path, hence 500 (docs/experiments.md). No ``decoder`` stage and no judge (the table reads E
+    and Phi, which neither touches; they were most of the test's time), and no perceptual term: the measurements above
+    predate it."""
     import json
     import subprocess
     import sys
