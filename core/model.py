@@ -15,6 +15,8 @@ from fsx.disentangler import Disentangler
 from fsx.layout import Layout
 from fsx.plugins import get_registry
 
+PRIORS = ("codes", "standard")  # what ``FaceModel.generate`` draws z* from
+
 
 def to_net(images: torch.Tensor) -> torch.Tensor:
     """[0, 1] -> [-1, 1]."""
@@ -160,9 +162,14 @@ class FaceModel(nn.Module):
             r = r - along_edit(phi_inv, f_base, mask, r)
         return from_net(self.aae.G(phi_inv(f) + r))
 
-    def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n random faces: z* from the prior N(0, I) through G."""
-        return from_net(self.aae.G(self.aae.sample_prior(n, generator=generator)))
+    def generate(self, n: int, generator: torch.Generator | None = None, prior: str = "codes") -> torch.Tensor:
+        """n random faces G(z*). ``prior="codes"``: z* from the Gaussian fitted to E's codes of training pictures
+        when training ended (``AAE.fit_codes``; the prior itself for a model never fitted); ``"standard"``: from
+        the prior N(0, I) of Eq. (5), as the paper samples."""
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        sample = self.aae.sample_codes if prior == "codes" else self.aae.sample_prior
+        return from_net(self.aae.G(sample(n, generator=generator).to(self.device)))
 
     def fingerprint(self) -> str:
         """A short hash of the weights: what an embeddings file records, so that it is compared only with

@@ -15,7 +15,7 @@ from fsx.cli_support import (AttributeList, BadInput, _attribute_name, _load_mod
 from fsx.data.specs import list_images, load_images, photo_aligner
 from fsx.embeddings import default_attribute, encode_files, load_embeddings, retrieve as rank, save_embeddings
 from fsx.eval.audit import audit as run_audit, write_audit
-from fsx.model import RESIDUAL_EDITS
+from fsx.model import PRIORS, RESIDUAL_EDITS
 from fsx.model_io import describe
 from fsx.plugins import attribute_table, get_registry
 
@@ -120,11 +120,14 @@ def edit(checkpoint, source, target, attributes, everything_except, residual, ou
 @click.option("-n", "n", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def generate(checkpoint, n, out, seed):
-    """Write N random faces G(z*), z* ~ N(0, I), as a grid PNG."""
+@click.option("--prior", type=click.Choice(PRIORS), default="codes", show_default=True,
+              help="codes: z* from the Gaussian fitted to E's codes of training pictures when training ended; "
+                   "standard: z* ~ N(0, I), as the paper samples.")
+def generate(checkpoint, n, out, seed, prior):
+    """Write N random faces G(z*) as a grid PNG."""
     model = _load_model(checkpoint)
     with torch.no_grad():
-        images = model.generate(n, generator=torch.Generator().manual_seed(seed)).cpu()
+        images = model.generate(n, generator=torch.Generator().manual_seed(seed), prior=prior).cpu()
     _save_png(images, out)
     click.echo(f"wrote {out}: {n} samples")
 

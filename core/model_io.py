@@ -14,6 +14,9 @@ from fsx.model import FaceModel
 from fsx.plugins import UnknownAttributeError, get_registry
 from fsx.version import __version__
 
+# Tensors a checkpoint from an earlier fsx may lack; the model fills them in (see AAE._load_from_state_dict).
+OPTIONAL = {"aae.code_mean", "aae.code_scale"}
+
 
 def save_model(model, path: str | os.PathLike, **extra) -> None:
     """Save a :class:`fsx.FaceModel`: its weights and the metadata needed to rebuild it.
@@ -68,7 +71,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", registry=N
         raise CheckpointError(f"{path}: cannot build its model: {exc}") from None
     tensors = load_tensors(path)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
+    missing = sorted(set(expected) - set(tensors) - OPTIONAL)
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise CheckpointError(

@@ -133,6 +133,57 @@ def test_generate_is_seeded(model):
     torch.testing.assert_close(a, b)
 
 
+def test_fit_codes_fits_the_codes_mean_and_covariance_and_generate_draws_from_it():
+    """A fresh model's code Gaussian is the prior (both priors give the same faces); after ``fit_codes`` on codes of
+    known moments, ``sample_codes`` draws with those moments and ``generate`` ("codes", the default) from them, while
+    ``prior="standard"`` still draws N(0, I)."""
+    torch.manual_seed(0)
+    model = fsx.FaceModel(tiny_config()).eval()
+    d = model.aae.z_dim
+    with torch.no_grad():
+        g = lambda: torch.Generator().manual_seed(3)
+        torch.testing.assert_close(model.generate(4, generator=g()), model.generate(4, generator=g(), prior="standard"))
+        mixing = torch.randn(d, d) * 0.1
+        codes = torch.randn(20000, d) @ mixing.T + torch.linspace(-1, 1, d)
+        model.aae.fit_codes(codes)
+        torch.testing.assert_close(model.aae.code_mean, codes.mean(0), rtol=0, atol=1e-5)
+        scale = model.aae.code_scale
+        torch.testing.assert_close(scale @ scale.T, torch.cov(codes.T.double()).float(), rtol=0, atol=1e-5)
+        z = model.aae.sample_codes(20000, generator=g())
+        # sampling error over 20,000 draws: ~0.007 per mean, ~0.01 per covariance entry (entries of ~1)
+        assert (z.mean(0) - codes.mean(0)).abs().max() < 0.04
+        assert (torch.cov(z.T) - mixing @ mixing.T).abs().max() < 0.06
+        assert not torch.allclose(model.generate(4, generator=g()), model.generate(4, generator=g(), prior="standard"))
+        torch.testing.assert_close(model.generate(4, generator=g()),
+                                   from_net(model.aae.G(model.aae.sample_codes(4, generator=g()))))
+    with pytest.raises(ValueError, match="prior must be one of"):
+        model.generate(1, prior="uniform")
+    with pytest.raises(ValueError, match=r"fit_codes: need codes of shape \(N >= 2, 99\)"):
+        model.aae.fit_codes(torch.randn(10, 3))
+
+
+def test_a_checkpoint_without_the_code_gaussian_loads_with_the_prior_in_its_place(tmp_path):
+    """Model files written before the code Gaussian existed (no ``aae.code_mean`` / ``aae.code_scale``) still load:
+    generate then draws from N(0, I), as those models did. Any other missing tensor is still refused."""
+    from fsx.checkpoint import CheckpointError, load_tensors, read_metadata, save_tensors
+
+    torch.manual_seed(0)
+    model = fsx.FaceModel(tiny_config()).eval()
+    model.aae.fit_codes(torch.randn(100, model.aae.z_dim) * 0.3)
+    path = tmp_path / "m.safetensors"
+    fsx.save_model(model, path)
+    old = {k: v for k, v in load_tensors(path).items() if not k.startswith("aae.code_")}
+    save_tensors(tmp_path / "old.safetensors", old, read_metadata(path))
+    loaded = fsx.load(tmp_path / "old.safetensors")
+    torch.testing.assert_close(loaded.aae.code_mean, torch.zeros(model.aae.z_dim))
+    torch.testing.assert_close(loaded.aae.code_scale, torch.eye(model.aae.z_dim))
+    torch.testing.assert_close(fsx.load(path).aae.code_scale, model.aae.code_scale)
+    del old["aae.E.fc.weight" if "aae.E.fc.weight" in old else next(k for k in old if k.startswith("aae.E."))]
+    save_tensors(tmp_path / "broken.safetensors", old, read_metadata(path))
+    with pytest.raises(CheckpointError, match="1 missing"):
+        fsx.load(tmp_path / "broken.safetensors")
+
+
 def test_bad_images_get_clear_errors(model):
     with pytest.raises(ValueError, match="32x32"):
         model.encode(torch.rand(1, 3, 64, 64))

@@ -70,9 +70,9 @@ def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 def latent_vs_prior(z: torch.Tensor) -> dict[str, float]:
-    """How far E's codes are from the N(0, I) prior that G is sampled from: the Frechet distance of a Gaussian fitted
-    to z from N(0, I) (0 when the first two moments match), the codes' RMS norm next to the prior's sqrt(d), the
-    mean |mean| per dimension and the mean standard deviation. z: (N, d)."""
+    """How far E's codes are from the N(0, I) prior that D_z pulls them towards: the Frechet distance of a Gaussian
+    fitted to z from N(0, I) (0 when the first two moments match), the codes' RMS norm next to the prior's sqrt(d),
+    the mean |mean| per dimension and the mean standard deviation. z: (N, d)."""
     mu, sigma = feature_statistics(z)
     d = z.shape[1]
     return {"frechet_to_prior": frechet_distance(mu, sigma, torch.zeros(d), torch.eye(d)),

@@ -12,7 +12,8 @@ def _fmt(kind: str, v) -> str:
 def _latent_lines(lat: dict | None) -> list[str]:
     if not lat:
         return []
-    return [f"Codes E(x) against the prior N(0, I) that random samples are drawn from: Frechet distance "
+    return [f"Codes E(x) against the prior N(0, I) that D_z pulls them towards (random samples are drawn from a "
+            f"Gaussian fitted to E's codes of training pictures instead: `FaceModel.generate`): Frechet distance "
             f"{lat['frechet_to_prior']:.2f} (0 = same mean and covariance), RMS norm {lat['rms_norm']:.2f} vs "
             f"{lat['prior_rms_norm']:.2f}, mean |mean| {lat['mean_abs_mean']:.3f}, mean std {lat['mean_std']:.3f}.", ""]
 
@@ -37,7 +38,8 @@ def _headline(m: dict, names: list[str]) -> list[str]:
         f"| autoencoder G(E(x)) | {m['rmse']['aae']:.2f} |",
         f"| embedding G(Phi^-1(Phi(E(x)))) | {m['rmse']['embedding']:.2f} |", "",
         (f"FID against {m['fid']['count']} real pictures of the evaluated persons (standard FID network; biased "
-         f"upwards at small counts): random samples G(z*) {m['fid']['samples']:.1f}, reconstructions G(E(x)) of "
+         f"upwards at small counts): random samples G(z*) {m['fid']['samples']:.1f} (z* from "
+         f"{m.get('samples_from', 'N(0, I)')}), reconstructions G(E(x)) of "
          f"other pictures {m['fid']['reconstructions']:.1f}" if m['fid']['value'] is not None else f"FID: {m['fid']['reason']}"), "",
         *_latent_lines(m.get("latent")),
         "## Each attribute read from each sub-vector (Tables 2 and 3, generalised)", "",
@@ -125,7 +127,7 @@ def _figures(m: dict) -> list[str]:
     lines = []
     lines += ["", "## Figures", ""]
     captions = {"reconstructions": "Inputs, autoencoder and embedding reconstructions (Fig. 3)",
-                "samples": "Random samples G(z*), z* ~ N(0, I)",
+                "samples": "Random samples G(z*), z* from the Gaussian fitted to E's codes of training pictures",
                 "retrieval": "Top-7 retrieval per attribute for two queries, one row per attribute, last row the whole f (Fig. 4)",
                 "transfer": "Transfer k (first rows) and everything except k (last rows); source in the first column (Fig. 5)",
                 }

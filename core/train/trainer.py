@@ -22,6 +22,7 @@ from fsx.folder_lock import folder_lock
 from fsx.model import to_net
 from fsx.model_io import save_model
 from fsx.train import distributed
+from fsx.train.code_prior import fit_code_prior
 from fsx.train.config import TrainConfig
 from fsx.train.judging import TrainingJudge, judge_line
 from fsx.train.run_folder import check_is_folder, clear_run, run_config, write_config
@@ -190,6 +191,8 @@ class Trainer:
         if self.average is not None:  # the stage ends on the averaged weights (the buffers are the live ones)
             self.average.apply()
             self.average = None
+        if "aae.E" in STAGE_TABLE[stage].trains:  # the codes that generate() draws from moved with E
+            fit_code_prior(self.model, self.sources, self.cfg.seed)
         self.completed.append(stage)
         self.stage, self.step = None, 0
         if self.rank == 0:
