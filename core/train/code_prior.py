@@ -31,7 +31,8 @@ def fit_code_prior(model, sources, seed: int, pictures: int = PICTURES, batch: i
             images, _ = source.get_batch(source.at_step(k, indices.tolist()))
             if len(images):
                 codes.append(model.aae.E(to_net(images.to(model.device))).float())
-    z = torch.cat(codes)
-    model.aae.fit_codes(z)
+    z = torch.cat(codes) if codes else torch.empty(0)
+    if len(z) >= 2:  # else (every picture unreadable) the model keeps the Gaussian it had
+        model.aae.fit_codes(z)
     model.train(was_training)
     return len(z)
