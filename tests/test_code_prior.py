@@ -14,7 +14,7 @@ def test_each_stage_that_trains_e_leaves_the_gaussian_of_its_own_codes(tmp_path)
     cfg = make_config("tiny")
     train(cfg, tmp_path, progress=False)
     sources = build_run(cfg).sources
-    for stage, refitted in (("aae", True), ("joint", True)):
+    for stage in ("aae", "joint"):
         saved = fsx.load(tmp_path / f"{stage}.safetensors")
         again = fsx.load(tmp_path / f"{stage}.safetensors")
         assert fit_code_prior(again, sources, cfg.seed) == len(sources[0]) == 384  # fewer than 4096: each once
