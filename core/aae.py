@@ -27,8 +27,18 @@ class AAE(nn.Module):
         # codes towards N(0, I) but does not get them there: they fill a smaller, tilted region, and G draws
         # faces there only. How far off they are grows with training, and a prior sample then asks G to draw from
         # where it never learnt to. Until fitted: the prior itself (mean 0, Cholesky factor I).
-        self.register_buffer("code_mean", torch.zeros(c.z_dim))
-        self.register_buffer("code_scale", torch.eye(c.z_dim))
+        for name, value in self.standard_codes().items():
+            self.register_buffer(name, value)
+
+    def standard_codes(self) -> dict[str, torch.Tensor]:
+        """The code Gaussian's buffers before any fit (and for a file from before they existed): N(0, I) itself."""
+        return {"code_mean": torch.zeros(self.z_dim), "code_scale": torch.eye(self.z_dim)}
+
+    @property
+    def codes_fitted(self) -> bool:
+        """Whether ``sample_codes`` draws from a fitted Gaussian rather than from N(0, I)."""
+        return any(not torch.equal(getattr(self, k), v.to(getattr(self, k).device))
+                   for k, v in self.standard_codes().items())
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """z* ~ p(z) = N(0, I), shape (n, z_dim)."""
@@ -54,7 +64,7 @@ class AAE(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints from before the fitted code Gaussian lack its buffers: they load with the prior in its place.
-        for name, default in (("code_mean", torch.zeros(self.z_dim)), ("code_scale", torch.eye(self.z_dim))):
+        for name, default in self.standard_codes().items():
             state_dict.setdefault(prefix + name, default)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

@@ -169,7 +169,7 @@ class FaceModel(nn.Module):
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         sample = self.aae.sample_codes if prior == "codes" else self.aae.sample_prior
-        return from_net(self.aae.G(sample(n, generator=generator).to(self.device)))
+        return from_net(self.aae.G(sample(n, generator=generator)))
 
     def fingerprint(self) -> str:
         """A short hash of the weights: what an embeddings file records, so that it is compared only with

@@ -14,8 +14,6 @@ from fsx.model import FaceModel
 from fsx.plugins import UnknownAttributeError, get_registry
 from fsx.version import __version__
 
-# Tensors a checkpoint from an earlier fsx may lack; the model fills them in (see AAE._load_from_state_dict).
-OPTIONAL = {"aae.code_mean", "aae.code_scale"}
 
 
 def save_model(model, path: str | os.PathLike, **extra) -> None:
@@ -71,7 +69,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu", registry=N
         raise CheckpointError(f"{path}: cannot build its model: {exc}") from None
     tensors = load_tensors(path)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors) - OPTIONAL)
+    # a file from before the code Gaussian lacks its buffers; the AAE fills them in (AAE._load_from_state_dict)
+    optional = {f"aae.{name}" for name in model.aae.standard_codes()}
+    missing = sorted(set(expected) - set(tensors) - optional)
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise CheckpointError(

@@ -96,9 +96,8 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
     progress("reconstruction RMSE ...")
     metrics["rmse"] = reconstruction_rmse(model, s.test, s.test_idx)
     metrics["latent"] = latent_vs_prior(emb_te["z"])
-    fitted = bool(model.aae.code_mean.any()) or not torch.equal(model.aae.code_scale, torch.eye(
-        model.aae.z_dim, device=model.aae.code_scale.device))
-    metrics["samples_from"] = "the Gaussian fitted to E's training codes" if fitted else "N(0, I)"  # generate()'s
+    metrics["samples_from"] = ("the Gaussian fitted to E's training codes" if model.aae.codes_fitted  # generate()'s
+                               else "N(0, I)")
     progress("probes: every attribute on every sub-vector ...")
     metrics["table"], predictions, metrics["not_measured"] = probe_table(attributes, emb_tr, lab_tr, emb_te, lab_te,
                                                                         names, seed=seed)
