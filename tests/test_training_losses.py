@@ -739,3 +739,39 @@ def test_rec_ramp_start_holds_the_pixel_weight_until_the_ramp_begins(tmp_path):
     assert [no_start.steps._ramped_rec(s) for s in (0, 4, 8)] == pytest.approx([2.0, 4.0, 6.0])
     with pytest.raises(ValueError, match="rec_ramp_start"):
         make_config("tiny", loss={"rec_ramp_start": 1.0})
+
+
+def test_batch_gaussian_has_the_codes_mean_and_covariance():
+    from fsx.train.steps import _batch_gaussian
+
+    torch.manual_seed(0)
+    z = torch.randn(8, 5) * torch.tensor([0.5, 1.0, 2.0, 0.3, 1.5]) + torch.arange(5.0)
+    draws = torch.cat([_batch_gaussian(z) for _ in range(6000)])  # 48,000 draws
+    torch.testing.assert_close(draws.mean(0), z.mean(0), atol=0.03, rtol=0)
+    cov = torch.cov(z.T)
+    # the biased covariance (divided by n instead of n - 1) would miss its diagonal by 12.5%
+    torch.testing.assert_close(torch.cov(draws.T), cov, atol=0.04 * cov.diagonal().max().item(), rtol=0.03)
+
+
+@pytest.mark.parametrize("fake_codes", ["prior", "codes"])
+def test_image_gan_fakes_are_drawn_where_the_configuration_says(tmp_path, fake_codes):
+    tr = _tiny_trainer(tmp_path, loss={"fake_codes": fake_codes})
+    xn = _generator_side_batch(tr)
+    seen = []
+    hook = tr.model.aae.G.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().float()))
+    try:
+        z, _, _, z_prior, _ = tr.steps._encode_decode(xn)
+    finally:
+        hook.remove()
+    fakes = seen[-1]  # G's last call draws the fakes
+    if fake_codes == "prior":
+        torch.testing.assert_close(fakes, z_prior)
+        return
+    assert not torch.allclose(fakes, z_prior)  # D_z's prior samples stay N(0, I) and are not G's input
+    # each fake is the codes' mean plus a combination of the centred codes: nothing outside their span
+    centred = z.detach() - z.detach().mean(0)
+    basis = torch.linalg.svd(centred, full_matrices=False).Vh
+    offset = fakes - z.detach().mean(0)
+    residual = offset - offset @ basis.T @ basis
+    assert residual.norm() < 1e-4 * offset.norm()
+    assert offset.norm(dim=1).min() > 0

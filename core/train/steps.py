@@ -64,6 +64,16 @@ def parameters_frozen(module):
             p.requires_grad_(True)
 
 
+def _batch_gaussian(z: torch.Tensor) -> torch.Tensor:
+    """As many draws as z has rows from the Gaussian with z's mean and (unbiased) covariance: mean + A^T eps with
+    A = (z - mean) / sqrt(n - 1), eps ~ N(0, I_n), so E[(x - mean)(x - mean)^T] = A^T A, the covariance, without a
+    factorisation (rank at most n - 1 in a batch of n)."""
+    n = z.shape[0]
+    mean = z.mean(dim=0)
+    eps = torch.randn(n, n, device=z.device, dtype=z.dtype)
+    return mean + eps @ (z - mean) / max(n - 1, 1) ** 0.5
+
+
 class Steps:
     """The stage steps over one model, its optimisers and the training configuration."""
 
@@ -241,6 +251,7 @@ class Steps:
         z_prior = torch.randn(xn.shape[0], aae.z_dim, device=xn.device)
         with self.autocast():
             z = aae.E(xn)
+            z_fake = z_prior if self.cfg.loss.fake_codes == "prior" else _batch_gaussian(z.detach().float())
             z_g = z
             if encoder_share != 1:  # G's input is a view of z whose gradient is scaled on its way back into E
                 z_g = z.view_as(z)
@@ -251,7 +262,7 @@ class Steps:
             scales = aae.G.pyramid(z_g) if self.cfg.loss.rec_scales else None
             x_rec = scales[-1] if scales is not None else aae.G(z_g)
             with running_stats_frozen(aae.G):
-                x_prior = aae.G(z_prior)
+                x_prior = aae.G(z_fake)
         return z.float(), x_rec, x_prior, z_prior, scales
 
     # --- the stages --------------------------------------------------------------------------------
