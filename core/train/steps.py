@@ -244,7 +244,8 @@ class Steps:
         return obj, terms
 
     def _encode_decode(self, xn, encoder_share: float = 1.0, embedding_share: float = 0.0):
-        """E(x), G(E(x)) (with every scale of a multi-scale G when a loss needs them), G(z*) and z*; E receives
+        """E(x), G(E(x)) (with every scale of a multi-scale G when a loss needs them), the fakes G(z*) (z* as
+        ``loss.fake_codes`` says) and D_z's prior samples z ~ N(0, I); E receives
         ``encoder_share`` of the gradient of every term on G(E(x)). With ``embedding_share``, that share of the
         batch's rows is drawn from the embedding's round trip Phi^-1(Phi(E(x))) instead of from E(x)."""
         aae = self.m.aae
