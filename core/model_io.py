@@ -15,7 +15,6 @@ from fsx.plugins import UnknownAttributeError, get_registry
 from fsx.version import __version__
 
 
-
 def save_model(model, path: str | os.PathLike, **extra) -> None:
     """Save a :class:`fsx.FaceModel`: its weights and the metadata needed to rebuild it.
 

@@ -753,7 +753,7 @@ def test_batch_gaussian_has_the_codes_mean_and_covariance():
     torch.testing.assert_close(torch.cov(draws.T), cov, atol=0.04 * cov.diagonal().max().item(), rtol=0.03)
 
 
-@pytest.mark.parametrize("fake_codes", ["prior", "codes"])
+@pytest.mark.parametrize("fake_codes", ["standard", "codes"])
 def test_image_gan_fakes_are_drawn_where_the_configuration_says(tmp_path, fake_codes):
     tr = _tiny_trainer(tmp_path, loss={"fake_codes": fake_codes})
     xn = _generator_side_batch(tr)
@@ -764,7 +764,7 @@ def test_image_gan_fakes_are_drawn_where_the_configuration_says(tmp_path, fake_c
     finally:
         hook.remove()
     fakes = seen[-1]  # G's last call draws the fakes
-    if fake_codes == "prior":
+    if fake_codes == "standard":
         torch.testing.assert_close(fakes, z_prior)
         return
     assert not torch.allclose(fakes, z_prior)  # D_z's prior samples stay N(0, I) and are not G's input

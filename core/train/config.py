@@ -113,12 +113,12 @@ class LossConfig:
     rec_perceptual: float = 0.0
     rec_perceptual_net: str = attrs.field(default="random", validator=v.in_(PERCEPTUAL_NETWORKS))
     image_gan: float = 1.0  # factor on L_adv and L_gen on the E/G side of Eq. (5)
-    # Where the codes of L_gen's fakes G(z*) come from: "prior" draws z* from N(0, I), Eq. (5) as written; "codes"
+    # Where the codes of L_gen's fakes G(z*) come from: "standard" draws z* from N(0, I), Eq. (5) as written; "codes"
     # from a Gaussian with the mean and covariance of the batch's codes E(x) (without gradient). D_z pulls E's
     # codes towards the prior without getting them onto it, so prior fakes pay G for drawing where no face's code
     # is; "codes" spends L_gen where reconstructions, edits and fitted samples are drawn. D_z's prior samples stay
-    # N(0, I) either way.
-    fake_codes: str = attrs.field(default="prior", validator=v.in_(("prior", "codes")))
+    # N(0, I) either way. (The same words as generate's ``prior``.)
+    fake_codes: str = attrs.field(default="standard", validator=v.in_(("standard", "codes")))
     # Feature matching (not in the paper; VAE-GAN's learned similarity): weight of the L1 between D_x's
     # activations of each real picture and of its reconstruction, added to the E/G side of Eq. (5). Pixel L1 weighs
     # an eye or a mouth by its few pixels; D_x's features weigh what tells a reconstruction from its original.

@@ -252,7 +252,7 @@ class Steps:
         z_prior = torch.randn(xn.shape[0], aae.z_dim, device=xn.device)
         with self.autocast():
             z = aae.E(xn)
-            z_fake = z_prior if self.cfg.loss.fake_codes == "prior" else _batch_gaussian(z.detach().float())
+            z_fake = z_prior if self.cfg.loss.fake_codes == "standard" else _batch_gaussian(z.detach().float())
             z_g = z
             if encoder_share != 1:  # G's input is a view of z whose gradient is scaled on its way back into E
                 z_g = z.view_as(z)
