@@ -47,7 +47,10 @@ from fsx.train.stages import STAGES
 @click.option("--init", type=click.Path(dir_okay=False, exists=True), default=None, help="Start from this model.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default=None,
+              help="What the training steps compute in (weights stay fp32): bf16 autocast, or auto: bf16 where the "
+                   "device computes it natively (a CPU with AVX512-BF16 or AMX, a CUDA GPU), fp32 elsewhere "
+                   "[default: the preset's; demo auto, the others fp32].")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (DDP) to launch.")
 @click.option("--option", "options", multiple=True, metavar="ATTR.KEY=VALUE",
               help="Attribute option, e.g. identity.margin=0.3 or expression.weight=2 (repeatable).")

@@ -51,6 +51,11 @@ def test_eval_writes_metrics_report_and_figures(tiny, tmp_path):
     assert m["latent"]["frechet_to_prior"] >= 0 and m["latent"]["prior_rms_norm"] == pytest.approx(99 ** 0.5)
     report = (out / "report.md").read_text()
     assert "Codes E(x) against the prior N(0, I)" in report
+    # Where the wall time went: every phase, in order, each within the whole and together not over it.
+    assert list(m["seconds"]) == ["samples", "encoding", "rmse", "table", "counterfactual", "disentanglement",
+                                  "judge", "fid", "figures"]
+    assert all(v >= 0 for v in m["seconds"].values()) and sum(m["seconds"].values()) <= m["wall_time_s"] + 0.5
+    assert f"(samples {m['seconds']['samples']:.0f} s, encoding" in report
     assert m["samples_from"] == "the Gaussian fitted to E's training codes"  # fsx train fitted it
     assert "| attribute | metric | pose | identity | expression | style | not_k | chance |" in report
     for fig in ("reconstructions", "samples", "retrieval", "transfer", "explain-expression"):

@@ -263,6 +263,21 @@ def test_a_signal_stops_every_rank_of_an_nproc_2_run_at_one_saved_step(tmp_path,
     assert [r["global_step"] for r in metrics(tmp_path)][-1] <= meta["global_step"]
 
 
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, "fp32"), (True, False, "bf16"),
+                                                         (False, True, "bf16")])
+def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_it_natively(monkeypatch, avx512_bf16, amx, expected):
+    """The CPU's instructions are what this machine has; the two checks torch makes are replaced to cover each case."""
+    import torch
+
+    from fsx.train.setup import resolve_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"  # asked for by name: as asked, on any CPU
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
 @pytest.mark.slow
 def test_bf16_autocast_runs_on_cpu(tmp_path):
     """--precision bf16 runs the training steps' forward passes in bfloat16 (read from E's and G's outputs; bf16 is meant for GPUs, and CPU autocast goes through the same code here, where CI has no GPU), while
@@ -271,7 +286,10 @@ def test_bf16_autocast_runs_on_cpu(tmp_path):
 
     from fsx.train import Trainer, make_config
 
-    for precision, expected in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+    from fsx.train.setup import resolve_precision
+
+    auto = torch.bfloat16 if resolve_precision("auto", torch.device("cpu")) == "bf16" else torch.float32
+    for precision, expected in (("bf16", torch.bfloat16), ("fp32", torch.float32), ("auto", auto)):
         out = tmp_path / precision
         tr = Trainer(make_config("tiny", steps={"aae": 1, "disentangle": 1, "joint": 1, "refit": 0},
                                  precision=precision, device="cpu"), out, progress=False)
@@ -295,7 +313,8 @@ def test_bf16_autocast_runs_on_cpu(tmp_path):
             net.register_forward_hook(record)
         tr.fit()
         assert seen == {expected}, (precision, seen)
-        assert json.loads((out / "config.json").read_text())["precision"] == precision
+        record = json.loads((out / "config.json").read_text())
+        assert record["precision"] == precision and record["computed_in"] == {torch.bfloat16: "bf16", torch.float32: "fp32"}[expected]
         assert all(t.dtype == torch.float32 for t in fsx.load(out / "model.safetensors").state_dict().values()
                    if t.is_floating_point())
 

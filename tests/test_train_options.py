@@ -26,6 +26,13 @@ def test_set_names_unknown_flagged_and_malformed_options(item, says):
         parse_settings([item])
 
 
+def test_the_demo_computes_in_bf16_where_the_device_does_it_natively_and_the_flag_wins():
+    assert config_from_options(["pose"], "demo").precision == "auto"
+    assert config_from_options(["pose"], "paper").precision == "fp32"  # the paper's as written
+    assert config_from_options(["pose"], "demo", precision="fp32").precision == "fp32"
+    assert config_from_options(["pose"], "demo", precision=None).precision == "auto"  # no flag: the preset's
+
+
 def test_every_flagged_setting_exists():
     cfg = config_from_options(["pose"], "tiny")
     for key in FLAGGED:

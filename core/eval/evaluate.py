@@ -8,6 +8,7 @@ counterfactual edits, MIG and DCI) or ``real`` (the identity reader, LFW), then 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -83,24 +84,35 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    seconds: dict = {}  # each phase's wall time, so a user sees where an evaluation's minutes go
+
+    @contextlib.contextmanager
+    def phase(what: str, key: str):
+        progress(f"{what} ...")
+        start = time.perf_counter()
+        yield
+        seconds[key] = round(time.perf_counter() - start, 1)
+
     model.eval()
-    s = samples(data, model.image_size, split, probe_data, test_persons, train_samples, test_samples, seed, progress)
+    with phase("preparing the samples", "samples"):
+        s = samples(data, model.image_size, split, probe_data, test_persons, train_samples, test_samples, seed,
+                    progress)
     attributes, names = get_registry().resolve(list(model.attributes)), list(model.attributes)
-    progress("encoding the probe-fitting and test samples ...")
-    emb_tr, emb_te = encode_all(model, s.fit, s.fit_idx), encode_all(model, s.test, s.test_idx)
+    with phase("encoding the probe-fitting and test samples", "encoding"):
+        emb_tr, emb_te = encode_all(model, s.fit, s.fit_idx), encode_all(model, s.test, s.test_idx)
     lab_tr, lab_te = s.fit.labels_of(s.fit_idx), s.test.labels_of(s.test_idx)
     metrics: dict = {"model": model.metadata, "image_size": model.image_size, "data": data, "split": s.how,
                      "test_persons": test_persons if s.synthetic else None, "train_samples": len(s.fit_idx),
                      "test_samples": len(s.test_idx),
                      "skipped": [] if s.synthetic else sorted(set(s.fit.skipped) | set(s.test.skipped))}
-    progress("reconstruction RMSE ...")
-    metrics["rmse"] = reconstruction_rmse(model, s.test, s.test_idx)
+    with phase("reconstruction RMSE", "rmse"):
+        metrics["rmse"] = reconstruction_rmse(model, s.test, s.test_idx)
     metrics["latent"] = latent_vs_prior(emb_te["z"])
     metrics["samples_from"] = ("the Gaussian fitted to E's training codes" if model.aae.codes_fitted  # generate()'s
                                else "N(0, I)")
-    progress("probes: every attribute on every sub-vector ...")
-    metrics["table"], predictions, metrics["not_measured"] = probe_table(attributes, emb_tr, lab_tr, emb_te, lab_te,
-                                                                        names, seed=seed)
+    with phase("probes: every attribute on every sub-vector", "table"):
+        metrics["table"], predictions, metrics["not_measured"] = probe_table(attributes, emb_tr, lab_tr, emb_te,
+                                                                            lab_te, names, seed=seed)
     for name, why in metrics["not_measured"].items():
         progress(f"{name}: not measured ({why})")
     # The measures of this kind of data, in order: (what the console says, the metrics key, the measure).
@@ -113,15 +125,16 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
     if lfw is not None:
         measures.append(("LFW verification", "lfw", lambda: lfw_verification(model, lfw)))
     for what, key, measure in measures:
-        progress(f"{what} ...")
-        metrics[key] = measure()
+        with phase(what, key):
+            metrics[key] = measure()
     if (metrics.get("lfw") or {}).get("skipped"):
         progress(f"LFW: {len(metrics['lfw']['skipped'])} unreadable image(s) skipped, e.g. {metrics['lfw']['skipped'][0]}")
-    progress("figures ...")
     explained = {a.name: (a.probe, predictions[a.name]) for a in attributes
                  if a.probe is not None and a.probe.kind == "classification" and a.name in predictions}
-    metrics["figures"] = figures.all_figures(model, s.test, s.test_idx, emb_te, lab_te, explained, out, seed=seed)
+    with phase("figures", "figures"):
+        metrics["figures"] = figures.all_figures(model, s.test, s.test_idx, emb_te, lab_te, explained, out, seed=seed)
     metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    metrics["seconds"] = seconds
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
     (out / "report.md").write_text(report(metrics, names))
     return metrics

@@ -24,6 +24,10 @@ def report(m: dict, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _phases(seconds: dict | None) -> str:
+    return f" ({', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())})" if seconds else ""
+
+
 def _headline(m: dict, names: list[str]) -> list[str]:
     """What was measured and how, the reconstruction, FID and the latent, and the attribute table's header."""
     info = m.get("model", {})
@@ -31,7 +35,7 @@ def _headline(m: dict, names: list[str]) -> list[str]:
         "# fsx evaluation report", "",
         f"Model trained on {info.get('data', '?')} with preset {info.get('preset', '?')} "
         f"(steps {info.get('steps', {})}); image size {m['image_size']} px. Evaluated on {m.get('data', 'synthfaces')}: "
-        f"{m.get('split', '')}. Wall time {m.get('wall_time_s', '?')} s.", "",
+        f"{m.get('split', '')}. Wall time {m.get('wall_time_s', '?')} s{_phases(m.get('seconds'))}.", "",
         *([f"{len(m['skipped'])} unreadable image(s) were left out, e.g. {m['skipped'][0]}", ""] if m.get("skipped") else []),
         "## Reconstruction (Table 1)", "",
         "| path | RMSE (0-255) |", "|---|---|",

@@ -204,7 +204,9 @@ class TrainConfig:
     # bookkeeping
     seed: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0), v.lt(2**31)])  # torch's seeds
     device: str = attrs.field(default="auto", validator=v.in_(("auto", "cpu", "cuda")))
-    precision: str = attrs.field(default="fp32", validator=v.in_(("fp32", "bf16")))
+    # What the steps' forward passes compute in: "fp32", "bf16" (autocast; the weights stay fp32), or "auto": bf16
+    # where the device computes it natively (fsx.train.setup.resolve_precision), fp32 elsewhere.
+    precision: str = attrs.field(default="fp32", validator=v.in_(("fp32", "bf16", "auto")))
     log_every: int = attrs.field(default=10, validator=v.ge(1))
     sample_every: int = attrs.field(default=500, validator=v.ge(1))
     ckpt_every: int = attrs.field(default=200, validator=v.ge(1))
@@ -309,12 +311,14 @@ PRESETS: dict[str, dict] = {
     # And a perceptual term in MTCNN's ONet (x0.1 of the pixel error; python -m fsx.onet converts it once): a face
     # network's features are made to find eyes, nose and mouth corners, so a reconstruction is paid for the parts
     # the pixel error leaves as smudges; E also leaves the expression plateau sooner (~15% more time per aae step).
+    # Its steps run in bf16 where the device computes bf16 natively ("auto"; fp32 elsewhere): on a CPU with AVX512-BF16
+    # the whole run takes about two thirds of fp32's time, its readings within the seeds' spread.
     # docs/experiments.md has the measurements behind each choice.
     "demo": dict(
         model=dict(image_size=64, width=0.25, generator="skip_generator",
                    backbone_options={"generator": {"width": 0.125, "floor": 16, "coarse": 128},
                                      "encoder": {"width": 0.5}}),
-        batch_size=40, synth=dict(persons=0),
+        batch_size=40, synth=dict(persons=0), precision="auto",
         steps={"aae": 1000, "disentangle": 0, "joint": 1500, "refit": 600, "decoder": 600},
         optim=dict(lr_aae=1e-3, betas_aae=(0.5, 0.999), lr_phi=3e-4, reset_at=("joint",), ema_half_life=25),
         loss=dict(rec=150.0, rec_error="squared", rec_scales=1.0, rec_perceptual=0.1,

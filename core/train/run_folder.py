@@ -128,11 +128,12 @@ def config_differences(run: TrainConfig, now: TrainConfig) -> list[str]:
             for k in a if k not in BOOKKEEPING and a[k] != b.get(k)]
 
 
-def write_config(out: Path, config: TrainConfig, sources: dict, labels: dict) -> None:
+def write_config(out: Path, config: TrainConfig, sources: dict, labels: dict, computed_in: str) -> None:
     """``config.json``: the resolved configuration; under ``sources`` each data source's size, labels and count of
-    unreadable images; under ``labels`` each attribute's labelling sources and the labelled samples it trained on
-    (``load_run_config`` reads the configuration back)."""
-    record = dict(attrs.asdict(config), sources=sources, labels=labels)
+    unreadable images; under ``labels`` each attribute's labelling sources and the labelled samples it trained on;
+    under ``computed_in`` the precision the steps ran in (``precision`` "auto" resolved on the device of the run's
+    latest start). ``load_run_config`` reads the configuration back."""
+    record = dict(attrs.asdict(config), sources=sources, labels=labels, computed_in=computed_in)
     atomic_write_bytes(out / "config.json", (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
 
@@ -143,6 +144,6 @@ def load_run_config(folder: str | Path) -> TrainConfig:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a readable run configuration ({exc})") from None
-    record.pop("sources", None)
-    record.pop("labels", None)
+    for key in ("sources", "labels", "computed_in"):
+        record.pop(key, None)
     return TrainConfig.from_dict(record)

@@ -35,6 +35,7 @@ class Run:
     optimizers: dict
     sources: list[DataSource]
     labelled_by: dict  # attribute -> the names of the sources that label it
+    precision: str  # what the steps compute in: fp32 or bf16 (config.precision "auto" resolved on this device)
     preview: torch.Tensor  # the pictures of the sample grids
     schedule: BatchSchedule
     label_counts: LabelCounts
@@ -49,6 +50,18 @@ def pick_device(config: TrainConfig, local_rank: int = 0) -> torch.device:
         torch.cuda.set_device(device)
         return device
     return torch.device("cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> "bf16" where ``device`` computes bf16 natively (a CUDA device that supports it, a CPU with
+    AVX512-BF16 or AMX), else "fp32": on other CPUs autocast emulates bf16 and runs slower than fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    # torch.cpu's own checks of the CPU's instructions (private, hence looked up with a fallback)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return "bf16" if any(getattr(torch.cpu, name, lambda: False)() for name in checks) else "fp32"
 
 
 def configured_attributes(config: TrainConfig, registry=None) -> list:
@@ -106,9 +119,10 @@ def build_run(config: TrainConfig, rank: int = 0, world: int = 1, local_rank: in
     schedule = BatchSchedule(sources, attributes, max(2, config.batch_size // world), config.seed, rank,
                              config.mirror_p, gen, workers=config.workers, pin_memory=device.type == "cuda")
     label_counts = LabelCounts(attributes, sources, device, world)
+    precision = resolve_precision(config.precision, device)
     autocast = None
-    if config.precision == "bf16":
+    if precision == "bf16":
         autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16)  # noqa: E731
     steps = Steps(model, attributes, config, optimizers, gen, distributed.GradientAverager(model, world), autocast)
-    return Run(config, device, gen, attributes, model, optimizers, sources, labelled_by, preview, schedule,
+    return Run(config, device, gen, attributes, model, optimizers, sources, labelled_by, precision, preview, schedule,
                label_counts, steps)

@@ -72,6 +72,7 @@ class Trainer:
         self.optimizers, self.sources, self.labelled_by, self.preview = (run.optimizers, run.sources,
                                                                          run.labelled_by, run.preview)
         self.schedule, self.label_counts, self.steps = run.schedule, run.label_counts, run.steps
+        self.precision = run.precision
         self.skips_reported = {s.name: 0 for s in self.sources}
         self.completed: list[str] = []
         self.stage, self.step, self.global_step = None, 0, 0
@@ -99,12 +100,15 @@ class Trainer:
         if resume:
             self._load_state()
         if self.rank == 0:
+            if self.cfg.precision == "auto":
+                self.report(f"precision: {self.precision} (auto: {'' if self.precision == 'bf16' else 'no '}native bf16 "
+                            f"on this {self.device.type.upper()})")
             for source in self.sources:
                 self.report(f"data: {source!r}")
             for a in self.attributes:
                 self.report(f"attribute {a.name}: labelled by {', '.join(self.labelled_by[a.name])}")
             self._report_skipped(resume)
-            write_config(self.out, self.cfg, self.source_summary(), self.label_summary())
+            write_config(self.out, self.cfg, self.source_summary(), self.label_summary(), self.precision)
             self.log = MetricsLog(self.out, resume, self.global_step, self.report)
 
     # --- what the data gave: labelled samples per attribute, unreadable inputs ----------------------
@@ -334,7 +338,7 @@ class Trainer:
                 "samplers": sorted(self.schedule.samplers), "label_counts": self.label_counts.total.tolist()},
                 average=self.average.state_dict() if self.average is not None else None)
             self.last_checkpoint = self.checkpoint_path
-            write_config(self.out, self.cfg, self.source_summary(), self.label_summary())
+            write_config(self.out, self.cfg, self.source_summary(), self.label_summary(), self.precision)
         if self.world > 1:
             dist.barrier()
 
@@ -361,7 +365,7 @@ class Trainer:
         if self.rank == 0:
             path = self.out / "model.safetensors"
             save_model(self.model, path, **self._info())
-            write_config(self.out, self.cfg, self.source_summary(), self.label_summary())
+            write_config(self.out, self.cfg, self.source_summary(), self.label_summary(), self.precision)
         if self.world > 1:
             dist.barrier()
         return path
