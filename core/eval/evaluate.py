@@ -70,6 +70,20 @@ def samples(data: str, size: int, split: str, probe_data: str | None, test_perso
                    chosen.how, False)
 
 
+class Phases:
+    """The evaluation's phases, each said as it starts and timed, so a user sees where its minutes go."""
+
+    def __init__(self, progress):
+        self.progress, self.seconds = progress, {}
+
+    @contextlib.contextmanager
+    def __call__(self, what: str, key: str):
+        self.progress(f"{what} ...")
+        start = time.perf_counter()
+        yield
+        self.seconds[key] = round(time.perf_counter() - start, 1)
+
+
 def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int = PERSONS["test"], train_samples: int = 4000,
              test_samples: int = 3200, inception: str | None = None, fid_samples: int = 1000, seed: int = 0,
              lfw: str | None = None, probe_data: str | None = None, split: str = "test", progress=print) -> dict:
@@ -84,15 +98,7 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    seconds: dict = {}  # each phase's wall time, so a user sees where an evaluation's minutes go
-
-    @contextlib.contextmanager
-    def phase(what: str, key: str):
-        progress(f"{what} ...")
-        start = time.perf_counter()
-        yield
-        seconds[key] = round(time.perf_counter() - start, 1)
-
+    phase = Phases(progress)
     model.eval()
     with phase("preparing the samples", "samples"):
         s = samples(data, model.image_size, split, probe_data, test_persons, train_samples, test_samples, seed,
@@ -133,8 +139,7 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
                  if a.probe is not None and a.probe.kind == "classification" and a.name in predictions}
     with phase("figures", "figures"):
         metrics["figures"] = figures.all_figures(model, s.test, s.test_idx, emb_te, lab_te, explained, out, seed=seed)
-    metrics["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    metrics["seconds"] = seconds
+    metrics.update(wall_time_s=round(time.perf_counter() - t0, 1), seconds=phase.seconds)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable) + "\n")
     (out / "report.md").write_text(report(metrics, names))
     return metrics

@@ -311,8 +311,9 @@ PRESETS: dict[str, dict] = {
     # And a perceptual term in MTCNN's ONet (x0.1 of the pixel error; python -m fsx.onet converts it once): a face
     # network's features are made to find eyes, nose and mouth corners, so a reconstruction is paid for the parts
     # the pixel error leaves as smudges; E also leaves the expression plateau sooner (~15% more time per aae step).
-    # Its steps run in bf16 where the device computes bf16 natively ("auto"; fp32 elsewhere): on a CPU with AVX512-BF16
-    # the whole run takes about two thirds of fp32's time, its readings within the seeds' spread.
+    # Its steps run in bf16 where the device computes bf16 natively ("auto"): the narrow networks' steps are bound by
+    # memory traffic and small operations, which half-size activations shorten; fp32 on other CPUs, where autocast
+    # would emulate bf16 and run slower than fp32.
     # docs/experiments.md has the measurements behind each choice.
     "demo": dict(
         model=dict(image_size=64, width=0.25, generator="skip_generator",
