@@ -285,7 +285,6 @@ def test_bf16_autocast_runs_on_cpu(tmp_path):
     import torch
 
     from fsx.train import Trainer, make_config
-
     from fsx.train.setup import resolve_precision
 
     auto = torch.bfloat16 if resolve_precision("auto", torch.device("cpu")) == "bf16" else torch.float32
@@ -314,7 +313,8 @@ def test_bf16_autocast_runs_on_cpu(tmp_path):
         tr.fit()
         assert seen == {expected}, (precision, seen)
         record = json.loads((out / "config.json").read_text())
-        assert record["precision"] == precision and record["computed_in"] == {torch.bfloat16: "bf16", torch.float32: "fp32"}[expected]
+        computed_in = {torch.bfloat16: "bf16", torch.float32: "fp32"}[expected]
+        assert record["precision"] == precision and record["computed_in"] == computed_in
         assert all(t.dtype == torch.float32 for t in fsx.load(out / "model.safetensors").state_dict().values()
                    if t.is_floating_point())
 

@@ -92,7 +92,8 @@ def evaluate(model, out: str | Path, data: str = "synthfaces", test_persons: int
     ``data``: "synthfaces" (probes fitted on training persons, measured on ``test_persons`` unseen ones of
     ``split``, "val" to choose settings or "test" to report, with the measures only exact ground truth allows:
     counterfactual edits, MIG, DCI, the judge) or any source ``fsx train`` reads,
-    split as ``fsx.eval.data`` describes (``probe_data``: fit the probes on another source)."""
+    split as ``fsx.eval.data`` describes (``probe_data``: fit the probes on another source). ``model`` is left in
+    eval mode and channels_last."""
     if lfw is not None:
         lfw_pairs(lfw)  # a wrong --lfw is said before the evaluation's minutes of work, not after them
     out = Path(out)
