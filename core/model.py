@@ -24,8 +24,9 @@ def to_net(images: torch.Tensor) -> torch.Tensor:
 
 
 def from_net(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1]."""
-    return ((x + 1.0) * 0.5).clamp(0.0, 1.0)
+    """[-1, 1] -> [0, 1], in torch's default layout whatever layout G computed in (a channels_last tensor cannot be
+    ``.view()``-ed as users' code expects)."""
+    return ((x + 1.0) * 0.5).clamp(0.0, 1.0).contiguous()
 
 
 # The edits ``FaceModel.transfer(..., residual=...)`` can make besides the paper's (None).
@@ -55,6 +56,9 @@ class FaceModel(nn.Module):
         self.layout = Layout((s.name, s.dim) for s in config.attributes)
         self.aae = AAE(config, registry.backbones if registry is not None else None)
         self.disentangler = Disentangler(config.z_dim, self.layout.dim, config.phi_hidden, config.disentangler)
+        # channels_last, as fsx trains: oneDNN's and cuDNN's convolutions are faster in it, and G's nearest upsample
+        # is far slower in NCHW on a CPU (a loaded model's generate, transfer and reconstruct included)
+        self.to(memory_format=torch.channels_last)
 
     # --- description -------------------------------------------------------------------------------
     @property

@@ -35,3 +35,22 @@ def test_train_step_bench_times_a_changed_setting_beside_the_base_and_names_a_ba
 
     bad = subprocess.run(bench + ["--vs", "loss.no_such_term=1"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "no_such_term" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_model_api_bench_times_a_loaded_model_in_both_layouts(tmp_path):
+    import json
+
+    import torch
+
+    import fsx
+    from conftest import tiny_config
+
+    torch.manual_seed(0)
+    fsx.save_model(fsx.FaceModel(tiny_config()).eval(), tmp_path / "m.safetensors")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "model_api.py"), str(tmp_path / "m.safetensors"),
+                           "--images", "8", "--batch", "4"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    for name in ("encode", "autoencode", "reconstruct", "transfer", "generate"):
+        assert out[name]["channels_last"] > 0 and out[name]["nchw"] > 0, out
+        assert out[name]["max_abs_difference"] < 1e-3, out  # the same pictures, up to float rounding

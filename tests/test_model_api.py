@@ -133,6 +133,27 @@ def test_generate_is_seeded(model):
     torch.testing.assert_close(a, b)
 
 
+def test_a_loaded_model_computes_in_channels_last_and_returns_pictures_in_the_default_layout(tmp_path):
+    """A FaceModel (a loaded one included) holds its convolutions in channels_last, as fsx trains; its pictures come
+    back in torch's default layout (``.view`` works on them) and equal an NCHW copy's up to float rounding."""
+    torch.manual_seed(0)
+    model = fsx.FaceModel(tiny_config()).eval()
+    fsx.save_model(model, tmp_path / "m.safetensors")
+    loaded = fsx.load(tmp_path / "m.safetensors")
+    convs = [m.weight for m in loaded.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not all(w.is_contiguous() for w in convs)  # the layout differs from NCHW's for these shapes
+    nchw = fsx.load(tmp_path / "m.safetensors").to(memory_format=torch.contiguous_format)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for name, out, ref in [("autoencode", loaded.autoencode(x), nchw.autoencode(x)),
+                               ("reconstruct", loaded.reconstruct(x), nchw.reconstruct(x)),
+                               ("generate", loaded.generate(2, generator=torch.Generator().manual_seed(2)),
+                                nchw.generate(2, generator=torch.Generator().manual_seed(2)))]:
+            assert out.is_contiguous() and out.view(2, -1).shape == (2, 3 * 32 * 32), name
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def test_fit_codes_fits_the_codes_mean_and_covariance_and_generate_draws_from_it():
     """A fresh model's code Gaussian is the prior (both priors give the same faces); after ``fit_codes`` on codes of
     known moments, ``sample_codes`` draws with those moments and ``generate`` ("codes", the default) from them, while
