@@ -193,7 +193,8 @@ class InceptionFID(nn.Module):
         return self.net.layers(self.preprocess(images))
 
     def fold(self) -> InceptionFID:
-        """Every convolution's normalisation folded into it (:meth:`Conv.fold`); returns self."""
+        """Every convolution's normalisation folded into it (:meth:`Conv.fold`); returns self. It reads the weights
+        once: fold after loading them (weights loaded later are not seen)."""
         for m in self.modules():
             if isinstance(m, Conv):
                 m.fold()
