@@ -101,9 +101,7 @@ def build_run(config: TrainConfig, rank: int = 0, world: int = 1, local_rank: in
     gen = torch.Generator().manual_seed(config.seed * 7 + rank)
     attributes = configured_attributes(config, registry)
     model = initial_model(config, attributes, init, registry)
-    # channels_last on every device: oneDNN's CPU convolutions and cuDNN's are both faster in it, and a nearest
-    # upsample in NCHW is far slower on CPU than in channels_last
-    model.to(device, memory_format=torch.channels_last)
+    model.to(device)  # in the layout FaceModel holds (channels_last, fsx.model says why); .to keeps it
     distributed.broadcast_weights(model, world)
     optimizers = build_optimizers(model, config)
     sources = parse_sources(config.data, model.image_size, seed=config.seed, persons=config.synth.persons,
